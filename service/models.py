@@ -1,0 +1,34 @@
+"""Base pydantic model shared by every record and API document.
+
+Records are stored and served with camelCase field names, as the seed's API did, while
+Python code uses snake_case attributes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+class CamelModel(BaseModel):
+    """A model that reads either naming style and dumps camelCase JSON."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def to_doc(self) -> dict[str, Any]:
+        """The JSON-ready camelCase form used on the wire and in storage."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, truncated to milliseconds."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def isoformat(moment: datetime) -> str:
+    """ISO 8601 with milliseconds and a ``Z`` suffix, the form every record uses."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

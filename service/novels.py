@@ -1,0 +1,41 @@
+"""The novel record: metadata in the record store, the text itself in the blob store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from service.jobs import StoryboardSummary
+from service.models import CamelModel, utcnow
+
+
+class StoryboardRef(CamelModel):
+    """Where the latest storyboard of a novel lives, with its counts."""
+
+    key: str
+    job_id: str
+    summary: StoryboardSummary
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Novel(CamelModel):
+    """An uploaded novel."""
+
+    novel_id: str
+    user_id: str
+    title: str
+    chars: int
+    text_key: str
+    created_at: datetime = Field(default_factory=utcnow)
+    latest_storyboard: StoryboardRef | None = None
+
+
+def text_key(novel_id: str) -> str:
+    """Blob key of a novel's normalised UTF-8 text."""
+    return f"novels/{novel_id}/text.txt"
+
+
+def storyboard_key(novel_id: str, job_id: str) -> str:
+    """Blob key of the storyboard a job produced; deterministic, so a retry overwrites its own."""
+    return f"storyboards/{novel_id}/{job_id}.json"

@@ -1,0 +1,174 @@
+"""The narrow interfaces between the service's logic and its backends.
+
+Each port has an AWS implementation (SQS, DynamoDB, S3) and a local one (SQLite and the
+filesystem). The consumer, producer, API and job logic see only these protocols, and one
+contract test suite runs against every implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from service.jobs import Job, Transition
+from service.novels import Novel, StoryboardRef
+from service.storyboard import Storyboard
+
+
+class BackendError(Exception):
+    """A backend could not be reached or refused a request for reasons other than input."""
+
+
+class AlreadyExists(Exception):
+    """A create found a record with the same id."""
+
+
+class BlobNotFound(KeyError):
+    """No blob is stored under the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A received queue message. ``receive_count`` is 1 on the first delivery."""
+
+    message_id: str
+    receipt: str
+    body: str
+    receive_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """Result of a batch call: receipts that failed, mapped to the backend's error code."""
+
+    failed: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """Approximate message counts, as SQS reports them."""
+
+    visible: int
+    in_flight: int
+
+
+class Queue(Protocol):
+    """A queue with SQS semantics: at-least-once delivery, visibility timeouts, batches.
+
+    Batch methods take any number of receipts and split them into calls of at most ten.
+    A stale or unknown receipt fails on its own without failing the rest of the batch.
+    """
+
+    async def send(self, body: str, *, delay_s: int = 0) -> str:
+        """Enqueue a message and return its id."""
+        ...
+
+    async def receive(
+        self, *, max_messages: int, wait_s: float, visibility_s: int
+    ) -> list[Message]:
+        """Long-poll for up to ``max_messages`` (1-10), hiding them for ``visibility_s``."""
+        ...
+
+    async def delete_batch(self, receipts: Sequence[str]) -> BatchOutcome:
+        """Delete received messages."""
+        ...
+
+    async def change_visibility_batch(
+        self, receipts: Sequence[str], visibility_s: int
+    ) -> BatchOutcome:
+        """Set the remaining invisibility of received messages (0 makes them visible now)."""
+        ...
+
+    async def depth(self) -> QueueDepth:
+        """Approximate counts of visible and in-flight messages."""
+        ...
+
+
+class JobStore(Protocol):
+    """Job records with guarded (conditional) updates."""
+
+    async def create(self, job: Job) -> None:
+        """Store a new job; raise :class:`AlreadyExists` if the id is taken."""
+        ...
+
+    async def get(self, job_id: str) -> Job | None:
+        """The job, or ``None``."""
+        ...
+
+    async def apply(self, job_id: str, transition: Transition) -> Job | None:
+        """Apply the transition atomically if its guard holds; the new job, else ``None``."""
+        ...
+
+
+class NovelStore(Protocol):
+    """Novel metadata records."""
+
+    async def create(self, novel: Novel) -> None:
+        """Store a new novel; raise :class:`AlreadyExists` if the id is taken."""
+        ...
+
+    async def get(self, novel_id: str) -> Novel | None:
+        """The novel, or ``None``."""
+        ...
+
+    async def set_latest_storyboard(self, novel_id: str, ref: StoryboardRef) -> None:
+        """Point the novel at its newest storyboard."""
+        ...
+
+
+class BlobStore(Protocol):
+    """Opaque bytes by key: novel texts and storyboards."""
+
+    async def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        """Store ``data`` under ``key``, replacing any previous value atomically."""
+        ...
+
+    async def get(self, key: str) -> bytes:
+        """The bytes under ``key``; raise :class:`BlobNotFound` if there are none."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is not an error."""
+        ...
+
+
+class Pingable(Protocol):
+    """Something whose reachability ``/readyz`` can check."""
+
+    async def ping(self) -> None:
+        """Return if reachable; raise :class:`BackendError` otherwise."""
+        ...
+
+
+ProgressCallback = Callable[[float, str], Awaitable[None]]
+"""Called by analyzers with a fraction in [0, 1] of their own work and a stage name."""
+
+
+@dataclass(frozen=True, slots=True)
+class NovelText:
+    """What an analyzer gets: the novel's identity and its full normalised text."""
+
+    novel_id: str
+    title: str
+    text: str
+
+
+class Analyzer(Protocol):
+    """Turns a novel's text into a storyboard."""
+
+    name: str
+
+    async def analyze(self, novel: NovelText, on_progress: ProgressCallback) -> Storyboard:
+        """Analyze the whole text. Raise :class:`AnalysisError` for failures."""
+        ...
+
+
+class AnalysisError(Exception):
+    """An analyzer failed. ``transient`` failures are retried by redelivery."""
+
+    def __init__(self, code: str, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.transient = transient

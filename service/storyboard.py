@@ -1,0 +1,118 @@
+"""The storyboard schema: what every analyzer returns and what clients download.
+
+Ids are assigned by our code, never by a model: characters ``c1, c2, …``, scenes ``s1, …``
+and panels ``p1, …`` in reading order. A dialogue line's ``speakerId`` is a character id or
+``narrator``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Self
+
+from pydantic import Field, model_validator
+
+from service.jobs import StoryboardSummary
+from service.models import CamelModel
+
+NARRATOR = "narrator"
+
+
+class ShotType(StrEnum):
+    """Camera framing of a panel."""
+
+    ESTABLISHING = "establishing"
+    WIDE = "wide"
+    MEDIUM = "medium"
+    CLOSE_UP = "close-up"
+    EXTREME_CLOSE_UP = "extreme-close-up"
+    OVER_THE_SHOULDER = "over-the-shoulder"
+
+
+class Character(CamelModel):
+    """A character with a stable id and what an illustrator needs to draw them."""
+
+    id: str
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    description: str = ""
+    mentions: int = 0
+
+
+class DialogueLine(CamelModel):
+    """One spoken line; ``speaker_id`` is a character id or ``narrator``."""
+
+    speaker_id: str
+    text: str
+
+
+class Panel(CamelModel):
+    """One comic panel."""
+
+    id: str
+    shot_type: ShotType
+    description: str
+    character_ids: list[str] = Field(default_factory=list)
+    dialogue: list[DialogueLine] = Field(default_factory=list)
+    narration: str | None = None
+    image_prompt: str
+
+
+class Scene(CamelModel):
+    """A run of panels in one place and time within a chapter."""
+
+    id: str
+    chapter_index: int = Field(ge=0)
+    chapter_title: str
+    summary: str
+    location: str
+    character_ids: list[str] = Field(default_factory=list)
+    panels: list[Panel] = Field(default_factory=list)
+
+
+class Meta(CamelModel):
+    """How the storyboard was made."""
+
+    analyzer: str
+    chunk_count: int = 0
+    chapter_count: int = 0
+    timings: dict[str, float] = Field(default_factory=dict)
+    model: str | None = None
+    usage: dict[str, int] = Field(default_factory=dict)
+
+
+class Storyboard(CamelModel):
+    """A whole novel as a comic storyboard."""
+
+    novel_id: str
+    title: str
+    characters: list[Character] = Field(default_factory=list)
+    scenes: list[Scene] = Field(default_factory=list)
+    meta: Meta
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Self:
+        known = {c.id for c in self.characters}
+        for scene in self.scenes:
+            _check_ids(scene.character_ids, known, f"scene {scene.id}")
+            for panel in scene.panels:
+                _check_ids(panel.character_ids, known, f"panel {panel.id}")
+                speakers = [line.speaker_id for line in panel.dialogue]
+                _check_ids(speakers, known | {NARRATOR}, f"dialogue of panel {panel.id}")
+        return self
+
+    def summary(self) -> StoryboardSummary:
+        """The counts stored beside the storyboard's pointer."""
+        return StoryboardSummary(
+            title=self.title,
+            chapters=self.meta.chapter_count,
+            scenes=len(self.scenes),
+            panels=sum(len(s.panels) for s in self.scenes),
+            characters=len(self.characters),
+        )
+
+
+def _check_ids(ids: list[str], known: set[str], where: str) -> None:
+    unknown = sorted(set(ids) - known)
+    if unknown:
+        raise ValueError(f"{where} refers to unknown character ids {unknown}")

@@ -1,0 +1,90 @@
+"""Shared fixtures: a moto server for the AWS APIs and settings factories for both backends."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from service.settings import Settings
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CORPUS = SHARED / "corpus"
+
+# Fake credentials so botocore signs requests; moto accepts anything.
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+
+def free_port() -> int:
+    """A TCP port that is free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server on a free loopback port, for the whole session."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def corpus_file(name: str) -> Path:
+    """A file of the shared corpus, or skip the test when the corpus is not laid out."""
+    path = CORPUS / name
+    if not path.exists():
+        pytest.skip(f"shared corpus file {name} is not present beside the project")
+    return path
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def aws_settings(moto_endpoint: str) -> SettingsFactory:
+    """Settings for the AWS backend on moto, with resource names unique to the test."""
+    suffix = uuid.uuid4().hex[:10]
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "backend": "aws",
+            "aws_endpoint_url": moto_endpoint,
+            "aws_region": "us-east-1",
+            "queue_name": f"jobs-{suffix}",
+            "dlq_name": f"jobs-{suffix}-dlq",
+            "table_name": f"storyboard-{suffix}",
+            "bucket": f"storyboard-{suffix}",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def local_settings(tmp_path: Path) -> SettingsFactory:
+    """Settings for the local backend in a fresh data directory."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"backend": "local", "data_dir": tmp_path / "data"}
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
