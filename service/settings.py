@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     backend: Literal["local", "aws"] | None = None
     data_dir: Path = Path("data")
 
-    host: str = "0.0.0.0"  # noqa: S104 - a container must listen on every interface
+    host: str = "0.0.0.0"  # a container must listen on every interface
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=20 * MIB, gt=0)
     public_base_url: str = ""
@@ -34,7 +34,8 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("STORYBOARD_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
     )
     aws_endpoint_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("STORYBOARD_AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL")
+        default=None,
+        validation_alias=AliasChoices("STORYBOARD_AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL"),
     )
     queue_name: str = "storyboard-jobs"
     dlq_name: str = "storyboard-jobs-dlq"

@@ -1,0 +1,1 @@
+"""The queue side: the long-poll consumer and the handlers it runs."""

@@ -1,0 +1,236 @@
+"""The long-poll consumer: receive, run each message as a task, delete or leave it.
+
+Lifecycle: ``async with Consumer(...)`` starts the receive loop, the visibility heartbeat
+and the delete batcher; leaving the block (or ``stop()``) stops receiving, lets in-flight
+jobs finish for up to the grace period, cancels what is left and makes its messages
+visible again so another replica can take them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+import structlog
+
+from consumers.batching import DeleteBatcher, Lease, VisibilityHeartbeat
+from consumers.outcome import Outcome
+from consumers.slots import Slots
+from consumers.stats import ConsumerStats
+from service.logs import get_logger
+from service.ports import Message, Queue
+
+log = get_logger(__name__)
+
+Dispatch = Callable[[Message], Awaitable[Outcome]]
+
+MAX_BATCH = 10
+IDLE_CHECK_S = 5.0
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    """How the consumer polls and how many jobs it runs at once."""
+
+    concurrency: int
+    wait_s: float
+    visibility_s: int
+    delete_flush_s: float = 0.1
+    grace_s: float = 30.0
+
+
+class Consumer:
+    """Runs queue messages through ``dispatch`` under bounded concurrency."""
+
+    def __init__(self, queue: Queue, dispatch: Dispatch, config: ConsumerConfig) -> None:
+        self._queue = queue
+        self._dispatch = dispatch
+        self._config = config
+        self.stats = ConsumerStats()
+        self._slots = Slots(config.concurrency)
+        self._leases: dict[str, Lease] = {}
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._deleter = DeleteBatcher(queue, self.stats, config.delete_flush_s)
+        self._heartbeat = VisibilityHeartbeat(
+            queue, self.stats, config.visibility_s, lambda: list(self._leases.values())
+        )
+        self._services: set[asyncio.Task[None]] = set()
+        self._receiver: asyncio.Task[None] | None = None
+        self._stopped: asyncio.Future[None] | None = None
+        self._cut = asyncio.Event()
+        self.draining = False
+        self.last_beat = time.monotonic()
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop(grace_s=0.0 if exc_type is not None else None)
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs running now."""
+        return self._slots.used
+
+    def start(self) -> None:
+        """Start the receive loop, the heartbeat and the delete batcher."""
+        if self._receiver is not None:
+            return
+        self._receiver = asyncio.create_task(self._receive_loop(), name="receive-loop")
+        for name, coro in (("deleter", self._deleter.run()), ("heartbeat", self._heartbeat.run())):
+            self._services.add(asyncio.create_task(coro, name=name))
+
+    def begin_drain(self) -> None:
+        """Stop receiving now (readiness turns 503); ``stop()`` finishes the shutdown."""
+        self.draining = True
+        if self._receiver is not None:
+            self._receiver.cancel()
+
+    def cut_grace(self) -> None:
+        """End the drain early: unfinished jobs are released at once."""
+        self.begin_drain()
+        self._cut.set()
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop receiving, drain for up to ``grace_s`` (default: the configured grace), then
+        release the rest. Safe to call twice; a second call waits for the first."""
+        if self._stopped is not None:
+            await asyncio.shield(self._stopped)
+            return
+        self._stopped = asyncio.get_running_loop().create_future()
+        try:
+            await self._shutdown(self._config.grace_s if grace_s is None else grace_s)
+        finally:
+            self._stopped.set_result(None)
+
+    async def wait_idle(self) -> None:
+        """Wait until no job is running (for one-shot runs and tests)."""
+        while self._jobs:
+            await asyncio.wait(set(self._jobs))
+
+    async def _shutdown(self, grace_s: float) -> None:
+        self.begin_drain()
+        if self._receiver is not None:
+            await asyncio.gather(self._receiver, return_exceptions=True)
+        await self._drain(grace_s)
+        await self._release_unfinished()
+        for task in self._services:
+            task.cancel()
+        await asyncio.gather(*self._services, return_exceptions=True)
+        await self._deleter.close()
+        log.info("consumer stopped", **_counts(self.stats))
+
+    async def _drain(self, grace_s: float) -> None:
+        if self._jobs:
+            log.info("draining", in_flight=len(self._jobs), grace_s=grace_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while self._jobs and not self._cut.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            cut = asyncio.ensure_future(self._cut.wait())
+            try:
+                await asyncio.wait(
+                    {*self._jobs, cut}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                cut.cancel()
+
+    async def _release_unfinished(self) -> None:
+        unfinished = [task for task in self._jobs if not task.done()]
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        receipts = [lease.receipt for lease in self._leases.values()]
+        self._leases.clear()
+        if not receipts:
+            return
+        try:
+            outcome = await self._queue.change_visibility_batch(receipts, 0)
+            self.stats.released += len(receipts) - len(outcome.failed)
+            log.info("released unfinished messages", count=len(receipts))
+        except Exception:
+            log.exception("could not release messages; they reappear after their timeout")
+
+    async def _receive_loop(self) -> None:
+        backoff = 0.0
+        while True:
+            self.last_beat = time.monotonic()
+            free = await self._slots.wait_free(IDLE_CHECK_S)
+            if free == 0:
+                continue
+            try:
+                messages = await self._queue.receive(
+                    max_messages=min(MAX_BATCH, free),
+                    wait_s=self._config.wait_s,
+                    visibility_s=self._config.visibility_s,
+                )
+            except Exception as exc:
+                backoff = min(MAX_BACKOFF_S, max(0.5, backoff * 2))
+                self.stats.receive_errors += 1
+                log.warning("receive failed", error=str(exc), retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                continue
+            backoff = 0.0
+            self._count_receive(len(messages))
+            for message in messages:
+                self._launch(message)
+
+    def _count_receive(self, count: int) -> None:
+        self.stats.receives += 1
+        self.stats.received += count
+        if count == 0:
+            self.stats.empty_receives += 1
+
+    def _launch(self, message: Message) -> None:
+        self._slots.take()
+        self.stats.peak_in_flight = max(self.stats.peak_in_flight, self._slots.used)
+        self._leases[message.receipt] = Lease(message.receipt)
+        task = asyncio.create_task(self._run(message), name=f"message-{message.message_id}")
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+
+    async def _run(self, message: Message) -> None:
+        structlog.contextvars.bind_contextvars(
+            messageId=message.message_id, attempt=message.receive_count
+        )
+        try:
+            outcome = await self._dispatch(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The message stays, so the queue redelivers it and, past maxReceiveCount,
+            # moves it to the dead-letter queue; nothing is lost.
+            self.stats.crashed += 1
+            log.exception("handler crashed")
+            outcome = Outcome.RETRY
+        else:
+            self._settle(message, outcome)
+        finally:
+            self._slots.release()
+        if outcome is Outcome.RETRY:
+            self._leases.pop(message.receipt, None)
+
+    def _settle(self, message: Message, outcome: Outcome) -> None:
+        if outcome is Outcome.DELETE:
+            self._leases.pop(message.receipt, None)
+            self.stats.acked += 1
+            self._deleter.add(message.receipt)
+        else:
+            self.stats.retried += 1
+
+
+def _counts(stats: ConsumerStats) -> dict[str, int]:
+    return {name: getattr(stats, name) for name in stats.__slots__}

@@ -1,0 +1,63 @@
+"""Progress writes that do not hold the job up.
+
+A job reports progress with ``report()``, which returns at once. One background task per job
+writes the newest pending value, so a slow store delays progress display, never the work,
+and bursts of reports collapse into one write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from service import jobs
+from service.logs import get_logger
+from service.ports import JobStore
+
+log = get_logger(__name__)
+
+
+class ProgressWriter:
+    """Coalescing, ordered progress writes for one attempt of one job."""
+
+    def __init__(self, store: JobStore, job_id: str, attempt: int) -> None:
+        self._store = store
+        self._job_id = job_id
+        self._attempt = attempt
+        self._pending: tuple[int, str] | None = None
+        self._last: tuple[int, str] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def report(self, percentage: int, stage: str) -> None:
+        """Record progress; the write happens in the background."""
+        value = (max(0, min(100, percentage)), stage)
+        if value == self._last or value == self._pending:
+            return
+        self._pending = value
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name=f"progress-{self._job_id}")
+
+    async def on_fraction(self, low: int, high: int, fraction: float, stage: str) -> None:
+        """Map an analyzer's fraction of its own work onto ``low``..``high`` percent."""
+        self.report(low + round((high - low) * max(0.0, min(1.0, fraction))), stage)
+
+    async def close(self) -> None:
+        """Wait for the last pending write; call before the job's final transition."""
+        if self._task is not None:
+            await self._task
+
+    def cancel(self) -> None:
+        """Drop pending writes (the job is being abandoned)."""
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _drain(self) -> None:
+        while self._pending is not None:
+            percentage, stage = self._last = self._pending
+            self._pending = None
+            try:
+                await self._store.apply(
+                    self._job_id, jobs.progress(self._attempt, percentage, stage)
+                )
+            except Exception as exc:
+                # Progress is advisory; the job's outcome is written separately and checked.
+                log.warning("progress write failed", error=str(exc), percentage=percentage)

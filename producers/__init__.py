@@ -1,0 +1,1 @@
+"""The enqueue side: creating jobs and sending their messages."""

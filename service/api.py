@@ -1,0 +1,222 @@
+"""HTTP routes: submissions, job status, storyboards, health and the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from producers.enqueue import EnqueueError
+from service.api_schema import JobAccepted, JobView, NovelCreated, NovelUpload, NovelView
+from service.appkeys import RUNTIME
+from service.http_errors import ApiError, not_found
+from service.jobs import Job, JobStatus
+from service.novels import Novel
+from service.ports import BlobNotFound
+from service.runtime import Runtime
+from service.text import EmptyTextError, TextDecodeError, load_novel_bytes, normalise_text
+from service.uploads import store_novel
+
+ANONYMOUS_USER = "local"
+_ID = re.compile(r"^[0-9a-f]{32}$")
+PROBE_TIMEOUT_S = 3.0
+
+routes = web.RouteTableDef()
+
+
+def current_user(request: web.Request) -> str:
+    """The caller's user id; every caller is the anonymous local user until auth exists."""
+    return ANONYMOUS_USER
+
+
+def _runtime(request: web.Request) -> Runtime:
+    return request.app[RUNTIME]
+
+
+def _url(request: web.Request, path: str) -> str:
+    return _runtime(request).settings.public_base_url.rstrip("/") + path
+
+
+def _path_id(request: web.Request, name: str, what: str) -> str:
+    # Ids are ours (UUID hex); anything else cannot exist, and must never reach a key.
+    value = request.match_info[name]
+    if not _ID.match(value):
+        raise not_found(what)
+    return value
+
+
+async def _owned_novel(request: web.Request) -> Novel:
+    novel_id = _path_id(request, "novelId", "novel")
+    novel = await _runtime(request).backend.novels.get(novel_id)
+    if novel is None or novel.user_id != current_user(request):
+        raise not_found("novel")
+    return novel
+
+
+@routes.post("/v1/novels")
+async def create_novel(request: web.Request) -> web.Response:
+    """Upload a novel as JSON ``{title, text}`` or as ``text/plain`` with ``?title=``."""
+    title, text = await _read_upload(request)
+    novel = await store_novel(_runtime(request).backend, current_user(request), title, text)
+    body = NovelCreated(novel_id=novel.novel_id, title=title, chars=novel.chars).to_doc()
+    headers = {"Location": _url(request, f"/v1/novels/{novel.novel_id}")}
+    return web.json_response(body, status=201, headers=headers)
+
+
+async def _read_upload(request: web.Request) -> tuple[str, str]:
+    if request.content_type == "application/json":
+        upload = _parse_json_upload(await request.read())
+        title, text = upload.title, normalise_text(upload.text)
+    elif request.content_type == "text/plain":
+        title = request.query.get("title", "").strip()
+        if not title or len(title) > 500:
+            raise ApiError(
+                422, "validation_error", "query parameter 'title' (1-500 chars) is required"
+            )
+        text = _decode_plain(await request.read())
+    else:
+        raise ApiError(
+            415, "unsupported_media_type", "send application/json {title, text} or text/plain"
+        )
+    if not text.strip():
+        raise ApiError(422, "empty_text", "the novel's text is empty")
+    return title.strip(), text
+
+
+def _parse_json_upload(raw: bytes) -> NovelUpload:
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ApiError(422, "validation_error", "request body must be a JSON object")
+    try:
+        return NovelUpload.model_validate(document)
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", _describe(exc)) from None
+
+
+def _decode_plain(raw: bytes) -> str:
+    try:
+        return load_novel_bytes(raw)
+    except TextDecodeError as exc:
+        raise ApiError(415, "undecodable_text", str(exc)) from None
+    except EmptyTextError:
+        raise ApiError(422, "empty_text", "the novel's text is empty") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+@routes.get("/v1/novels/{novelId}")
+async def get_novel(request: web.Request) -> web.Response:
+    """A novel's metadata and the summary of its latest storyboard."""
+    novel = await _owned_novel(request)
+    latest = novel.latest_storyboard
+    view = NovelView(
+        novel_id=novel.novel_id,
+        title=novel.title,
+        chars=novel.chars,
+        created_at=novel.created_at,
+        storyboard=latest.summary if latest else None,
+        storyboard_url=_url(request, f"/v1/novels/{novel.novel_id}/storyboard") if latest else None,
+    )
+    return web.json_response(view.to_doc())
+
+
+@routes.post("/v1/novels/{novelId}/analyze")
+async def analyze_novel(request: web.Request) -> web.Response:
+    """Queue an analysis of the novel; answer 202 with the job's status URL."""
+    novel = await _owned_novel(request)
+    try:
+        job = await _runtime(request).producer.submit(novel.novel_id, current_user(request))
+    except EnqueueError as exc:
+        raise ApiError(503, "queue_unavailable", str(exc)) from None
+    status_url = _url(request, f"/v1/jobs/{job.job_id}")
+    body = JobAccepted(job_id=job.job_id, status=job.status, status_url=status_url).to_doc()
+    return web.json_response(body, status=202, headers={"Location": status_url})
+
+
+@routes.get("/v1/jobs/{jobId}")
+async def get_job(request: web.Request) -> web.Response:
+    """A job's status, progress, attempts, error and storyboard URL."""
+    job_id = _path_id(request, "jobId", "job")
+    job = await _runtime(request).backend.jobs.get(job_id)
+    if job is None or job.user_id != current_user(request):
+        raise not_found("job")
+    return web.json_response(job_view(request, job).to_doc())
+
+
+def job_view(request: web.Request, job: Job) -> JobView:
+    """The public view of a job record."""
+    done = job.status is JobStatus.COMPLETED
+    return JobView(
+        job_id=job.job_id,
+        novel_id=job.novel_id,
+        type=job.type,
+        status=job.status,
+        progress=job.progress,
+        attempts=job.attempts,
+        error=job.error,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        storyboard_url=_url(request, f"/v1/novels/{job.novel_id}/storyboard") if done else None,
+        summary=job.summary,
+    )
+
+
+@routes.get("/v1/novels/{novelId}/storyboard")
+async def get_storyboard(request: web.Request) -> web.Response:
+    """The novel's latest storyboard, as stored."""
+    novel = await _owned_novel(request)
+    if novel.latest_storyboard is None:
+        raise not_found("storyboard")
+    try:
+        data = await _runtime(request).backend.blobs.get(novel.latest_storyboard.key)
+    except BlobNotFound:
+        raise not_found("storyboard") from None
+    return web.Response(body=data, content_type="application/json")
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers and, in a worker, the receive loop's heartbeat is fresh."""
+    runtime = _runtime(request)
+    consumer = runtime.consumer
+    if consumer is not None:
+        age = time.monotonic() - consumer.last_beat
+        if age > runtime.settings.heartbeat_stale_s:
+            raise ApiError(503, "consumer_stalled", f"consumer loop silent for {age:.0f} s")
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: not draining, and every backend answers."""
+    runtime = _runtime(request)
+    if runtime.draining:
+        raise ApiError(503, "draining", "the service is shutting down")
+    failures = await _probe_failures(runtime)
+    if failures:
+        raise ApiError(503, "backend_unavailable", "; ".join(failures))
+    return web.json_response({"status": "ready", "backend": runtime.backend.name})
+
+
+async def _probe_failures(runtime: Runtime) -> list[str]:
+    probes = runtime.backend.probes
+    results: list[Any] = await asyncio.gather(
+        *(asyncio.wait_for(p.ping(), PROBE_TIMEOUT_S) for p in probes), return_exceptions=True
+    )
+    return [
+        f"{type(p).__name__}: {type(r).__name__}"
+        for p, r in zip(probes, results, strict=True)
+        if isinstance(r, BaseException)
+    ]

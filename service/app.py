@@ -1,0 +1,44 @@
+"""The aiohttp application: routes, error handling and the runtime's lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from service import api
+from service.appkeys import RUNTIME, SETTINGS
+from service.http_errors import error_middleware
+from service.openapi import openapi_handler
+from service.ports import Analyzer
+from service.runtime import open_runtime
+from service.settings import Settings
+
+HEALTH_ROUTES = frozenset({"/healthz", "/readyz"})
+
+
+def create_app(
+    settings: Settings,
+    *,
+    serve_api: bool = True,
+    worker: bool = True,
+    analyzer: Analyzer | None = None,
+) -> web.Application:
+    """Build the app. ``serve_api`` adds the /v1 routes; ``worker`` runs the consumer.
+
+    A worker-only process still serves /healthz and /readyz for its probes.
+    """
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    app[SETTINGS] = settings
+    for route in api.routes:
+        if serve_api or route.path in HEALTH_ROUTES:  # type: ignore[attr-defined]
+            app.router.add_route(route.method, route.path, route.handler)  # type: ignore[attr-defined]
+    app.router.add_get("/openapi.json", openapi_handler)
+
+    async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with open_runtime(settings, worker=worker, analyzer=analyzer) as runtime:
+            app[RUNTIME] = runtime
+            yield
+
+    app.cleanup_ctx.append(runtime_ctx)
+    return app

@@ -1,0 +1,11 @@
+"""Every piece of state on the aiohttp application, declared in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from service.runtime import Runtime
+from service.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+RUNTIME = web.AppKey("runtime", Runtime)

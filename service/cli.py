@@ -1,0 +1,137 @@
+"""The ``storyboard`` command: run the service, set up resources, submit and inspect jobs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from service.logs import configure_logging
+from service.ports import BackendError
+from service.settings import Settings, SettingsError, load_settings
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class CliError(Exception):
+    """A failure to report as one line on stderr with a non-zero exit."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="storyboard", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in (
+        ("serve", "API and worker in one process (the container default)"),
+        ("api", "the HTTP API only"),
+        ("worker", "the queue worker only (serves /healthz and /readyz)"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--host", help="listen address (default: STORYBOARD_HOST)")
+        sub.add_argument("--port", type=int, help="listen port (default: STORYBOARD_PORT)")
+    commands.add_parser("bootstrap", help="create the queue, DLQ, table and bucket (idempotent)")
+    submit = commands.add_parser("submit", help="upload a novel and queue its analysis")
+    submit.add_argument("file", help="novel text file (UTF-8 or GB18030), or - for stdin")
+    submit.add_argument("--title", help="title (default: the file name)")
+    submit.add_argument("--url", default=DEFAULT_URL, help=f"service URL (default {DEFAULT_URL})")
+    status = commands.add_parser("status", help="show a job's status")
+    status.add_argument("job_id")
+    status.add_argument("--url", default=DEFAULT_URL, help=f"service URL (default {DEFAULT_URL})")
+    analyze = commands.add_parser(
+        "analyze", help="one-shot: analyze a file on the embedded backend"
+    )
+    analyze.add_argument("file", help="novel text file (UTF-8 or GB18030), or - for stdin")
+    analyze.add_argument("--out", default="storyboard.json", help="where to write the storyboard")
+    analyze.add_argument("--title", help="title (default: the file name)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings_for(args)
+        configure_logging(settings.log_level, settings.log_format)
+        return asyncio.run(_COMMANDS[args.command](args, settings))
+    except (SettingsError, CliError, BackendError) as exc:
+        print(f"storyboard: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _settings_for(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        overrides["port"] = args.port
+    return load_settings(**overrides)
+
+
+async def _run_server(settings: Settings, *, serve_api: bool, worker: bool) -> int:
+    from service.app import create_app
+    from service.server import serve
+
+    app = create_app(settings, serve_api=serve_api, worker=worker)
+    await serve(app, settings.host, settings.port)
+    return 0
+
+
+async def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    return await _run_server(settings, serve_api=True, worker=True)
+
+
+async def _api(args: argparse.Namespace, settings: Settings) -> int:
+    return await _run_server(settings, serve_api=True, worker=False)
+
+
+async def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    return await _run_server(settings, serve_api=False, worker=True)
+
+
+async def _bootstrap(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.resolved_backend == "aws":
+        from service.bootstrap import bootstrap
+
+        report = await bootstrap(settings)
+        print(f"queue {report.queue_url}\ndlq {report.dlq_url}")
+        print(f"table {report.table}\nbucket {report.bucket}")
+    else:
+        from service.backends import open_backend
+
+        async with open_backend(settings):
+            print(f"local backend ready in {settings.data_dir.resolve()}")
+    return 0
+
+
+async def _submit(args: argparse.Namespace, settings: Settings) -> int:
+    from service.client import submit_file
+
+    print(await submit_file(args.url, args.file, args.title))
+    return 0
+
+
+async def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from service.client import job_status
+
+    print(await job_status(args.url, args.job_id))
+    return 0
+
+
+async def _analyze(args: argparse.Namespace, settings: Settings) -> int:
+    from service.oneshot import run_oneshot
+
+    return await run_oneshot(settings, args.file, out=args.out, title=args.title)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
+    "serve": _serve,
+    "api": _api,
+    "worker": _worker,
+    "bootstrap": _bootstrap,
+    "submit": _submit,
+    "status": _status,
+    "analyze": _analyze,
+}

@@ -1,0 +1,67 @@
+"""A small HTTP client for the ``submit`` and ``status`` commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from service.cli import CliError
+
+TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10)
+
+
+def read_input(path: str) -> bytes:
+    """The bytes of a file, or of stdin for ``-``; a clear CliError when unreadable."""
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read()
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def default_title(path: str) -> str:
+    """The title used when none is given: the file's name without its suffix."""
+    return "stdin" if path == "-" else Path(path).stem
+
+
+async def _call(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> Any:
+    try:
+        async with session.request(method, url, **kw) as response:
+            body = await response.json(content_type=None)
+            if response.status >= 400:
+                error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
+                raise CliError(f"{response.status} {error.get('code')}: {error.get('message')}")
+            return body
+    except aiohttp.ClientError as exc:
+        raise CliError(f"cannot reach {url}: {exc}") from None
+    except json.JSONDecodeError:
+        raise CliError(f"{url} did not answer with JSON") from None
+
+
+async def submit_file(base_url: str, path: str, title: str | None) -> str:
+    """Upload the file and queue its analysis; return the job id."""
+    data = read_input(path)
+    base = base_url.rstrip("/")
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        novel = await _call(
+            session,
+            "POST",
+            f"{base}/v1/novels",
+            params={"title": title or default_title(path)},
+            data=data,
+            headers={"Content-Type": "text/plain"},
+        )
+        job = await _call(session, "POST", f"{base}/v1/novels/{novel['novelId']}/analyze")
+    return str(job["jobId"])
+
+
+async def job_status(base_url: str, job_id: str) -> str:
+    """The job's status document, pretty-printed."""
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        job = await _call(session, "GET", f"{base_url.rstrip('/')}/v1/jobs/{job_id}")
+    return json.dumps(job, ensure_ascii=False, indent=2)

@@ -1,0 +1,103 @@
+"""The OpenAPI 3.1 document for every route, generated from the API's pydantic models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic.json_schema import models_json_schema
+
+from service import __version__
+from service.api_schema import ErrorBody, JobAccepted, JobView, NovelCreated, NovelUpload, NovelView
+from service.storyboard import Storyboard
+
+_MODELS = (ErrorBody, JobAccepted, JobView, NovelCreated, NovelUpload, NovelView, Storyboard)
+_REF = "#/components/schemas/{model}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(model=name)}
+
+
+def _json(name: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): _json("ErrorBody", "error") for s in statuses}
+
+
+def _id_param(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    }
+
+
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": _ref("NovelUpload")},
+        "text/plain": {"schema": {"type": "string", "minLength": 1}},
+    },
+}
+
+_HEALTH = {"200": {"description": "ok"}, **_errors(503)}
+
+OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/v1/novels"): {
+        "summary": "Upload a novel (JSON, or text/plain in UTF-8 or GB18030 with ?title=)",
+        "parameters": [{"name": "title", "in": "query", "schema": {"type": "string"}}],
+        "requestBody": _UPLOAD_BODY,
+        "responses": {"201": _json("NovelCreated", "created"), **_errors(400, 413, 415, 422)},
+    },
+    ("GET", "/v1/novels/{novelId}"): {
+        "summary": "A novel's metadata",
+        "parameters": [_id_param("novelId")],
+        "responses": {"200": _json("NovelView", "the novel"), **_errors(404)},
+    },
+    ("POST", "/v1/novels/{novelId}/analyze"): {
+        "summary": "Queue a storyboard analysis",
+        "parameters": [_id_param("novelId")],
+        "responses": {"202": _json("JobAccepted", "queued"), **_errors(404, 503)},
+    },
+    ("GET", "/v1/novels/{novelId}/storyboard"): {
+        "summary": "The novel's latest storyboard",
+        "parameters": [_id_param("novelId")],
+        "responses": {"200": _json("Storyboard", "the storyboard"), **_errors(404)},
+    },
+    ("GET", "/v1/jobs/{jobId}"): {
+        "summary": "A job's status and progress",
+        "parameters": [_id_param("jobId")],
+        "responses": {"200": _json("JobView", "the job"), **_errors(404)},
+    },
+    ("GET", "/healthz"): {"summary": "Liveness", "responses": _HEALTH},
+    ("GET", "/readyz"): {"summary": "Readiness", "responses": _HEALTH},
+    ("GET", "/openapi.json"): {
+        "summary": "This document",
+        "responses": {"200": {"description": "OpenAPI document"}},
+    },
+}
+
+
+def build_document() -> dict[str, Any]:
+    """The whole OpenAPI document."""
+    _, schemas = models_json_schema(
+        [(m, "serialization") for m in _MODELS], by_alias=True, ref_template=_REF
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for (method, path), operation in OPERATIONS.items():
+        paths.setdefault(path, {})[method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "storyboard-service", "version": __version__},
+        "paths": paths,
+        "components": {"schemas": schemas.get("$defs", {})},
+    }
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    """Serve the document."""
+    return web.json_response(build_document())

@@ -1,0 +1,73 @@
+"""Process wiring: the backend, the analyzer, the producer and the consumer, as one unit.
+
+``open_runtime`` is the single place where the pieces are built from the settings and torn
+down again in reverse order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from consumers.analyze import AnalyzeDeps, AnalyzeHandler
+from consumers.consumer import Consumer, ConsumerConfig
+from consumers.handlers import HandlerRegistry
+from producers.enqueue import JobProducer
+from service.analysis.factory import make_analyzer
+from service.backends import Backend, open_backend
+from service.messages import ANALYZE
+from service.ports import Analyzer
+from service.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """Everything a running process holds."""
+
+    settings: Settings
+    backend: Backend
+    analyzer: Analyzer
+    producer: JobProducer
+    consumer: Consumer | None
+
+    @property
+    def draining(self) -> bool:
+        """True once shutdown has begun."""
+        return self.consumer is not None and self.consumer.draining
+
+
+def build_consumer(settings: Settings, backend: Backend, analyzer: Analyzer) -> Consumer:
+    """The consumer with every job handler registered."""
+    registry = HandlerRegistry()
+    deps = AnalyzeDeps(
+        jobs=backend.jobs,
+        novels=backend.novels,
+        blobs=backend.blobs,
+        analyzer=analyzer,
+        max_receive_count=settings.max_receive_count,
+    )
+    registry.register(ANALYZE, AnalyzeHandler(deps))
+    config = ConsumerConfig(
+        concurrency=settings.worker_concurrency,
+        wait_s=settings.receive_wait_s,
+        visibility_s=settings.visibility_timeout_s,
+        delete_flush_s=settings.delete_flush_s,
+        grace_s=settings.shutdown_grace_s,
+    )
+    return Consumer(backend.queue, registry.dispatch, config)
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, worker: bool = True, analyzer: Analyzer | None = None
+) -> AsyncIterator[Runtime]:
+    """Open the backend and, with ``worker``, run the consumer for the context's lifetime."""
+    async with AsyncExitStack() as stack:
+        backend = await stack.enter_async_context(open_backend(settings))
+        chosen = analyzer or make_analyzer(settings)
+        consumer = build_consumer(settings, backend, chosen) if worker else None
+        if consumer is not None:
+            await stack.enter_async_context(consumer)
+        producer = JobProducer(backend.jobs, backend.queue)
+        yield Runtime(settings, backend, chosen, producer, consumer)

@@ -1,0 +1,70 @@
+"""Settings: defaults, backend choice and one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.settings import Settings, SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ENDPOINT_URL", "STORYBOARD_QUEUE_URL", "STORYBOARD_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_follow_the_design() -> None:
+    settings = load_settings()
+    assert settings.worker_concurrency == 32
+    assert settings.receive_wait_s == 20
+    assert settings.max_body_bytes == 20 * 1024 * 1024
+    assert (settings.host, settings.port) == ("0.0.0.0", 8080)
+
+
+def test_backend_is_local_unless_aws_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().resolved_backend == "local"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    assert load_settings().resolved_backend == "aws"
+    monkeypatch.setenv("STORYBOARD_BACKEND", "local")
+    assert load_settings().resolved_backend == "local"
+
+
+def test_queue_url_selects_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORYBOARD_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/1/q")
+    assert load_settings().resolved_backend == "aws"
+
+
+def test_environment_is_read_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORYBOARD_WORKER_CONCURRENCY", "7")
+    assert load_settings().worker_concurrency == 7
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("STORYBOARD_WORKER_CONCURRENCY", "0", "worker_concurrency"),
+        ("STORYBOARD_PORT", "http", "port"),
+        ("STORYBOARD_BACKEND", "redis", "backend"),
+        ("STORYBOARD_RECEIVE_WAIT_S", "25", "receive_wait_s"),
+    ],
+)
+def test_bad_settings_fail_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert fragment in message
+
+
+def test_long_poll_must_fit_in_the_visibility_timeout() -> None:
+    with pytest.raises(SettingsError, match="receive_wait_s"):
+        load_settings(receive_wait_s=20, visibility_timeout_s=10)
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValueError, match="frozen"):
+        settings.port = 1  # type: ignore[misc]
