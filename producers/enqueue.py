@@ -21,6 +21,10 @@ log = get_logger(__name__)
 class EnqueueError(Exception):
     """The job could not be queued; its record has been marked failed."""
 
+    def __init__(self, job_id: str, message: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
 
 def new_id() -> str:
     """A fresh opaque id (UUID4 hex, safe in keys and paths)."""
@@ -44,7 +48,7 @@ class JobProducer:
         except Exception as exc:
             log.error("enqueue failed", jobId=job.job_id, error=str(exc))
             await self._abandon(job.job_id)
-            raise EnqueueError("the job queue is unavailable; try again later") from exc
+            raise EnqueueError(job.job_id, "the job queue is unavailable; try again later") from exc
         log.info("job queued", jobId=job.job_id, novelId=novel_id, userId=user_id)
         return job
 

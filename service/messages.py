@@ -18,5 +18,5 @@ class JobMessage(CamelModel):
     type: str = ANALYZE
 
     def to_body(self) -> str:
-        """The JSON body sent to the queue."""
-        return self.model_dump_json(by_alias=True)
+        """The JSON body sent to the queue: exactly the seed's body for an analyze job."""
+        return self.model_dump_json(by_alias=True, exclude_defaults=True)

@@ -88,3 +88,22 @@ def local_settings(tmp_path: Path) -> SettingsFactory:
         return Settings(**values)
 
     return make
+
+
+@pytest.fixture(params=["local", "aws"])
+def make_settings(
+    request: pytest.FixtureRequest,
+    local_settings: SettingsFactory,
+    aws_settings: SettingsFactory,
+) -> SettingsFactory:
+    """Settings for each backend in turn: tests using it run once per backend."""
+    return aws_settings if request.param == "aws" else local_settings
+
+
+async def prepare(settings: Settings) -> Settings:
+    """Create the AWS resources a test's settings name (the local backend needs nothing)."""
+    if settings.resolved_backend == "aws":
+        from service.bootstrap import bootstrap
+
+        await bootstrap(settings)
+    return settings

@@ -1,0 +1,24 @@
+"""Polling helpers for tests: wait for a condition with a generous deadline, never a timing claim."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, within_s: float = 60.0, every_s: float = 0.05
+) -> T:
+    """Call ``probe`` until it returns something other than None or False."""
+    deadline = time.monotonic() + within_s
+    while True:
+        value = await probe()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within_s} s")
+        await asyncio.sleep(every_s)
