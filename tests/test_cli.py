@@ -1,0 +1,88 @@
+"""The ``storyboard`` command: settings errors, bootstrap, submit and status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.cli import main
+from tests.conftest import SettingsFactory
+from tests.processes import ROOT, running_service, service_env
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_bad_settings_exit_non_zero_with_one_line(tmp_path: Path) -> None:
+    env = service_env(tmp_path, STORYBOARD_WORKER_CONCURRENCY="lots")
+    result = _run("serve", env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "worker_concurrency" in lines[0]
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    result = _run("explode")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+
+
+def test_bootstrap_is_idempotent_on_moto(
+    aws_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = aws_settings()
+    assert settings.aws_endpoint_url is not None
+    monkeypatch.setenv("AWS_ENDPOINT_URL", settings.aws_endpoint_url)
+    monkeypatch.setenv("STORYBOARD_QUEUE_NAME", settings.queue_name)
+    monkeypatch.setenv("STORYBOARD_DLQ_NAME", settings.dlq_name)
+    monkeypatch.setenv("STORYBOARD_TABLE_NAME", settings.table_name)
+    monkeypatch.setenv("STORYBOARD_BUCKET", settings.bucket)
+    assert main(["bootstrap"]) == 0
+    assert main(["bootstrap"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(settings.queue_name) >= 2
+    assert f"table {settings.table_name}" in out
+
+
+def test_bootstrap_prepares_the_local_data_directory(tmp_path: Path) -> None:
+    result = _run("bootstrap", env=service_env(tmp_path / "data"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "data" / "storyboard.db").exists()
+
+
+def test_submit_and_status_against_a_live_service(tmp_path: Path) -> None:
+    env = service_env(tmp_path / "data", STORYBOARD_ANALYZER="sleep", STORYBOARD_SLEEP_ANALYZER_S="0")
+    novel = tmp_path / "novel.txt"
+    novel.write_text("第一回　开篇\n话说天下大势。", encoding="gb18030")
+    with running_service("serve", env, tmp_path / "serve.log") as service:
+        submitted = _run("submit", str(novel), "--url", service.url, env=env)
+        assert submitted.returncode == 0, submitted.stderr
+        job_id = submitted.stdout.strip()
+        assert len(job_id) == 32
+        status = _run("status", job_id, "--url", service.url, env=env)
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["jobId"] == job_id
+        missing = _run("status", "0" * 32, "--url", service.url, env=env)
+    assert missing.returncode == 2
+    assert "404 not_found" in missing.stderr
+
+
+def test_submit_of_an_unreadable_file_fails_clearly(tmp_path: Path) -> None:
+    result = _run("submit", str(tmp_path / "absent.txt"), env=service_env(tmp_path))
+    assert result.returncode == 2
+    assert "cannot read" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,59 @@
+"""The service as a real process: start, serve, and stop cleanly on a signal."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+import urllib.request
+from pathlib import Path
+
+from tests.processes import running_service, service_env
+
+
+def _post(url: str, body: bytes, content_type: str) -> dict[str, object]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return dict(json.loads(response.read()))
+
+
+def test_sigterm_drains_a_running_job_and_exits_zero(tmp_path: Path) -> None:
+    env = service_env(
+        tmp_path / "data", STORYBOARD_ANALYZER="sleep", STORYBOARD_SLEEP_ANALYZER_S="2"
+    )
+    with running_service("serve", env, tmp_path / "serve.log") as service:
+        novel = _post(f"{service.url}/v1/novels?title=t", b"some text", "text/plain")
+        job = _post(f"{service.url}/v1/novels/{novel['novelId']}/analyze", b"", "text/plain")
+        _wait_for_log(service.log, '"job started"')
+        code = service.stop(signal.SIGTERM)
+        log = service.log()
+    assert code == 0, log
+    assert '"draining"' in log
+    assert '"job completed"' in log  # finished within the grace period, not abandoned
+    assert job["status"] == "queued"
+
+
+def test_second_signal_cuts_the_drain_and_releases_the_job(tmp_path: Path) -> None:
+    env = service_env(
+        tmp_path / "data", STORYBOARD_ANALYZER="sleep", STORYBOARD_SLEEP_ANALYZER_S="120"
+    )
+    with running_service("serve", env, tmp_path / "serve.log") as service:
+        novel = _post(f"{service.url}/v1/novels?title=t", b"some text", "text/plain")
+        _post(f"{service.url}/v1/novels/{novel['novelId']}/analyze", b"", "text/plain")
+        _wait_for_log(service.log, '"job started"')
+        service.process.send_signal(signal.SIGTERM)
+        _wait_for_log(service.log, '"draining"')
+        code = service.stop(signal.SIGINT)
+        log = service.log()
+    assert code == 0, log
+    assert '"released unfinished messages"' in log
+
+
+def _wait_for_log(read: Callable[[], str], fragment: str, within_s: float = 30) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if fragment in read():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{fragment} never appeared in the log:\n{read()}")
