@@ -1,0 +1,54 @@
+"""The S3 blob store: novel texts and storyboards as objects in one bucket."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from service.backends.aws_clients import aws_call, error_code
+from service.ports import BlobNotFound
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+_MISSING = frozenset({"NoSuchKey", "404"})
+"""Codes S3 uses for an absent key (``404`` when the response has no body to parse)."""
+
+
+class S3BlobStore:
+    """A :class:`~service.ports.BlobStore` on one S3 bucket."""
+
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self._client = client
+        self.bucket = bucket
+
+    async def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        """Store ``data`` under ``key``; S3 replaces whole objects atomically."""
+        with aws_call(f"s3 PutObject {self.bucket}/{key}"):
+            await self._client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
+            )
+
+    async def get(self, key: str) -> bytes:
+        """The object's bytes; :class:`BlobNotFound` if there is none."""
+        with aws_call(f"s3 GetObject {self.bucket}/{key}"):
+            try:
+                response = await self._client.get_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if error_code(exc) not in _MISSING:
+                    raise
+                raise BlobNotFound(key) from None
+            # Reading inside the context releases the pooled connection even on failure.
+            async with response["Body"] as body:
+                return await body.read()
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; S3 treats a missing key as deleted."""
+        with aws_call(f"s3 DeleteObject {self.bucket}/{key}"):
+            await self._client.delete_object(Bucket=self.bucket, Key=key)
+
+    async def ping(self) -> None:
+        """Raise :class:`~service.ports.BackendError` unless the bucket answers HeadBucket."""
+        with aws_call(f"s3 HeadBucket {self.bucket}"):
+            await self._client.head_bucket(Bucket=self.bucket)

@@ -1,0 +1,161 @@
+"""The SQS queue port.
+
+Batch calls are split into chunks of ten, the SQS limit, and sent concurrently. A receipt
+that SQS rejects (stale, unknown, malformed) is reported in :class:`BatchOutcome` with its
+error code. A call that fails as a whole (SQS unreachable, access denied, queue gone) raises
+:class:`BackendError`; repeating the batch is safe because deletes and visibility changes
+are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+from service.backends.aws_clients import aws_call
+from service.ports import BackendError, BatchOutcome, Message, QueueDepth
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.type_defs import BatchResultErrorEntryTypeDef
+
+BATCH_LIMIT = 10
+MAX_WAIT_S = 20
+
+_ChunkCall = Callable[[list[tuple[str, str]]], Awaitable["list[BatchResultErrorEntryTypeDef]"]]
+"""Sends one chunk of ``(entry id, receipt)`` pairs and returns the failed entries."""
+
+
+async def resolve_queue_url(client: SQSClient, name: str, configured: str | None) -> str:
+    """The configured URL, else the URL SQS reports for ``name``."""
+    if configured:
+        return configured
+    with aws_call(f"sqs GetQueueUrl {name}"):
+        response = await client.get_queue_url(QueueName=name)
+    return response["QueueUrl"]
+
+
+class SqsQueue:
+    """A :class:`~service.ports.Queue` on one SQS queue."""
+
+    def __init__(self, client: SQSClient, url: str) -> None:
+        self._client = client
+        self.url = url
+        self._name = url.rstrip("/").rsplit("/", 1)[-1]
+
+    async def send(self, body: str, *, delay_s: int = 0) -> str:
+        """Enqueue ``body`` after ``delay_s`` seconds and return the message id."""
+        with aws_call(f"sqs SendMessage {self._name}"):
+            response = await self._client.send_message(
+                QueueUrl=self.url, MessageBody=body, DelaySeconds=delay_s
+            )
+        return response["MessageId"]
+
+    async def receive(
+        self, *, max_messages: int, wait_s: float, visibility_s: int
+    ) -> list[Message]:
+        """Long-poll for up to ``max_messages``, hiding them for ``visibility_s`` seconds."""
+        with aws_call(f"sqs ReceiveMessage {self._name}"):
+            response = await self._client.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=min(max(max_messages, 1), BATCH_LIMIT),
+                # Rounding up keeps a sub-second wait a long poll rather than a sampled one.
+                WaitTimeSeconds=min(max(math.ceil(wait_s), 0), MAX_WAIT_S),
+                VisibilityTimeout=visibility_s,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+        return [
+            Message(
+                message_id=raw["MessageId"],
+                receipt=raw["ReceiptHandle"],
+                body=raw.get("Body", ""),
+                receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+            )
+            for raw in response.get("Messages", [])
+        ]
+
+    async def delete_batch(self, receipts: Sequence[str]) -> BatchOutcome:
+        """Delete received messages, ten per call."""
+
+        async def call(entries: list[tuple[str, str]]) -> list[BatchResultErrorEntryTypeDef]:
+            response = await self._client.delete_message_batch(
+                QueueUrl=self.url,
+                Entries=[{"Id": entry_id, "ReceiptHandle": r} for entry_id, r in entries],
+            )
+            return response.get("Failed", [])
+
+        return await self._run_batches(f"sqs DeleteMessageBatch {self._name}", receipts, call)
+
+    async def change_visibility_batch(
+        self, receipts: Sequence[str], visibility_s: int
+    ) -> BatchOutcome:
+        """Set the remaining invisibility of received messages, ten per call."""
+
+        async def call(entries: list[tuple[str, str]]) -> list[BatchResultErrorEntryTypeDef]:
+            response = await self._client.change_message_visibility_batch(
+                QueueUrl=self.url,
+                Entries=[
+                    {"Id": entry_id, "ReceiptHandle": r, "VisibilityTimeout": visibility_s}
+                    for entry_id, r in entries
+                ],
+            )
+            return response.get("Failed", [])
+
+        action = f"sqs ChangeMessageVisibilityBatch {self._name}"
+        return await self._run_batches(action, receipts, call)
+
+    async def depth(self) -> QueueDepth:
+        """Approximate counts of visible and in-flight messages."""
+        with aws_call(f"sqs GetQueueAttributes {self._name}"):
+            response = await self._client.get_queue_attributes(
+                QueueUrl=self.url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
+            )
+        attributes = response.get("Attributes", {})
+        return QueueDepth(
+            visible=int(attributes.get("ApproximateNumberOfMessages", "0")),
+            in_flight=int(attributes.get("ApproximateNumberOfMessagesNotVisible", "0")),
+        )
+
+    async def ping(self) -> None:
+        """Raise :class:`BackendError` unless the queue answers a cheap attribute read."""
+        with aws_call(f"sqs GetQueueAttributes {self._name}"):
+            await self._client.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])
+
+    async def _run_batches(
+        self, action: str, receipts: Sequence[str], call: _ChunkCall
+    ) -> BatchOutcome:
+        # A batch that repeats a receipt can be refused as a whole, and a caller can only
+        # use one result per receipt, so duplicates go out once.
+        unique = list(dict.fromkeys(receipts))
+        chunks = [unique[i : i + BATCH_LIMIT] for i in range(0, len(unique), BATCH_LIMIT)]
+        results = await asyncio.gather(
+            *(_run_chunk(action, chunk, call) for chunk in chunks), return_exceptions=True
+        )
+        failed: dict[str, str] = {}
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            failed.update(result)
+        return BatchOutcome(failed=failed)
+
+
+async def _run_chunk(action: str, chunk: list[str], call: _ChunkCall) -> dict[str, str]:
+    """Send one chunk; the failed receipts mapped to their error codes."""
+    # Ids only need to be unique within one call; positions are.
+    entries = [(str(index), receipt) for index, receipt in enumerate(chunk)]
+    with aws_call(action):
+        failures = await call(entries)
+    by_id = dict(entries)
+    failed: dict[str, str] = {}
+    for entry in failures:
+        receipt = by_id.get(entry["Id"])
+        if receipt is None:
+            raise BackendError(f"{action} reported an unknown entry id {entry['Id']!r}")
+        failed[receipt] = entry.get("Code") or "Unknown"
+    return failed

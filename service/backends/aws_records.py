@@ -1,0 +1,301 @@
+"""Job and novel records in one DynamoDB table.
+
+Key design (string keys ``pk`` HASH and ``sk`` RANGE):
+
+==========  ================  =========
+record      pk                sk
+==========  ================  =========
+novel       ``NOVEL#<id>``    ``NOVEL``
+job         ``JOB#<id>``      ``JOB``
+==========  ================  =========
+
+Every record is read and written by its full key, so no index is needed; the sort key
+leaves room for items that belong to a record (e.g. ``pk=NOVEL#<id>, sk=STORYBOARD#<job>``)
+without a migration. An item holds the record's camelCase attributes as top-level DynamoDB
+attributes, nested objects as maps, so a guarded write can name ``status`` or ``attempts``
+in a condition and replace only the attributes a transition changes.
+
+JSON values map to AttributeValues as ``S``, ``N``, ``BOOL``, ``NULL``, ``L`` and ``M``.
+Numbers come back as ``int`` when their text has no fraction or exponent. DynamoDB stores
+numbers normalised, so a float with an integral value (``2.0``) may come back as ``2``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import structlog
+from botocore.exceptions import ClientError
+
+from service.backends.aws_clients import aws_call, error_code
+from service.jobs import Guard, Job, Transition
+from service.novels import Novel, StoryboardRef
+from service.ports import AlreadyExists
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import AttributeValueTypeDef
+
+JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
+Item: TypeAlias = "dict[str, AttributeValueTypeDef]"
+
+KEY_ATTRIBUTES = ("pk", "sk")
+MAX_DIGITS, MIN_EXPONENT, MAX_EXPONENT = 38, -130, 125
+"""DynamoDB's number limits: 38 significant digits, magnitudes from 1E-130 to under 1E+126."""
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+log = structlog.get_logger(__name__)
+
+
+def job_key(job_id: str) -> Item:
+    """The primary key of a job item."""
+    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}}
+
+
+def novel_key(novel_id: str) -> Item:
+    """The primary key of a novel item."""
+    return {"pk": {"S": f"NOVEL#{novel_id}"}, "sk": {"S": "NOVEL"}}
+
+
+def to_attribute(value: Any) -> AttributeValueTypeDef:
+    """The DynamoDB AttributeValue of a JSON value."""
+    if value is None:
+        return {"NULL": True}
+    # bool before int: bool is a subclass of int.
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int | float):
+        return {"N": number_text(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, list | tuple):
+        return {"L": [to_attribute(entry) for entry in value]}
+    if isinstance(value, Mapping):
+        return {"M": {str(key): to_attribute(entry) for key, entry in value.items()}}
+    raise TypeError(f"not a JSON value: {type(value).__name__}")
+
+
+def number_text(value: int | float) -> str:
+    """The ``N`` text of a number, or ValueError if DynamoDB could not store it exactly."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"DynamoDB cannot store the number {value!r}")
+    # The shortest repr of a float is exact and Decimal renders it in a notation DynamoDB parses.
+    number = Decimal(value) if isinstance(value, int) else Decimal(repr(value))
+    if number:
+        # Counted by hand: Decimal.normalize() would round to the context's 28 digits.
+        digits = len("".join(map(str, number.as_tuple().digits)).strip("0"))
+        if digits > MAX_DIGITS or not MIN_EXPONENT <= number.adjusted() <= MAX_EXPONENT:
+            raise ValueError(f"DynamoDB cannot store the number {value!r}")
+    return str(number)
+
+
+def from_attribute(attribute: Mapping[str, Any]) -> JsonValue:
+    """The JSON value of a DynamoDB AttributeValue."""
+    if "S" in attribute:
+        return str(attribute["S"])
+    if "N" in attribute:
+        return _number(str(attribute["N"]))
+    if "BOOL" in attribute:
+        return bool(attribute["BOOL"])
+    if "NULL" in attribute:
+        return None
+    if "L" in attribute:
+        return [from_attribute(entry) for entry in attribute["L"]]
+    if "M" in attribute:
+        return {key: from_attribute(entry) for key, entry in attribute["M"].items()}
+    raise ValueError(f"unsupported DynamoDB attribute type: {sorted(attribute)}")
+
+
+def _number(text: str) -> int | float:
+    if any(mark in text for mark in ".eE"):
+        return float(text)
+    return int(text)
+
+
+def to_item(key: Item, document: Mapping[str, Any]) -> Item:
+    """An item of ``document``'s top-level attributes under ``key``."""
+    clash = set(document) & set(KEY_ATTRIBUTES)
+    if clash:
+        raise ValueError(f"record attributes clash with the table key: {sorted(clash)}")
+    return {**key, **{name: to_attribute(value) for name, value in document.items()}}
+
+
+def from_item(item: Mapping[str, Mapping[str, Any]]) -> dict[str, JsonValue]:
+    """The record document of an item, without the table key."""
+    return {
+        name: from_attribute(value) for name, value in item.items() if name not in KEY_ATTRIBUTES
+    }
+
+
+class _Expression:
+    """Placeholders for an expression: every attribute name and value goes by reference.
+
+    Names always go through ``#`` placeholders because record attributes such as
+    ``status`` are DynamoDB reserved words.
+    """
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, AttributeValueTypeDef] = {}
+
+    def name(self, attribute: str) -> str:
+        for placeholder, known in self.names.items():
+            if known == attribute:
+                return placeholder
+        placeholder = f"#n{len(self.names)}"
+        self.names[placeholder] = attribute
+        return placeholder
+
+    def value(self, value: Any) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = to_attribute(value)
+        return placeholder
+
+
+def guard_condition(guard: Guard, expr: _Expression) -> str:
+    """The ConditionExpression that holds exactly when ``guard.allows`` the stored job."""
+    statuses = ", ".join(expr.value(status.value) for status in sorted(guard.statuses))
+    parts = [f"attribute_exists({expr.name('pk')})", f"{expr.name('status')} IN ({statuses})"]
+    if guard.attempts_below is not None:
+        parts.append(f"{expr.name('attempts')} < {expr.value(guard.attempts_below)}")
+    if guard.attempts_equal is not None:
+        parts.append(f"{expr.name('attempts')} = {expr.value(guard.attempts_equal)}")
+    return " AND ".join(parts)
+
+
+def set_clause(changes: Mapping[str, Any], expr: _Expression) -> str:
+    """The UpdateExpression setting every changed attribute (``None`` sets NULL)."""
+    clash = set(changes) & set(KEY_ATTRIBUTES)
+    if clash:
+        raise ValueError(f"a record update cannot change the table key: {sorted(clash)}")
+    return "SET " + ", ".join(
+        f"{expr.name(attribute)} = {expr.value(value)}" for attribute, value in changes.items()
+    )
+
+
+class _Table:
+    """Conditional writes and consistent reads on one table."""
+
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._client = client
+        self.table = table
+
+    async def create(self, key: Item, document: Mapping[str, Any], record: str) -> None:
+        """Put a new item; :class:`AlreadyExists` if the key is taken."""
+        with aws_call(f"dynamodb PutItem {self.table}"):
+            try:
+                await self._client.put_item(
+                    TableName=self.table,
+                    Item=to_item(key, document),
+                    ConditionExpression="attribute_not_exists(#pk)",
+                    ExpressionAttributeNames={"#pk": "pk"},
+                )
+            except ClientError as exc:
+                if error_code(exc) != CONDITION_FAILED:
+                    raise
+                raise AlreadyExists(record) from None
+
+    async def get(self, key: Item) -> dict[str, JsonValue] | None:
+        """The document under ``key``, read consistently, or ``None``."""
+        with aws_call(f"dynamodb GetItem {self.table}"):
+            response = await self._client.get_item(
+                TableName=self.table, Key=key, ConsistentRead=True
+            )
+        item = response.get("Item")
+        return from_item(item) if item else None
+
+    async def update(
+        self, key: Item, update: str, condition: str, expr: _Expression
+    ) -> dict[str, JsonValue] | None:
+        """Apply ``update`` if ``condition`` holds: the new document, else ``None``."""
+        with aws_call(f"dynamodb UpdateItem {self.table}"):
+            try:
+                response = await self._client.update_item(
+                    TableName=self.table,
+                    Key=key,
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=expr.names,
+                    ExpressionAttributeValues=expr.values,
+                    ReturnValues="ALL_NEW",
+                )
+            except ClientError as exc:
+                if error_code(exc) != CONDITION_FAILED:
+                    raise
+                return None
+        return from_item(response.get("Attributes", {}))
+
+    async def ping(self) -> None:
+        """Raise :class:`~service.ports.BackendError` unless the table can be described."""
+        with aws_call(f"dynamodb DescribeTable {self.table}"):
+            await self._client.describe_table(TableName=self.table)
+
+
+class DynamoJobStore:
+    """A :class:`~service.ports.JobStore` whose guards are DynamoDB condition expressions."""
+
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._table = _Table(client, table)
+
+    async def create(self, job: Job) -> None:
+        """Store a new job; :class:`AlreadyExists` if the id is taken."""
+        await self._table.create(job_key(job.job_id), job.to_doc(), f"job {job.job_id}")
+
+    async def get(self, job_id: str) -> Job | None:
+        """The job, read consistently, or ``None``."""
+        document = await self._table.get(job_key(job_id))
+        return Job.model_validate(document) if document is not None else None
+
+    async def apply(self, job_id: str, transition: Transition) -> Job | None:
+        """One conditional UpdateItem: the new job if the guard held, else ``None``."""
+        if not transition.guard.statuses:
+            return None
+        if not transition.changes:
+            # An update needs at least one action; with nothing to write, a consistent
+            # read answers the guard just as atomically.
+            job = await self.get(job_id)
+            return job if job is not None and transition.guard.allows(job) else None
+        expr = _Expression()
+        condition = guard_condition(transition.guard, expr)
+        update = set_clause(transition.changes, expr)
+        document = await self._table.update(job_key(job_id), update, condition, expr)
+        return Job.model_validate(document) if document is not None else None
+
+    async def ping(self) -> None:
+        """Raise :class:`~service.ports.BackendError` unless the table is reachable."""
+        await self._table.ping()
+
+
+class DynamoNovelStore:
+    """A :class:`~service.ports.NovelStore` on the same table as the jobs."""
+
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._table = _Table(client, table)
+
+    async def create(self, novel: Novel) -> None:
+        """Store a new novel; :class:`AlreadyExists` if the id is taken."""
+        await self._table.create(
+            novel_key(novel.novel_id), novel.to_doc(), f"novel {novel.novel_id}"
+        )
+
+    async def get(self, novel_id: str) -> Novel | None:
+        """The novel, read consistently, or ``None``."""
+        document = await self._table.get(novel_key(novel_id))
+        return Novel.model_validate(document) if document is not None else None
+
+    async def set_latest_storyboard(self, novel_id: str, ref: StoryboardRef) -> None:
+        """Point the novel at ``ref``; a novel that does not exist is left absent."""
+        expr = _Expression()
+        # The condition keeps a stray update from creating a partial novel item.
+        condition = f"attribute_exists({expr.name('pk')})"
+        update = set_clause({"latestStoryboard": ref.to_doc()}, expr)
+        written = await self._table.update(novel_key(novel_id), update, condition, expr)
+        if written is None:
+            log.warning("storyboard for a missing novel not recorded", novel_id=novel_id)
+
+    async def ping(self) -> None:
+        """Raise :class:`~service.ports.BackendError` unless the table is reachable."""
+        await self._table.ping()

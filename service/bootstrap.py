@@ -1,0 +1,135 @@
+"""Create the AWS resources the service needs: queue, dead-letter queue, table and bucket.
+
+Safe to run any number of times. Existing resources are kept; queue attributes are set to
+the configured values on every run, so a changed visibility timeout or receive limit takes
+effect without recreating the queue.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+from botocore.exceptions import ClientError
+
+from service.backends.aws_clients import aws_call, error_code, open_clients
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.literals import BucketLocationConstraintType
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.literals import QueueAttributeNameType
+
+    QueueAttributes = dict[QueueAttributeNameType, str]
+
+RETENTION_S = 14 * 24 * 3600
+"""The SQS maximum, so a message outlives any outage we would still want to recover from."""
+
+TABLE_WAIT_DELAY_S = 2
+TABLE_WAIT_ATTEMPTS = 90
+
+_QUEUE_EXISTS = frozenset({"QueueAlreadyExists", "QueueNameExists"})
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapReport:
+    """What bootstrap found or created."""
+
+    queue_url: str
+    dlq_url: str
+    table: str
+    bucket: str
+
+
+async def bootstrap(settings: Settings) -> BootstrapReport:
+    """Create every resource that is missing and bring queue attributes up to date."""
+    async with open_clients(settings) as clients:
+        dlq_url = await ensure_queue(
+            clients.sqs, settings.dlq_name, {"MessageRetentionPeriod": str(RETENTION_S)}
+        )
+        dlq_arn = await queue_arn(clients.sqs, dlq_url)
+        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": settings.max_receive_count}
+        queue_url = await ensure_queue(
+            clients.sqs,
+            settings.queue_name,
+            {
+                "VisibilityTimeout": str(settings.visibility_timeout_s),
+                "MessageRetentionPeriod": str(RETENTION_S),
+                "RedrivePolicy": json.dumps(redrive),
+            },
+        )
+        await ensure_table(clients.dynamodb, settings.table_name)
+        await ensure_bucket(clients.s3, settings.bucket, settings.aws_region)
+    return BootstrapReport(
+        queue_url=queue_url, dlq_url=dlq_url, table=settings.table_name, bucket=settings.bucket
+    )
+
+
+async def ensure_queue(client: SQSClient, name: str, attributes: QueueAttributes) -> str:
+    """The URL of queue ``name``, created if missing, with ``attributes`` applied."""
+    with aws_call(f"sqs CreateQueue {name}"):
+        try:
+            response = await client.create_queue(QueueName=name, Attributes=attributes)
+            return response["QueueUrl"]
+        except ClientError as exc:
+            # SQS refuses to create an existing queue with different attributes.
+            if error_code(exc) not in _QUEUE_EXISTS:
+                raise
+        url = (await client.get_queue_url(QueueName=name))["QueueUrl"]
+        await client.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+        return url
+
+
+async def queue_arn(client: SQSClient, url: str) -> str:
+    """The ARN of the queue at ``url``, which a redrive policy names."""
+    with aws_call("sqs GetQueueAttributes QueueArn"):
+        response = await client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return response["Attributes"]["QueueArn"]
+
+
+async def ensure_table(client: DynamoDBClient, table: str) -> None:
+    """Create the single table (``pk`` and ``sk`` strings, on demand) and wait until ACTIVE."""
+    with aws_call(f"dynamodb CreateTable {table}"):
+        try:
+            await client.create_table(
+                TableName=table,
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                KeySchema=[
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ResourceInUseException":
+                raise
+        waiter = client.get_waiter("table_exists")
+        await waiter.wait(
+            TableName=table,
+            WaiterConfig={"Delay": TABLE_WAIT_DELAY_S, "MaxAttempts": TABLE_WAIT_ATTEMPTS},
+        )
+
+
+async def ensure_bucket(client: S3Client, bucket: str, region: str) -> None:
+    """Create the bucket in ``region`` unless this account already owns it."""
+    with aws_call(f"s3 CreateBucket {bucket}"):
+        try:
+            if region == "us-east-1":
+                # us-east-1 is the default location and rejects it as a LocationConstraint.
+                await client.create_bucket(Bucket=bucket)
+            else:
+                await client.create_bucket(
+                    Bucket=bucket,
+                    CreateBucketConfiguration={
+                        "LocationConstraint": cast("BucketLocationConstraintType", region)
+                    },
+                )
+        except ClientError as exc:
+            if error_code(exc) != "BucketAlreadyOwnedByYou":
+                raise
