@@ -27,7 +27,7 @@ class Runtime:
 
     settings: Settings
     backend: Backend
-    analyzer: Analyzer
+    analyzer: Analyzer | None
     producer: JobProducer
     consumer: Consumer | None
 
@@ -65,9 +65,10 @@ async def open_runtime(
     """Open the backend and, with ``worker``, run the consumer for the context's lifetime."""
     async with AsyncExitStack() as stack:
         backend = await stack.enter_async_context(open_backend(settings))
-        chosen = analyzer or make_analyzer(settings)
-        consumer = build_consumer(settings, backend, chosen) if worker else None
-        if consumer is not None:
+        consumer = None
+        if worker:
+            analyzer = analyzer or make_analyzer(settings)
+            consumer = build_consumer(settings, backend, analyzer)
             await stack.enter_async_context(consumer)
         producer = JobProducer(backend.jobs, backend.queue)
-        yield Runtime(settings, backend, chosen, producer, consumer)
+        yield Runtime(settings, backend, analyzer, producer, consumer)
