@@ -2,7 +2,8 @@
 
 Variables use the ``STORYBOARD_`` prefix. AWS endpoints and region use botocore's own
 variables (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_SQS``, ``AWS_REGION``); we read the
-generic endpoint and any queue URL only to choose the default backend.
+endpoint variables and any queue URL only to choose the default backend, and pass an
+endpoint to the clients only when ``STORYBOARD_AWS_ENDPOINT_URL`` names one explicitly.
 """
 
 from __future__ import annotations
@@ -33,10 +34,14 @@ class Settings(BaseSettings):
         default="us-east-1",
         validation_alias=AliasChoices("STORYBOARD_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
     )
-    aws_endpoint_url: str | None = Field(
+    aws_endpoint_url: str | None = None
+    """An explicit endpoint for every AWS client; wins over botocore's own variables."""
+    detected_endpoint: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("STORYBOARD_AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL"),
+        validation_alias=AliasChoices("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"),
+        exclude=True,
     )
+    """Seen only to choose the backend; botocore applies these variables by itself."""
     queue_name: str = "storyboard-jobs"
     dlq_name: str = "storyboard-jobs-dlq"
     queue_url: str | None = None
@@ -72,7 +77,8 @@ class Settings(BaseSettings):
         """``aws`` when chosen, or when an AWS endpoint or queue URL is configured; else local."""
         if self.backend is not None:
             return self.backend
-        return "aws" if (self.aws_endpoint_url or self.queue_url) else "local"
+        configured = self.aws_endpoint_url or self.detected_endpoint or self.queue_url
+        return "aws" if configured else "local"
 
     @property
     def concurrency_pool_size(self) -> int:

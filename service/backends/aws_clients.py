@@ -66,7 +66,7 @@ async def open_clients(settings: Settings) -> AsyncIterator[AwsClients]:
     sqs_config = client_config(settings, read_timeout_s=sqs_read_timeout(settings))
     config = client_config(settings)
     s3_config = config
-    if endpoint:
+    if endpoint or settings.detected_endpoint:
         # S3 on a custom endpoint (moto, LocalStack, MinIO) rarely resolves bucket subdomains.
         s3_config = s3_config.merge(AioConfig(s3={"addressing_style": "path"}))
     async with AsyncExitStack() as stack:
