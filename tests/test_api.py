@@ -202,4 +202,3 @@ async def test_readiness_fails_while_draining(start_app: StartApp) -> None:
     assert runtime.consumer is not None
     runtime.consumer.begin_drain()
     await _error(await client.get("/readyz"), 503, "draining")
-

@@ -42,7 +42,9 @@ def test_unknown_command_is_a_usage_error() -> None:
 
 
 def test_bootstrap_is_idempotent_on_moto(
-    aws_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    aws_settings: SettingsFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     settings = aws_settings()
     assert settings.aws_endpoint_url is not None
@@ -65,7 +67,9 @@ def test_bootstrap_prepares_the_local_data_directory(tmp_path: Path) -> None:
 
 
 def test_submit_and_status_against_a_live_service(tmp_path: Path) -> None:
-    env = service_env(tmp_path / "data", STORYBOARD_ANALYZER="sleep", STORYBOARD_SLEEP_ANALYZER_S="0")
+    env = service_env(
+        tmp_path / "data", STORYBOARD_ANALYZER="sleep", STORYBOARD_SLEEP_ANALYZER_S="0"
+    )
     novel = tmp_path / "novel.txt"
     novel.write_text("第一回　开篇\n话说天下大势。", encoding="gb18030")
     with running_service("serve", env, tmp_path / "serve.log") as service:

@@ -136,9 +136,7 @@ async def test_stop_releases_unfinished_messages_at_once(make_settings: Settings
         await runtime.consumer.stop(grace_s=0.2)
         await runtime.consumer.stop(grace_s=0.2)  # a second stop is harmless
         released = runtime.consumer.stats.released
-        messages = await runtime.backend.queue.receive(
-            max_messages=10, wait_s=0, visibility_s=30
-        )
+        messages = await runtime.backend.queue.receive(max_messages=10, wait_s=0, visibility_s=30)
     assert released == 1
     assert len(messages) == 1
     assert messages[0].receive_count == 2

@@ -33,7 +33,6 @@ async def test_submit_creates_a_queued_job_and_sends_the_seed_body(
     assert body == {"jobId": job.job_id, "novelId": novel.novel_id, "userId": "local"}
 
 
-
 async def test_a_failed_send_marks_the_job_failed(aws_settings: SettingsFactory) -> None:
     settings = await prepare(aws_settings())
     async with open_runtime(settings, worker=False, analyzer=CountingAnalyzer()) as runtime:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Callable
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.processes import running_service, service_env

@@ -1,4 +1,4 @@
-"""Polling helpers for tests: wait for a condition with a generous deadline, never a timing claim."""
+"""Polling helpers for tests: wait for a condition with a generous deadline."""
 
 from __future__ import annotations
 
