@@ -1,0 +1,1 @@
+"""Turning a novel's text into a storyboard: chapter splitting and the analyzers."""
