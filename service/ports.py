@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from service.jobs import Job, Transition
 from service.novels import Novel, StoryboardRef
@@ -147,11 +147,13 @@ ProgressCallback = Callable[[float, str], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class NovelText:
-    """What an analyzer gets: the novel's identity and its full normalised text."""
+    """What an analyzer gets: the novel's identity, its full normalised text, and the job
+    it runs for (analyzers that checkpoint key their checkpoints by it)."""
 
     novel_id: str
     title: str
     text: str
+    job_id: str = ""
 
 
 class Analyzer(Protocol):
@@ -161,6 +163,15 @@ class Analyzer(Protocol):
 
     async def analyze(self, novel: NovelText, on_progress: ProgressCallback) -> Storyboard:
         """Analyze the whole text. Raise :class:`AnalysisError` for failures."""
+        ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """Something holding connections that must be closed when the process stops."""
+
+    async def aclose(self) -> None:
+        """Release connections."""
         ...
 
 

@@ -17,7 +17,7 @@ from producers.enqueue import JobProducer
 from service.analysis.factory import make_analyzer
 from service.backends import Backend, open_backend
 from service.messages import ANALYZE
-from service.ports import Analyzer
+from service.ports import Analyzer, Closeable
 from service.settings import Settings
 
 
@@ -67,7 +67,10 @@ async def open_runtime(
         backend = await stack.enter_async_context(open_backend(settings))
         consumer = None
         if worker:
-            analyzer = analyzer or make_analyzer(settings)
+            if analyzer is None:
+                analyzer = make_analyzer(settings, backend.blobs)
+                if isinstance(analyzer, Closeable):
+                    stack.push_async_callback(analyzer.aclose)
             consumer = build_consumer(settings, backend, analyzer)
             await stack.enter_async_context(consumer)
         producer = JobProducer(backend.jobs, backend.queue)

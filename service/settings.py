@@ -11,10 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
+DASHSCOPE_BEIJING = "https://dashscope.aliyuncs.com/compatible-mode/v1"
+DASHSCOPE_INTERNATIONAL = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
 
 
 class Settings(BaseSettings):
@@ -60,8 +62,29 @@ class Settings(BaseSettings):
     heartbeat_stale_s: float = Field(default=90.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
 
-    analyzer: Literal["offline", "sleep"] = "offline"
+    analyzer: Literal["offline", "llm", "sleep"] | None = None
     sleep_analyzer_s: float = Field(default=1.0, ge=0)
+
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("STORYBOARD_LLM_API_KEY", "DASHSCOPE_API_KEY"),
+    )
+    llm_api_key_file: Path | None = None
+    llm_model: str = "qwen-plus"
+    llm_timeout_s: float = Field(default=120.0, gt=0)
+    llm_connect_timeout_s: float = Field(default=10.0, gt=0)
+    llm_max_retries: int = Field(default=4, ge=0, le=20)
+    llm_backoff_base_s: float = Field(default=1.0, gt=0)
+    llm_backoff_max_s: float = Field(default=60.0, gt=0)
+    llm_context_tokens: int = Field(default=131_072, ge=2048)
+    llm_max_output_tokens: int = Field(default=8192, ge=256)
+    llm_chars_per_token: float = Field(default=1.5, gt=0)
+    llm_job_concurrency: int = Field(default=4, ge=1)
+    llm_process_concurrency: int = Field(default=16, ge=1)
+    llm_requests_per_minute: int = Field(default=600, ge=0)
+    llm_tokens_per_minute: int = Field(default=1_000_000, ge=0)
+    llm_temperature: float = Field(default=0.3, ge=0, le=2)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -79,6 +102,19 @@ class Settings(BaseSettings):
             return self.backend
         configured = self.aws_endpoint_url or self.detected_endpoint or self.queue_url
         return "aws" if configured else "local"
+
+    @property
+    def resolved_analyzer(self) -> Literal["offline", "llm", "sleep"]:
+        """``llm`` when a key, key file or base URL is configured, else ``offline``."""
+        if self.analyzer is not None:
+            return self.analyzer
+        configured = self.llm_api_key or self.llm_api_key_file or self.llm_base_url
+        return "llm" if configured else "offline"
+
+    @property
+    def effective_llm_base_url(self) -> str:
+        """The configured base URL, or DashScope's Beijing-region compatible endpoint."""
+        return self.llm_base_url or DASHSCOPE_BEIJING
 
     @property
     def concurrency_pool_size(self) -> int:

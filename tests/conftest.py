@@ -107,3 +107,12 @@ async def prepare(settings: Settings) -> Settings:
 
         await bootstrap(settings)
     return settings
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """Undo any logging set-up a test did, so later tests never write to a closed stream."""
+    yield
+    import structlog
+
+    structlog.reset_defaults()

@@ -7,9 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from service.cli import main
 from tests.conftest import SettingsFactory
 from tests.processes import ROOT, running_service, service_env
 
@@ -41,23 +38,24 @@ def test_unknown_command_is_a_usage_error() -> None:
     assert "invalid choice" in result.stderr
 
 
-def test_bootstrap_is_idempotent_on_moto(
-    aws_settings: SettingsFactory,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_bootstrap_is_idempotent_on_moto(aws_settings: SettingsFactory, tmp_path: Path) -> None:
     settings = aws_settings()
     assert settings.aws_endpoint_url is not None
-    monkeypatch.setenv("AWS_ENDPOINT_URL", settings.aws_endpoint_url)
-    monkeypatch.setenv("STORYBOARD_QUEUE_NAME", settings.queue_name)
-    monkeypatch.setenv("STORYBOARD_DLQ_NAME", settings.dlq_name)
-    monkeypatch.setenv("STORYBOARD_TABLE_NAME", settings.table_name)
-    monkeypatch.setenv("STORYBOARD_BUCKET", settings.bucket)
-    assert main(["bootstrap"]) == 0
-    assert main(["bootstrap"]) == 0
-    out = capsys.readouterr().out
-    assert out.count(settings.queue_name) >= 2
-    assert f"table {settings.table_name}" in out
+    env = service_env(tmp_path)
+    del env["STORYBOARD_BACKEND"]  # the endpoint alone selects the AWS backend
+    env.update(
+        AWS_ENDPOINT_URL=settings.aws_endpoint_url,
+        STORYBOARD_QUEUE_NAME=settings.queue_name,
+        STORYBOARD_DLQ_NAME=settings.dlq_name,
+        STORYBOARD_TABLE_NAME=settings.table_name,
+        STORYBOARD_BUCKET=settings.bucket,
+    )
+    first, second = _run("bootstrap", env=env), _run("bootstrap", env=env)
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert first.stdout == second.stdout
+    assert settings.queue_name in first.stdout
+    assert f"table {settings.table_name}" in first.stdout
 
 
 def test_bootstrap_prepares_the_local_data_directory(tmp_path: Path) -> None:
