@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from producers.enqueue import EnqueueError
 from service.api_schema import JobAccepted, JobView, NovelCreated, NovelUpload, NovelView
-from service.appkeys import RUNTIME
+from service.appkeys import RUNTIME, USER_ID
 from service.http_errors import ApiError, not_found
 from service.jobs import Job, JobStatus
 from service.novels import Novel
@@ -22,7 +22,6 @@ from service.runtime import Runtime
 from service.text import EmptyTextError, TextDecodeError, load_novel_bytes, normalise_text
 from service.uploads import store_novel
 
-ANONYMOUS_USER = "local"
 _ID = re.compile(r"^[0-9a-f]{32}$")
 PROBE_TIMEOUT_S = 3.0
 
@@ -30,8 +29,8 @@ routes = web.RouteTableDef()
 
 
 def current_user(request: web.Request) -> str:
-    """The caller's user id; every caller is the anonymous local user until auth exists."""
-    return ANONYMOUS_USER
+    """The authenticated caller's user id (set by the auth middleware)."""
+    return request[USER_ID]
 
 
 def _runtime(request: web.Request) -> Runtime:

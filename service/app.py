@@ -7,14 +7,34 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from service import api
-from service.appkeys import RUNTIME, SETTINGS
-from service.http_errors import error_middleware
+from service.appkeys import AUTHENTICATOR, RUNTIME, SETTINGS
+from service.auth import Authenticator, build_authenticator
+from service.http_errors import auth_middleware, error_middleware
+from service.logs import get_logger
 from service.openapi import openapi_handler
 from service.ports import Analyzer
 from service.runtime import open_runtime
 from service.settings import Settings
 
 HEALTH_ROUTES = frozenset({"/healthz", "/readyz"})
+
+log = get_logger(__name__)
+
+
+def authenticator_for(settings: Settings) -> Authenticator:
+    """Credentials from the settings; warns when the API is open to anyone."""
+    secret = settings.auth_jwt_secret.get_secret_value() if settings.auth_jwt_secret else None
+    authenticator = build_authenticator(
+        settings.auth_api_keys,
+        secret=secret,
+        jwks_file=settings.auth_jwks_file,
+        issuer=settings.auth_jwt_issuer,
+        audience=settings.auth_jwt_audience,
+        user_claim=settings.auth_jwt_user_claim,
+    )
+    if not authenticator.enabled:
+        log.warning("authentication is off: every caller is the anonymous user 'local'")
+    return authenticator
 
 
 def create_app(
@@ -28,8 +48,11 @@ def create_app(
 
     A worker-only process still serves /healthz and /readyz for its probes.
     """
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=[error_middleware, auth_middleware]
+    )
     app[SETTINGS] = settings
+    app[AUTHENTICATOR] = authenticator_for(settings)
     for route in api.routes:
         if serve_api or route.path in HEALTH_ROUTES:  # type: ignore[attr-defined]
             app.router.add_route(route.method, route.path, route.handler)  # type: ignore[attr-defined]

@@ -11,7 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -86,8 +93,26 @@ class Settings(BaseSettings):
     llm_tokens_per_minute: int = Field(default=1_000_000, ge=0)
     llm_temperature: float = Field(default=0.3, ge=0, le=2)
 
+    auth_api_keys: dict[str, str] = Field(default_factory=dict)
+    """SHA-256 hex digests of API keys, each mapped to its user id (JSON in the env)."""
+    auth_jwt_secret: SecretStr | None = None
+    auth_jwks_file: Path | None = None
+    auth_jwt_issuer: str | None = None
+    auth_jwt_audience: str | None = None
+    auth_jwt_user_claim: str = "sub"
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("auth_api_keys")
+    @classmethod
+    def _hashes_look_like_sha256(cls, value: dict[str, str]) -> dict[str, str]:
+        for digest, user in value.items():
+            if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
+                raise ValueError("keys must be SHA-256 hex digests of the API keys")
+            if not user:
+                raise ValueError("every API key needs a user id")
+        return value
 
     @model_validator(mode="after")
     def _check_receive_fits_visibility(self) -> Self:
