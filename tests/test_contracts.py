@@ -1,0 +1,421 @@
+"""The port contracts, run against every backend: the local one and AWS (on moto).
+
+Each test states behaviour the service relies on, so it fails on a backend that lacks it.
+Visibility timeouts run in real time on both backends; sleeps are kept to a second or two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from service import jobs
+from service.backends import Backend, open_backend
+from service.jobs import ErrorInfo, Job, JobStatus, StoryboardSummary
+from service.novels import Novel, StoryboardRef, storyboard_key, text_key
+from service.ports import AlreadyExists, BlobNotFound, Message, Queue, QueueDepth
+from tests.conftest import SettingsFactory
+
+MAX_RECEIVE_COUNT = 2
+LONG_VISIBILITY_S = 60
+UNKNOWN_RECEIPT = "AQEBnot-a-receipt-this-queue-ever-issued=="
+SUMMARY = StoryboardSummary(title="T", chapters=1, scenes=2, panels=3, characters=4)
+ERROR = ErrorInfo(code="boom", message="it broke")
+
+
+@pytest.fixture(params=["local", "aws"])
+async def backend(
+    request: pytest.FixtureRequest, local_settings: SettingsFactory
+) -> AsyncIterator[Backend]:
+    """An open backend of each kind, with a receive limit of two before the DLQ."""
+    if request.param == "local":
+        settings = local_settings(max_receive_count=MAX_RECEIVE_COUNT)
+    else:
+        from service.bootstrap import bootstrap
+
+        aws_settings: SettingsFactory = request.getfixturevalue("aws_settings")
+        settings = aws_settings(max_receive_count=MAX_RECEIVE_COUNT)
+        await bootstrap(settings)
+    async with open_backend(settings) as opened:
+        yield opened
+
+
+async def receive_one(queue: Queue, *, visibility_s: int = LONG_VISIBILITY_S) -> Message:
+    """The single message the test expects to be visible now."""
+    messages = await queue.receive(max_messages=1, wait_s=2, visibility_s=visibility_s)
+    assert len(messages) == 1
+    return messages[0]
+
+
+async def receive_all(queue: Queue, count: int, *, batch: int = 10) -> list[Message]:
+    """Exactly ``count`` messages, taken ``batch`` at most per receive."""
+    taken: list[Message] = []
+    while len(taken) < count:
+        messages = await queue.receive(max_messages=batch, wait_s=2, visibility_s=LONG_VISIBILITY_S)
+        assert messages, f"only {len(taken)} of {count} messages arrived"
+        assert len(messages) <= batch
+        taken += messages
+    assert len(taken) == count
+    return taken
+
+
+async def nothing_visible(queue: Queue) -> bool:
+    """Whether a receive right now finds nothing."""
+    return await queue.receive(max_messages=10, wait_s=0, visibility_s=LONG_VISIBILITY_S) == []
+
+
+# --- queue -----------------------------------------------------------------------------
+
+
+async def test_send_receive_delete_round_trip(backend: Backend) -> None:
+    message_id = await backend.queue.send('{"jobId": "j1"}')
+
+    message = await receive_one(backend.queue)
+    assert (message.message_id, message.body, message.receive_count) == (
+        message_id,
+        '{"jobId": "j1"}',
+        1,
+    )
+    assert await nothing_visible(backend.queue), "a received message must be hidden"
+
+    outcome = await backend.queue.delete_batch([message.receipt])
+    assert outcome.failed == {}
+    assert await backend.queue.depth() == QueueDepth(0, 0)
+
+
+async def test_receive_returns_at_most_max_messages(backend: Backend) -> None:
+    for n in range(5):
+        await backend.queue.send(f"m{n}")
+
+    first = await backend.queue.receive(max_messages=2, wait_s=2, visibility_s=60)
+    assert 1 <= len(first) <= 2
+    rest = await receive_all(backend.queue, 5 - len(first), batch=2)
+
+    assert sorted(m.body for m in first + rest) == [f"m{n}" for n in range(5)]
+
+
+async def test_receive_waits_for_a_message_sent_during_the_poll(backend: Backend) -> None:
+    started = time.monotonic()
+    poll = asyncio.create_task(backend.queue.receive(max_messages=1, wait_s=8, visibility_s=60))
+    await asyncio.sleep(0.3)
+    await backend.queue.send("late")
+
+    messages = await poll
+    assert [m.body for m in messages] == ["late"]
+    assert time.monotonic() - started < 5
+
+
+async def test_delayed_message_stays_hidden_until_its_delay_passes(backend: Backend) -> None:
+    await backend.queue.send("later", delay_s=1)
+    assert await nothing_visible(backend.queue)
+
+    await asyncio.sleep(1.3)
+    assert (await receive_one(backend.queue)).body == "later"
+
+
+async def test_expired_visibility_redelivers_with_a_new_receipt(backend: Backend) -> None:
+    message_id = await backend.queue.send("again")
+    first = await receive_one(backend.queue, visibility_s=1)
+    assert await nothing_visible(backend.queue)
+
+    await asyncio.sleep(1.5)
+    second = await receive_one(backend.queue)
+
+    assert second.message_id == message_id
+    assert second.receive_count == 2
+    assert second.receipt != first.receipt
+
+
+async def test_message_moves_to_the_dlq_after_max_receive_count(backend: Backend) -> None:
+    message_id = await backend.queue.send("poison")
+    for count in range(1, MAX_RECEIVE_COUNT + 1):
+        message = await receive_one(backend.queue)
+        assert message.receive_count == count
+        assert (await backend.queue.change_visibility_batch([message.receipt], 0)).failed == {}
+    await asyncio.sleep(0.05)  # moto compares visibility in whole milliseconds
+
+    assert await nothing_visible(backend.queue), "a third delivery must go to the DLQ instead"
+    parked = await receive_one(backend.dlq)
+    assert (parked.message_id, parked.body) == (message_id, "poison")
+    # The count travels with the message: the DLQ's delivery is its third.
+    assert parked.receive_count == MAX_RECEIVE_COUNT + 1
+    assert await backend.queue.depth() == QueueDepth(0, 0)
+
+
+async def test_batch_delete_fails_only_the_bad_receipts(backend: Backend) -> None:
+    for body in ("a", "b", "c"):
+        await backend.queue.send(body)
+    a, b, c = sorted(await receive_all(backend.queue, 3), key=lambda m: m.body)
+
+    outcome = await backend.queue.delete_batch([a.receipt, UNKNOWN_RECEIPT, b.receipt])
+
+    assert outcome.failed == {UNKNOWN_RECEIPT: "ReceiptHandleIsInvalid"}
+    assert await backend.queue.depth() == QueueDepth(0, 1)
+    assert (await backend.queue.delete_batch([c.receipt])).failed == {}
+    assert await backend.queue.depth() == QueueDepth(0, 0)
+
+
+async def test_visibility_zero_makes_a_message_receivable_at_once(backend: Backend) -> None:
+    first = await receive_one_sent(backend, "now")
+    assert await nothing_visible(backend.queue)
+
+    outcome = await backend.queue.change_visibility_batch([first.receipt], 0)
+
+    assert outcome.failed == {}
+    again = await receive_one(backend.queue)
+    assert (again.message_id, again.receive_count) == (first.message_id, 2)
+
+
+async def test_extending_a_deleted_message_fails_for_its_receipt(backend: Backend) -> None:
+    deleted = await receive_one_sent(backend, "gone")
+    kept = await receive_one_sent(backend, "kept")
+    await backend.queue.delete_batch([deleted.receipt])
+
+    outcome = await backend.queue.change_visibility_batch([deleted.receipt, kept.receipt], 30)
+
+    assert set(outcome.failed) == {deleted.receipt}
+    assert outcome.failed[deleted.receipt] in {"ReceiptHandleIsInvalid", "MessageNotInflight"}
+
+
+async def test_extending_keeps_a_message_hidden_past_its_first_timeout(backend: Backend) -> None:
+    await backend.queue.send("slow")
+    message = await receive_one(backend.queue, visibility_s=1)
+
+    assert (await backend.queue.change_visibility_batch([message.receipt], 10)).failed == {}
+    await asyncio.sleep(1.5)
+
+    assert await nothing_visible(backend.queue)
+    assert await backend.queue.depth() == QueueDepth(0, 1)
+
+
+async def test_batches_of_more_than_ten_receipts(backend: Backend) -> None:
+    for n in range(12):
+        await backend.queue.send(f"m{n}")
+    receipts = [m.receipt for m in await receive_all(backend.queue, 12)]
+
+    extended = await backend.queue.change_visibility_batch([*receipts, UNKNOWN_RECEIPT], 30)
+    deleted = await backend.queue.delete_batch([*receipts, UNKNOWN_RECEIPT])
+
+    assert set(extended.failed) == {UNKNOWN_RECEIPT}
+    assert set(deleted.failed) == {UNKNOWN_RECEIPT}
+    assert await backend.queue.depth() == QueueDepth(0, 0)
+
+
+async def test_depth_counts_visible_and_in_flight_messages(backend: Backend) -> None:
+    assert await backend.queue.depth() == QueueDepth(0, 0)
+    for body in ("a", "b", "c"):
+        await backend.queue.send(body)
+    assert await backend.queue.depth() == QueueDepth(3, 0)
+
+    await receive_one(backend.queue)
+
+    assert await backend.queue.depth() == QueueDepth(2, 1)
+    assert await backend.dlq.depth() == QueueDepth(0, 0)
+
+
+async def receive_one_sent(backend: Backend, body: str) -> Message:
+    """Send ``body`` and receive it."""
+    await backend.queue.send(body)
+    message = await receive_one(backend.queue)
+    assert message.body == body
+    return message
+
+
+# --- job store -------------------------------------------------------------------------
+
+
+def new_job(job_id: str = "job-1") -> Job:
+    """A freshly submitted job."""
+    return Job(job_id=job_id, novel_id="novel-1", user_id="user-1")
+
+
+async def test_job_create_and_get(backend: Backend) -> None:
+    job = new_job()
+    await backend.jobs.create(job)
+
+    assert await backend.jobs.get(job.job_id) == job
+    assert await backend.jobs.get("no-such-job") is None
+
+
+async def test_job_create_refuses_a_taken_id(backend: Backend) -> None:
+    await backend.jobs.create(new_job())
+
+    with pytest.raises(AlreadyExists):
+        await backend.jobs.create(new_job().model_copy(update={"user_id": "someone-else"}))
+    stored = await backend.jobs.get("job-1")
+    assert stored is not None
+    assert stored.user_id == "user-1"
+
+
+async def test_apply_on_a_missing_job_returns_none(backend: Backend) -> None:
+    assert await backend.jobs.apply("no-such-job", jobs.start(1)) is None
+    assert await backend.jobs.get("no-such-job") is None
+
+
+async def test_start_takes_the_job_once_per_attempt(backend: Backend) -> None:
+    await backend.jobs.create(new_job())
+
+    started = await backend.jobs.apply("job-1", jobs.start(1))
+    assert started is not None
+    assert (started.status, started.attempts) == (JobStatus.RUNNING, 1)
+    assert started.progress.stage == "started"
+
+    assert await backend.jobs.apply("job-1", jobs.start(1)) is None, "a stale delivery"
+    retaken = await backend.jobs.apply("job-1", jobs.start(2))
+    assert retaken is not None
+    assert (retaken.status, retaken.attempts) == (JobStatus.RUNNING, 2)
+    assert await backend.jobs.get("job-1") == retaken
+
+
+async def test_only_the_owning_attempt_reports_and_completes(backend: Backend) -> None:
+    await backend.jobs.create(new_job())
+    await backend.jobs.apply("job-1", jobs.start(1))
+    await backend.jobs.apply("job-1", jobs.start(2))
+    before = await backend.jobs.get("job-1")
+
+    assert await backend.jobs.apply("job-1", jobs.progress(1, 50, "analyzing")) is None
+    key = storyboard_key("novel-1", "job-1")
+    assert await backend.jobs.apply("job-1", jobs.complete(1, key, SUMMARY)) is None
+    assert await backend.jobs.apply("job-1", jobs.fail(1, ERROR, final=True)) is None
+    assert await backend.jobs.get("job-1") == before
+
+    progressed = await backend.jobs.apply("job-1", jobs.progress(2, 50, "analyzing"))
+    assert progressed is not None
+    assert (progressed.progress.percentage, progressed.progress.stage) == (50, "analyzing")
+    completed = await backend.jobs.apply("job-1", jobs.complete(2, key, SUMMARY))
+    assert completed is not None
+    assert (completed.status, completed.storyboard_key, completed.summary) == (
+        JobStatus.COMPLETED,
+        key,
+        SUMMARY,
+    )
+    assert await backend.jobs.get("job-1") == completed
+
+
+async def test_a_completed_job_is_never_started_again(backend: Backend) -> None:
+    await backend.jobs.create(new_job())
+    await backend.jobs.apply("job-1", jobs.start(1))
+    completed = await backend.jobs.apply("job-1", jobs.complete(1, "k", SUMMARY))
+
+    assert await backend.jobs.apply("job-1", jobs.start(2)) is None
+    assert await backend.jobs.apply("job-1", jobs.fail(1, ERROR, final=True)) is None
+    assert await backend.jobs.get("job-1") == completed
+
+
+async def test_a_retryable_failure_requeues_for_the_next_attempt(backend: Backend) -> None:
+    await backend.jobs.create(new_job())
+    await backend.jobs.apply("job-1", jobs.start(1))
+
+    requeued = await backend.jobs.apply("job-1", jobs.fail(1, ERROR, final=False))
+    assert requeued is not None
+    assert (requeued.status, requeued.attempts, requeued.error) == (JobStatus.QUEUED, 1, ERROR)
+    assert await backend.jobs.apply("job-1", jobs.progress(1, 20, "late")) is None
+
+    retried = await backend.jobs.apply("job-1", jobs.start(2))
+    assert retried is not None
+    assert (retried.status, retried.attempts) == (JobStatus.RUNNING, 2)
+    completed = await backend.jobs.apply("job-1", jobs.complete(2, "k", SUMMARY))
+    assert completed is not None
+    assert completed.error is None, "completion clears the earlier error"
+
+
+async def test_a_final_failure_ends_the_job(backend: Backend) -> None:
+    await backend.jobs.create(new_job())
+    await backend.jobs.apply("job-1", jobs.start(1))
+
+    failed = await backend.jobs.apply("job-1", jobs.fail(1, ERROR, final=True))
+    assert failed is not None
+    assert (failed.status, failed.error) == (JobStatus.FAILED, ERROR)
+    assert await backend.jobs.apply("job-1", jobs.start(2)) is None
+
+
+async def test_abandon_applies_only_to_a_never_started_job(backend: Backend) -> None:
+    await backend.jobs.create(new_job("fresh"))
+    await backend.jobs.create(new_job("running"))
+    await backend.jobs.create(new_job("requeued"))
+    await backend.jobs.apply("running", jobs.start(1))
+    await backend.jobs.apply("requeued", jobs.start(1))
+    await backend.jobs.apply("requeued", jobs.fail(1, ERROR, final=False))
+
+    abandoned = await backend.jobs.apply("fresh", jobs.abandon(ERROR))
+    assert abandoned is not None
+    assert (abandoned.status, abandoned.error) == (JobStatus.FAILED, ERROR)
+    assert await backend.jobs.apply("running", jobs.abandon(ERROR)) is None
+    assert await backend.jobs.apply("requeued", jobs.abandon(ERROR)) is None
+    assert await backend.jobs.apply("fresh", jobs.abandon(ERROR)) is None
+
+
+# --- novel store -----------------------------------------------------------------------
+
+
+def new_novel() -> Novel:
+    """An uploaded novel without a storyboard yet."""
+    return Novel(
+        novel_id="novel-1", user_id="user-1", title="T", chars=42, text_key=text_key("novel-1")
+    )
+
+
+async def test_novel_create_get_and_duplicate(backend: Backend) -> None:
+    novel = new_novel()
+    await backend.novels.create(novel)
+
+    assert await backend.novels.get("novel-1") == novel
+    assert await backend.novels.get("no-such-novel") is None
+    with pytest.raises(AlreadyExists):
+        await backend.novels.create(novel.model_copy(update={"title": "Other"}))
+    assert await backend.novels.get("novel-1") == novel
+
+
+async def test_set_latest_storyboard_points_the_novel_at_it(backend: Backend) -> None:
+    novel = new_novel()
+    await backend.novels.create(novel)
+    first = StoryboardRef(key=storyboard_key("novel-1", "j1"), job_id="j1", summary=SUMMARY)
+    second = StoryboardRef(key=storyboard_key("novel-1", "j2"), job_id="j2", summary=SUMMARY)
+
+    await backend.novels.set_latest_storyboard("novel-1", first)
+    await backend.novels.set_latest_storyboard("novel-1", second)
+
+    assert await backend.novels.get("novel-1") == novel.model_copy(
+        update={"latest_storyboard": second}
+    )
+
+
+async def test_set_latest_storyboard_never_creates_a_novel(backend: Backend) -> None:
+    ref = StoryboardRef(key=storyboard_key("ghost", "j1"), job_id="j1", summary=SUMMARY)
+
+    await backend.novels.set_latest_storyboard("ghost", ref)
+
+    assert await backend.novels.get("ghost") is None
+
+
+# --- blob store ------------------------------------------------------------------------
+
+
+async def test_blob_put_get_overwrite_delete(backend: Backend) -> None:
+    key = storyboard_key("novel-1", "job-1")
+    data = bytes(range(256)) * 4
+
+    await backend.blobs.put(key, data, content_type="application/octet-stream")
+    assert await backend.blobs.get(key) == data
+
+    await backend.blobs.put(key, b"{}", content_type="application/json")
+    assert await backend.blobs.get(key) == b"{}"
+
+    await backend.blobs.delete(key)
+    with pytest.raises(BlobNotFound):
+        await backend.blobs.get(key)
+    await backend.blobs.delete(key)  # deleting again is not an error
+
+
+async def test_missing_blob_raises_blob_not_found(backend: Backend) -> None:
+    with pytest.raises(BlobNotFound):
+        await backend.blobs.get("novels/no-such-novel/text.txt")
+
+
+async def test_every_probe_answers(backend: Backend) -> None:
+    assert backend.probes
+    for probe in backend.probes:
+        await probe.ping()
