@@ -80,7 +80,8 @@ class AnalyzeHandler:
         async def on_progress(fraction: float, stage: str) -> None:
             await progress.on_fraction(50, 90, fraction, stage)
 
-        storyboard = await analyzer.analyze(NovelText(job.novel_id, title, text, job.job_id), on_progress)
+        novel = NovelText(job.novel_id, title, text, job.job_id)
+        storyboard = await analyzer.analyze(novel, on_progress)
         progress.report(90, "storyboard generated")
         key = await self._store(job, storyboard)
         await progress.close()
