@@ -1,0 +1,290 @@
+"""Quotations and who speaks them.
+
+Each quotation is attributed to the character named in its speech tag, else to the
+narrator. A Chinese tag may name a speaker by a bare given name (``操曰``), which counts
+for the bearer of that given name mentioned last; an English pronoun tag (``she said``)
+points at whoever was named last, and untagged quotations in a paragraph with a single
+named speaker are that speaker's.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from service.analysis.offline_names import SPEECH_VERBS, Cast, Mention, strip_leads
+from service.analysis.offline_text import Language
+
+# ``(start, end, inner text)`` of a quotation in its paragraph.
+Quote: TypeAlias = tuple[int, int, str]
+# A quotation that is dialogue, and its speaker (``None`` for the narrator).
+Attributed: TypeAlias = tuple[Quote, str | None]
+
+_CN_QUOTES = re.compile(r"“[^“”]*”?|「[^「」]*」?|『[^『』]*』?")
+_CN_SPEECH_END = re.compile(r"(?:[曰道云说言问答叫喝骂呼叹笑奏告谏][：:，,]?|[：:])$")
+_CN_SENTENCE_START = re.compile(r"[。！？”」』]")
+# A name right after one of these is the one spoken to, not the speaker.
+_CN_OBJECT_MARKERS = set("问谓告对与向见令命教使遣唤请拜呼叱骂劝谢")
+
+# Pieces of English speech tags: what may come between a quotation and its tag, an
+# adverb before the verb, and the rest of a tag that runs up to the next quotation.
+_LEAD = r"^[\s,;:—-]*"
+_ADVERB = r"(?:\w+ly\s+)?"
+_TO_QUOTE = r"[^'\"‘’“”]{0,40}$"
+_EN_ANY_TAG = re.compile(rf"{_LEAD}(?:[\w']+\s+){{0,3}}?(?:{SPEECH_VERBS})\b")
+_EN_PRONOUN_AFTER = re.compile(
+    rf"{_LEAD}(?:(?:she|he)\s+{_ADVERB}(?:{SPEECH_VERBS})|(?:{SPEECH_VERBS})\s+(?:she|he))\b"
+)
+_EN_PRONOUN_BEFORE = re.compile(rf"\b(?:[Ss]he|[Hh]e)\s+{_ADVERB}(?:{SPEECH_VERBS})\b{_TO_QUOTE}")
+
+# --------------------------------------------------------------------------- quotations
+
+
+def find_quotes(paragraph: str, language: Language) -> list[Quote]:
+    """``(start, end, inner text)`` of each quotation in the paragraph."""
+    if language == "zh":
+        spans = [(m.start(), m.end()) for m in _CN_QUOTES.finditer(paragraph)]
+        spans += _straight_quote_spans(paragraph)
+        spans.sort()
+    else:
+        spans = _english_quote_spans(paragraph)
+    quotes = []
+    for start, end in spans:
+        inner = paragraph[start + 1 : end].strip().strip("”」』\"'’")
+        if inner.strip():
+            quotes.append((start, end, inner.strip()))
+    return quotes
+
+
+def _straight_quote_spans(text: str) -> list[tuple[int, int]]:
+    positions = [m.start() for m in re.finditer('"', text)]
+    spans = list(zip(positions[::2], [p + 1 for p in positions[1::2]], strict=False))
+    if len(positions) % 2:
+        spans.append((positions[-1], len(text)))
+    return spans
+
+
+def _english_quote_spans(paragraph: str) -> list[tuple[int, int]]:
+    """Quotations in English, telling quote marks from apostrophes by their neighbours.
+
+    An unclosed quotation runs to the paragraph's end: English closes a speech that goes
+    on into the next paragraph only there.
+    """
+    spans: list[tuple[int, int]] = []
+    start: int | None = None
+    family = ""
+    for i, ch in enumerate(paragraph):
+        if ch not in "'\"‘’“”":
+            continue
+        before = paragraph[i - 1] if i else " "
+        after = paragraph[i + 1] if i + 1 < len(paragraph) else " "
+        if start is None and _opens_quote(ch, before, after):
+            start, family = i, _quote_family(ch)
+        elif start is not None and _closes_quote(ch, before, after, family) and i > start + 1:
+            spans.append((start, i + 1))
+            start = None
+    if start is not None:
+        spans.append((start, len(paragraph)))
+    return spans
+
+
+def _quote_family(ch: str) -> str:
+    return "single" if ch in "'‘’" else "double"
+
+
+def _opens_quote(ch: str, before: str, after: str) -> bool:
+    if ch in "‘“":
+        return True
+    # A straight mark opens after a space or bracket; one between letters is an apostrophe.
+    return ch in "'\"" and (before.isspace() or before in "([—-") and not after.isspace()
+
+
+def _closes_quote(ch: str, before: str, after: str, family: str) -> bool:
+    # Inside a quotation only its own kind of mark can close it, so the nested
+    # "Edwin and Morcar" in a single-quoted speech stays inside; a mark between letters
+    # is an apostrophe.
+    if _quote_family(ch) != family:
+        return False
+    return ch in '”"' or not (before.isspace() or after.isalnum())
+
+
+def _looks_like_speech(text: str) -> bool:
+    """A Chinese quotation without a tag is dialogue if long or sentence-like, not a term."""
+    return len(text) >= 12 or (len(text) >= 4 and any(ch in "。！？，" for ch in text))
+
+
+# --------------------------------------------------------------------------- mentions
+
+
+@dataclass(slots=True)
+class Mentions:
+    """Who the text has named so far: how often, first when, and who was named last."""
+
+    cast: Cast
+    counts: Counter[str] = field(default_factory=Counter)
+    first_seen: dict[str, int] = field(default_factory=dict)
+    # A one-character given name (``操``) to the bearer of it mentioned last.
+    recent: dict[str, str] = field(default_factory=dict)
+    last: str | None = None
+
+    def count(self, keys: list[str]) -> None:
+        """Record the characters a paragraph mentions, in reading order."""
+        for key in keys:
+            self.counts[key] += 1
+            self.first_seen.setdefault(key, len(self.first_seen))
+        self.remember(keys)
+        self.last = keys[-1] if keys else self.last
+
+    def remember(self, keys: Iterable[str]) -> None:
+        """Note these characters as the latest bearers of their given names."""
+        for key in keys:
+            given = self.cast.people[key].given
+            if given in self.cast.holders:
+                self.recent[given] = key
+
+    def bearer(self, given: str) -> str | None:
+        """Whom a bare given name means: its bearer named last, else its best-known one."""
+        holders = self.cast.holders.get(given)
+        if not holders:
+            return None
+        if given in self.recent:
+            return self.recent[given]
+        return max(holders, key=lambda k: (self.counts[k], -len(k), k))
+
+    def ranked(self) -> list[str]:
+        """Characters most mentioned first, ties in order of first appearance."""
+        return sorted(self.counts, key=lambda k: (-self.counts[k], self.first_seen[k], k))
+
+
+# --------------------------------------------------------------------------- speakers
+
+
+@dataclass(slots=True)
+class Speakers:
+    """Finds the speaker of each quotation from its speech tag and recent mentions."""
+
+    mentions: Mentions
+    # English only: tags naming one of the cast after a quotation, then before one.
+    tags_after: tuple[re.Pattern[str], ...] = ()
+    tags_before: tuple[re.Pattern[str], ...] = ()
+
+    @classmethod
+    def of(cls, mentions: Mentions) -> Speakers:
+        """Speaker finding for the cast the mentions are counted for."""
+        pattern = mentions.cast.pattern
+        if mentions.cast.language != "en" or pattern is None:
+            return cls(mentions)
+        names = pattern.pattern
+        verbs = SPEECH_VERBS
+        after = (
+            re.compile(rf"{_LEAD}(?:{verbs})\s+(?:the\s+)?({names})"),
+            re.compile(rf"{_LEAD}(?:[Tt]he\s+)?({names})\s+{_ADVERB}(?:{verbs})\b"),
+        )
+        before = (
+            re.compile(rf"({names})\s+{_ADVERB}(?:{verbs})\b{_TO_QUOTE}"),
+            re.compile(rf"(?:{verbs})\s+(?:the\s+)?({names}){_TO_QUOTE}"),
+        )
+        return cls(mentions, after, before)
+
+    def attribute(
+        self, paragraph: str, quotes: list[Quote], hits: list[Mention]
+    ) -> tuple[list[Attributed], list[Mention]]:
+        """Speaker of each quotation that is dialogue; bare-name speakers as extra hits."""
+        if self.mentions.cast.language == "zh":
+            return self._attribute_chinese(paragraph, quotes, hits)
+        return self._attribute_english(paragraph, quotes, hits), []
+
+    def _attribute_chinese(
+        self, paragraph: str, quotes: list[Quote], hits: list[Mention]
+    ) -> tuple[list[Attributed], list[Mention]]:
+        dialogue: list[Attributed] = []
+        spoken: list[Mention] = []
+        seen = 0
+        for quote in quotes:
+            # Names before the quotation decide whom a bare given name in its tag means.
+            ahead = _count_before(hits, quote[0])
+            self.mentions.remember(key for _, key in hits[seen:ahead])
+            seen = max(seen, ahead)
+            speaker, bare = self._chinese_speaker(paragraph, quote)
+            if bare and speaker is not None:
+                spoken.append((quote[0], speaker))
+            if speaker is not None or _looks_like_speech(quote[2]):
+                dialogue.append((quote, speaker))
+        return dialogue, spoken
+
+    def _chinese_speaker(self, paragraph: str, quote: Quote) -> tuple[str | None, bool]:
+        """Speaker named in the tag before a Chinese quotation; ``bare`` for ``操曰``."""
+        before = paragraph[: quote[0]]
+        if not _CN_SPEECH_END.search(before):
+            return None, False
+        starts = list(_CN_SENTENCE_START.finditer(before))
+        region = before[starts[-1].end() if starts else 0 :]
+        lead = len(region) - len(strip_leads(region))
+        named = self._first_named(region)
+        bare = self.mentions.bearer(region[lead : lead + 1])
+        if bare is not None and (named is None or lead < named[0]):
+            return bare, True
+        return (named[1] if named else None), False
+
+    def _first_named(self, region: str) -> Mention | None:
+        for position, key in self.mentions.cast.mentions_in(region):
+            if position == 0 or region[position - 1] not in _CN_OBJECT_MARKERS:
+                return position, key
+        return None
+
+    def _attribute_english(
+        self, paragraph: str, quotes: list[Quote], hits: list[Mention]
+    ) -> list[Attributed]:
+        dialogue: list[Attributed] = []
+        tagged: list[bool] = []
+        for index, quote in enumerate(quotes):
+            ahead = _count_before(hits, quote[0])
+            last = hits[ahead - 1][1] if ahead else self.mentions.last
+            speaker, has_tag = self._english_speaker(paragraph, quotes, index, last)
+            dialogue.append((quote, speaker))
+            tagged.append(has_tag)
+        return _inherit_paragraph_speaker(dialogue, tagged)
+
+    def _english_speaker(
+        self, paragraph: str, quotes: list[Quote], index: int, last_mentioned: str | None
+    ) -> tuple[str | None, bool]:
+        """Speaker named next to an English quotation (``'…,' said Alice``, ``Alice said, '…'``).
+
+        The flag tells whether the quotation has a speech tag of its own, even one naming
+        nobody in the cast (``they cried``).
+        """
+        quote = quotes[index]
+        after_end = quotes[index + 1][0] if index + 1 < len(quotes) else len(paragraph)
+        before_start = quotes[index - 1][1] if index else 0
+        after = paragraph[quote[1] : min(after_end, quote[1] + 80)]
+        before = paragraph[max(before_start, quote[0] - 80) : quote[0]]
+        for text, patterns in ((after, self.tags_after), (before, self.tags_before)):
+            for pattern in patterns:
+                match = pattern.search(text)
+                if match:
+                    return self.mentions.cast.forms[match.group(1)], True
+        # "'…,' she said": the pronoun most often points at whoever was named last.
+        if _EN_PRONOUN_AFTER.search(after) or _EN_PRONOUN_BEFORE.search(before):
+            return last_mentioned, True
+        return None, _EN_ANY_TAG.search(after) is not None
+
+
+def _count_before(hits: list[Mention], position: int) -> int:
+    """How many of the mentions, in text order, come before ``position``."""
+    return bisect_left(hits, position, key=lambda hit: hit[0])
+
+
+def _inherit_paragraph_speaker(dialogue: list[Attributed], tagged: list[bool]) -> list[Attributed]:
+    """Untagged quotations in a paragraph with a single named speaker are that speaker's."""
+    speakers = {key for _, key in dialogue if key is not None}
+    if len(speakers) != 1:
+        return dialogue
+    (speaker,) = speakers
+    return [
+        (quote, key if has_tag else speaker)
+        for (quote, key), has_tag in zip(dialogue, tagged, strict=True)
+    ]

@@ -1,0 +1,382 @@
+"""The cast of a novel: candidate names, their ranking, and aliases merged into characters.
+
+Chinese names come from ``姓刘名备，字玄德`` introductions (courtesy names become aliases),
+from ``X曰：“`` speech tags seen often enough to believe, from ``庞统字士元`` courtesy
+names of known characters and from ``关公``-style honorifics. English names come from
+``said X`` / ``X said`` speech tags, with ``Rabbit`` folded into ``White Rabbit``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from service.analysis.offline_text import CJK, Language, by_count, words
+
+# Where a character is mentioned in a text, and which character it is.
+Mention: TypeAlias = tuple[int, str]
+
+# A name must be seen in this many speech tags before it is believed.
+MIN_TAG_COUNT = 2
+# Without a known surname a Chinese speech-tag name needs more evidence.
+MIN_TAG_COUNT_WITHOUT_SURNAME = 5
+
+# --------------------------------------------------------------------------- vocabularies
+
+_SURNAMES = set(
+    "赵钱孙李周吴郑王冯陈褚卫蒋沈韩杨朱秦尤许何吕施张孔曹严华金魏陶姜戚谢邹喻柏水窦章"
+    "云苏潘葛奚范彭郎鲁韦昌马苗凤花方俞任袁柳酆鲍史唐费廉岑薛雷贺倪汤滕殷罗毕郝邬安常"
+    "乐于傅皮卞齐康伍余元卜顾孟平黄穆萧尹姚邵湛汪祁毛禹狄米贝臧计伏成戴谈宋茅庞熊纪舒"
+    "屈项祝董梁杜阮蓝闵席季麻强贾路娄危江童颜郭梅盛林刁钟徐邱骆高夏蔡田樊胡凌霍虞万支"
+    "柯昝管卢莫经房裘缪干解应宗丁宣贲邓郁单杭洪包左石崔吉钮龚程嵇邢滑裴陆荣翁荀羊於惠"
+    "甄曲家封芮羿储靳汲邴糜松井段富巫乌焦巴弓牧隗山谷车侯宓蓬全郗班仰秋仲伊宫宁仇栾暴"
+    "甘钭厉戎祖武符刘景詹束龙叶幸司韶郜黎蓟薄印宿白怀蒲邰鄂索咸籍赖卓蔺屠蒙池乔阴胥苍"
+    "双闻莘党翟谭贡劳逄姬申扶堵冉宰郦雍郤璩桑桂濮牛寿边扈燕冀郏浦尚农温别庄晏柴瞿阎充"
+    "慕连茹习宦艾鱼容古易慎戈廖庾终暨居衡步耿满弘匡寇广禄阙欧殳沃利蔚越夔隆师巩厍聂晁"
+    "勾敖融冷訾辛阚简饶曾毋沙乜养鞠须丰巢关蒯查荆红游竺权逯盖益桓文"
+)
+_COMPOUND_SURNAMES = words(
+    "司马 上官 欧阳 夏侯 诸葛 闻人 东方 赫连 皇甫 尉迟 公羊 澹台 公冶 宗政 濮阳 淳于 单于"
+    " 太叔 申屠 公孙 仲孙 轩辕 令狐 钟离 宇文 长孙 慕容 鲜于 闾丘 司徒 司空 端木 百里 东郭"
+    " 南宫 呼延 太史 万俟 拓跋 独孤 第五"
+)
+
+# Characters that never sit inside a name but often follow one in a speech tag.
+_CN_NOT_NAME = set(
+    "曰说道问答叫呼喝骂怒喜笑叹惊泣哭谏奏告报谓对略诗之其众皆乃遂又亦也乎哉者了着这那些我你他吾汝"
+    "声叱指令付嘱劝止等触出"
+)
+# Roles, titles and groups that speak but are not one identifiable person.
+_CN_GENERIC = frozenset(
+    words(
+        "左右 使者 童子 众将 诸将 众官 百官 军士 将士 壮士 小童 牧童 先主 后主 丞相 天子 陛下 皇帝"
+        " 太后 主公 将军 太守 都督 军师 先生 国舅 皇叔 使君 明公 诸公 世子 公子 小校 从人 近臣 侍臣"
+        " 门吏 探马 细作 守将 老将 夫人 谋士 二将 三将 使臣 天使 土人 老人 众人 二人 三人 其人 此人"
+        " 一人 贼将 小卒 军校 部将 众军 百姓 父老 侍者 家人 妇人 道人 长老 老者 书生 太医 女子 哨马"
+        " 伏路 流星 守门 门人 大将 上将 小将 官军"
+    )
+)
+_CN_DIGITS_ALL = set("一二三四五六七八九十两百千数")
+_CN_TITLE_ENDINGS = tuple("王帝主后侯相臣吏官卒兵军人")
+_CN_LEADS = words("却说 且说 话说 只见 但见 当下 于是 次日 忽 乃 遂 因 又 便 却 时 亦")
+# ``姓刘名备，字玄德``: a character introduced with surname, given and courtesy names.
+CN_INTRODUCTION = re.compile(
+    rf"(?:复|覆)?姓(?P<s>[{CJK}]{{1,2}}?)，?名(?P<g>[{CJK}]{{1,2}}?)"
+    rf"(?=[，。；、”：]|字)(?:，?字(?P<z>[{CJK}]{{2}})"
+    rf"(?:，(?:后|又)改(?:字)?(?P<z2>[{CJK}]{{2}}))?)?"
+)
+_CN_COURTESY = re.compile(rf"(?P<n>[{CJK}]{{2,3}})字(?P<z>[{CJK}]{{2}})(?=[，。；])")
+_CN_TAG = re.compile(rf"(?<![{CJK}])(?P<clause>[{CJK}]{{1,8}}?)(?:曰|道)[：:，,]?(?=[“「『\"])")
+
+# English verbs of speech, as a regular expression alternation.
+SPEECH_VERBS = (
+    "said|says|say|cried|asked|thought|replied|exclaimed|shouted|remarked|whispered|added"
+    "|repeated|answered|observed|continued|began|went on|interrupted|screamed|growled|sighed"
+    "|called|muttered|pleaded|roared|sobbed|inquired|returned|yelled|murmured|grunted"
+    "|snapped|suggested|explained|insisted|declared|demanded|urged|retorted|protested"
+    "|gasped|panted|said to herself|said to himself"
+)
+_EN_CAP = r"[A-Z][a-z]+(?:-[A-Za-z][a-z]+)*"
+_EN_PHRASE = rf"(?:[Tt]he\s+)?{_EN_CAP}(?:\s+{_EN_CAP}){{0,2}}"
+_EN_TAGS = (
+    re.compile(rf"\b(?:{SPEECH_VERBS})\s+(?P<n>{_EN_PHRASE})"),
+    re.compile(rf"(?P<n>{_EN_PHRASE})\s+(?:{SPEECH_VERBS})\b"),
+)
+# Capitalised words that start sentences or address people but never name a character.
+_EN_STOP = frozenset(
+    words(
+        "the a an and but or so then when what which who whom why how where here there this"
+        " that these those it its i you he she we they me him her us them my your his our"
+        " their oh ah well yes no not now just only very do don come let if in on at of for"
+        " with as by to from up down out off over one all some any everybody nobody somebody"
+        " everything nothing anything something chapter mr mrs miss sir madam lady lord"
+        " majesty please thank thanks good dear poor still again never ever soon once while"
+        " after before perhaps indeed really sure certainly quite hush stop wait look listen"
+        " alas ugh ahem hm hmm would could should shall will can may might must other"
+        " another each every both first last next"
+    )
+)
+
+# --------------------------------------------------------------------------- the cast
+
+
+@dataclass(slots=True)
+class Person:
+    """A character while the cast is being worked out, keyed by its display name."""
+
+    key: str
+    surname: str = ""
+    aliases: list[str] = field(default_factory=list)
+
+    def add_alias(self, alias: str) -> None:
+        """Add another name for the character, unless it is already one of theirs."""
+        if alias and alias != self.key and alias not in self.aliases:
+            self.aliases.append(alias)
+
+    @property
+    def forms(self) -> list[str]:
+        """Every name the character goes by, the display name first."""
+        return [self.key, *self.aliases]
+
+    @property
+    def given(self) -> str:
+        """The given name after a known surname (``备`` of ``刘备``), else empty."""
+        return self.key[len(self.surname) :] if self.surname else ""
+
+
+@dataclass(slots=True)
+class Cast:
+    """Everyone the text names, with every surface form mapped to its character."""
+
+    language: Language
+    people: dict[str, Person]
+    forms: dict[str, str]
+    # A one-character given name (``操``) to the characters who bear it.
+    holders: dict[str, list[str]]
+    pattern: re.Pattern[str] | None
+
+    @classmethod
+    def build(cls, language: Language, people: Iterable[Person]) -> Cast:
+        """The cast of these people, earlier people winning a form they share."""
+        by_key = {p.key: p for p in people}
+        forms: dict[str, str] = {}
+        holders: dict[str, list[str]] = {}
+        for person in by_key.values():
+            for form in person.forms:
+                forms.setdefault(form, person.key)
+            if language == "zh" and len(person.given) == 1:
+                holders.setdefault(person.given, []).append(person.key)
+        return cls(language, by_key, forms, holders, _forms_pattern(language, forms))
+
+    def mention_spans(self, text: str) -> list[tuple[int, int, str]]:
+        """``(start, end, character)`` of each mention of a character in the text."""
+        if self.pattern is None:
+            return []
+        return [(m.start(), m.end(), self.forms[m.group()]) for m in self.pattern.finditer(text)]
+
+    def mentions_in(self, text: str) -> list[Mention]:
+        """``(start, character)`` of each mention of a character in the text."""
+        return [(start, key) for start, _, key in self.mention_spans(text)]
+
+
+def _forms_pattern(language: Language, forms: dict[str, str]) -> re.Pattern[str] | None:
+    if not forms:
+        return None
+    # Longest first so 刘玄德 wins over 玄德 and "White Rabbit" over "Rabbit".
+    alternation = "|".join(re.escape(f) for f in sorted(forms, key=lambda f: (-len(f), f)))
+    if language == "en":
+        return re.compile(rf"\b(?:{alternation})\b")
+    return re.compile(alternation)
+
+
+def discover_cast(language: Language, paragraphs: Sequence[str]) -> Cast:
+    """The characters the paragraphs name, with their aliases merged."""
+    if language == "zh":
+        return Cast.build(language, _discover_chinese(paragraphs))
+    return Cast.build(language, _discover_english(paragraphs))
+
+
+def strip_leads(clause: str) -> str:
+    """A Chinese clause without the connectives it opens with (``却说``, ``忽``, ``乃``)."""
+    changed = True
+    while changed:
+        changed = False
+        for lead in _CN_LEADS:
+            if clause.startswith(lead) and len(clause) > len(lead):
+                clause, changed = clause[len(lead) :], True
+    return clause
+
+
+def _surname_of(name: str) -> str:
+    for compound in _COMPOUND_SURNAMES:
+        if name.startswith(compound) and len(name) > len(compound):
+            return compound
+    return name[0] if len(name) >= 2 and name[0] in _SURNAMES else ""
+
+
+# --------------------------------------------------------------------------- Chinese
+
+
+@dataclass(slots=True)
+class _Found:
+    """People found so far, and the character each surface form already belongs to."""
+
+    people: dict[str, Person] = field(default_factory=dict)
+    forms: dict[str, str] = field(default_factory=dict)
+
+    def merge(self, person: Person) -> None:
+        """Add a person, or their names to whoever already goes by their display name."""
+        key = self.forms.get(person.key, person.key)
+        target = self.people.setdefault(key, Person(key, person.surname))
+        for form in person.forms:
+            if self.forms.setdefault(form, key) == key:
+                target.add_alias(form)
+
+    def alias(self, key: str, alias: str) -> None:
+        """Give the character ``key`` another name."""
+        self.people[key].add_alias(alias)
+        self.forms[alias] = key
+
+
+def _discover_chinese(paragraphs: Sequence[str]) -> list[Person]:
+    """Characters of a Chinese novel, courtesy names and honorifics merged."""
+    text = "\n".join(paragraphs)
+    found = _Found()
+    for person in _chinese_introductions(text):
+        found.merge(person)
+    honorifics = _add_tag_names(found, _chinese_tag_candidates(text))
+    _add_courtesy_names(text, found)
+    _add_honorifics(text, honorifics, found)
+    return list(found.people.values())
+
+
+def _chinese_introductions(text: str) -> Iterator[Person]:
+    """People introduced as ``姓刘名备，字玄德`` (courtesy names become aliases)."""
+    for match in CN_INTRODUCTION.finditer(text):
+        surname, given = match["s"], match["g"]
+        person = Person(surname + given, surname)
+        for courtesy in (match["z"], match["z2"]):
+            if courtesy:
+                person.add_alias(courtesy)
+                person.add_alias(surname + courtesy)
+        yield person
+
+
+def _chinese_tag_candidates(text: str) -> list[str]:
+    """Names seen in ``X曰：“`` speech tags often enough to believe, most frequent first."""
+    clauses = [strip_leads(m["clause"]) for m in _CN_TAG.finditer(text)]
+    exact = Counter(c for c in clauses if 2 <= len(c) <= 3 and _name_like(c))
+    counts = Counter(exact)
+    for clause in clauses:
+        if len(clause) > 3 or clause not in exact:
+            prefix = next((clause[:n] for n in (3, 2) if clause[:n] in exact), None)
+            if prefix is not None and len(clause) > len(prefix):
+                counts[prefix] += 1
+    believed = [
+        name
+        for name, count in counts.items()
+        if count >= MIN_TAG_COUNT and (_surname_of(name) or count >= MIN_TAG_COUNT_WITHOUT_SURNAME)
+    ]
+    return by_count(believed, counts)
+
+
+def _add_tag_names(found: _Found, candidates: list[str]) -> list[str]:
+    """Add speech-tag names as people or aliases; return the honorifics left to place."""
+    believed = set(candidates)
+    forms = found.forms
+    honorifics = []
+    for candidate in candidates:
+        # 孔明嘱 and 荀攸进 are a name and the verb of its speech tag.
+        if candidate in forms or candidate[:-1] in forms or candidate[:-1] in believed:
+            continue
+        owner = _surname_plus_alias_owner(candidate, found)
+        if owner is not None:
+            found.alias(owner, candidate)
+        elif _is_honorific(candidate):
+            honorifics.append(candidate)
+        else:
+            found.merge(Person(candidate, _surname_of(candidate)))
+    return honorifics
+
+
+def _name_like(word: str) -> bool:
+    surname = _surname_of(word)
+    if word in _CN_GENERIC or word in _COMPOUND_SURNAMES:
+        return False
+    if any(ch in _CN_NOT_NAME for ch in word[len(surname) :]):
+        return False
+    # 大叫曰, 一人出曰, 二夫人曰: an adverb or a count, not a name.
+    if word[0] == "大" or word[0] in _CN_DIGITS_ALL:
+        return False
+    # 汉中王, 魏主, 何后, 温侯: titles; but 甘夫人 names one woman.
+    return not (word.endswith(_CN_TITLE_ENDINGS) and not word.endswith("夫人"))
+
+
+def _is_honorific(word: str) -> bool:
+    return len(word) == 2 and word[1] == "公"
+
+
+def _surname_plus_alias_owner(word: str, found: _Found) -> str | None:
+    """The owner when ``word`` is a surname plus a known alias (刘 + 玄德)."""
+    surname = _surname_of(word)
+    owner = found.forms.get(word[len(surname) :]) if surname else None
+    return owner if owner is not None and found.people[owner].surname == surname else None
+
+
+def _add_courtesy_names(text: str, found: _Found) -> None:
+    """Aliases from ``庞统字士元`` where the name before 字 is already a character."""
+    for match in _CN_COURTESY.finditer(text):
+        name = next((match["n"][-n:] for n in (3, 2) if match["n"][-n:] in found.forms), None)
+        courtesy = match["z"]
+        if name is None or courtesy in found.forms or not _name_like(courtesy):
+            continue
+        person = found.people[found.forms[name]]
+        for alias in (courtesy, person.surname + courtesy if person.surname else ""):
+            if alias and alias not in found.forms:
+                found.alias(person.key, alias)
+
+
+def _add_honorifics(text: str, honorifics: list[str], found: _Found) -> None:
+    """``关公`` in speech tags: a surname plus 公 names the clearly best-known bearer of it.
+
+    Only honorifics that speak count: a bare ``魏公`` in narration is as likely a title
+    (the Duke of Wei) as a person of that surname.
+    """
+    by_surname: dict[str, list[str]] = {}
+    for key, person in found.people.items():
+        if len(person.surname) == 1:
+            by_surname.setdefault(person.surname, []).append(key)
+    for honorific in honorifics:
+        keys = by_surname.get(honorific[0], [])
+        if not keys or honorific in found.forms:
+            continue
+        counts = {k: sum(text.count(f) for f in found.people[k].forms) for k in keys}
+        ranked = by_count(keys, counts)
+        runner_up = counts[ranked[1]] if len(ranked) > 1 else 0
+        # Only a bearer who dominates the surname can be meant by the bare honorific.
+        if counts[ranked[0]] >= 2 * runner_up:
+            found.alias(ranked[0], honorific)
+
+
+# --------------------------------------------------------------------------- English
+
+
+def _discover_english(paragraphs: Sequence[str]) -> list[Person]:
+    """Characters of an English novel from ``said X`` / ``X said`` speech tags."""
+    counts: Counter[str] = Counter()
+    for paragraph in paragraphs:
+        for tag in _EN_TAGS:
+            for match in tag.finditer(paragraph):
+                name = _clean_english_name(match["n"])
+                if name:
+                    counts[name] += 1
+    believed = by_count((n for n, c in counts.items() if c >= MIN_TAG_COUNT), counts)
+    return _merge_english_titles(believed, counts)
+
+
+def _clean_english_name(phrase: str) -> str:
+    parts = phrase.split()
+    while parts and parts[0].casefold() in _EN_STOP:
+        parts.pop(0)
+    while parts and parts[-1].casefold() in _EN_STOP:
+        parts.pop()
+    if not parts or any(w.casefold() in _EN_STOP for w in parts):
+        return ""
+    return " ".join(parts)
+
+
+def _merge_english_titles(names: list[str], counts: Counter[str]) -> list[Person]:
+    """Fold ``Rabbit`` into ``White Rabbit``: the longer name is the more specific."""
+    people = {name: Person(name) for name in names if " " in name}
+    for name in names:
+        if " " in name:
+            continue
+        owners = [p for p in people.values() if p.key.split()[-1] == name]
+        if owners:
+            max(owners, key=lambda p: (counts[p.key], p.key)).add_alias(name)
+        else:
+            people[name] = Person(name)
+    return list(people.values())

@@ -1,0 +1,41 @@
+"""Text basics shared by the offline analyzer's modules: language, clipping and ranking."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+Language = Literal["zh", "en"]
+
+# The CJK unified ideographs, as a range for a regular expression character class.
+CJK = "\u4e00-\u9fff"
+_CJK_RANGES = (("\u2e80", "\u9fff"), ("\uf900", "\ufaff"), ("\uff00", "\uffef"))
+
+
+def is_cjk(ch: str) -> bool:
+    """Whether a character is Chinese script or full-width punctuation."""
+    return any(lo <= ch <= hi for lo, hi in _CJK_RANGES)
+
+
+def detect_language(text: str) -> Language:
+    """Chinese when ideographs outnumber Latin letters in the opening of the text."""
+    sample = text[:20_000]
+    cjk = sum(1 for ch in sample if "\u4e00" <= ch <= "\u9fff")
+    latin = sum(1 for ch in sample if ch.isascii() and ch.isalpha())
+    return "zh" if cjk > latin else "en"
+
+
+def clip(text: str, limit: int) -> str:
+    """The text on one line, cut to ``limit`` characters with an ellipsis if longer."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def words(text: str) -> tuple[str, ...]:
+    """Whitespace-separated word lists, kept readable as one string in the source."""
+    return tuple(text.split())
+
+
+def by_count(names: Iterable[str], counts: Mapping[str, int]) -> list[str]:
+    """The names, most counted first and ties in name order, so rankings are stable."""
+    return sorted(names, key=lambda name: (-counts[name], name))
