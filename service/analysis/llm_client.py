@@ -1,0 +1,453 @@
+"""A thin client for OpenAI-compatible Chat Completions that must answer with a JSON object.
+
+Qwen is reached through DashScope's compatible mode, but any server speaking the same API
+works by base URL alone. The SDK's own retries are off: this module retries transient
+failures itself (429, 5xx, timeouts, connection errors) with exponential backoff and full
+jitter, honouring ``Retry-After`` and ``retry-after-ms``, and maps every failure onto an
+:class:`~service.ports.AnalysisError` whose ``transient`` flag tells the job handler
+whether redelivery can help.
+
+The API key never reaches a log line or an error message: logs carry status codes, sizes
+and a SHA-256 of each reply, and provider messages are scrubbed of the key before use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+from urllib.parse import urlparse
+
+import openai
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+
+from service.analysis.llm_limits import LlmLimiter
+from service.logs import get_logger
+from service.ports import AnalysisError
+from service.settings import Settings, SettingsError
+
+__all__ = [
+    "NO_KEY",
+    "ChatMessage",
+    "ClientConfig",
+    "Failure",
+    "InvalidReply",
+    "LlmClient",
+    "MalformedResponse",
+    "Usage",
+    "classify_error",
+    "load_api_key",
+    "parse_json_object",
+    "retry_after_s",
+]
+
+log = get_logger(__name__)
+
+ChatMessage = ChatCompletionMessageParam
+
+# Servers without authentication (vLLM, llama.cpp, Ollama) still get a bearer token: the SDK
+# refuses to start without one, and these servers ignore it.
+NO_KEY = "no-key"
+
+# Codes are compared lower-cased. DashScope sends ``data_inspection_failed`` in compatible
+# mode and ``DataInspectionFailed`` natively; the others are OpenAI's.
+_MODERATION_CODES = frozenset(
+    {"data_inspection_failed", "datainspectionfailed", "content_filter", "content_policy_violation"}
+)
+# Billing problems that no amount of waiting fixes. DashScope's ``Arrearage`` is a 400 and
+# ``AllocationQuota.FreeTierOnly`` a 403; OpenAI's ``insufficient_quota`` is a 429.
+_QUOTA_CODES = frozenset(
+    {
+        "insufficient_quota",
+        "arrearage",
+        "billing_hard_limit_reached",
+        "allocationquota.freetieronly",
+    }
+)
+# DashScope uses one code for a per-minute quota (wait) and an exhausted free tier (do not).
+_ALLOCATION_QUOTA = "throttling.allocationquota"
+_DETAIL_CHARS = 300
+_FENCE = "```"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens billed and requests answered, summed over calls with ``+``."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.requests + other.requests,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+    def to_meta(self) -> dict[str, int]:
+        """The camelCase form stored in a storyboard's ``meta.usage``."""
+        return {
+            "inputTokens": self.input_tokens,
+            "outputTokens": self.output_tokens,
+            "requests": self.requests,
+        }
+
+
+class MalformedResponse(openai.OpenAIError):
+    """A 200 that is no chat completion, as gateways send when the model behind them fails."""
+
+
+class InvalidReply(Exception):
+    """The model answered, but not with a usable JSON object; ``raw`` is what it said."""
+
+    def __init__(self, reason: str, raw: str, usage: Usage) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
+        self.usage = usage
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Where the model lives and how patiently to talk to it."""
+
+    base_url: str
+    api_key: str | None
+    model: str
+    temperature: float = 0.3
+    timeout_s: float = 120.0
+    connect_timeout_s: float = 10.0
+    max_retries: int = 4
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    chars_per_token: float = 1.5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClientConfig:
+        """The configuration named by the ``llm_*`` settings, the key loaded from its source."""
+        return cls(
+            base_url=settings.effective_llm_base_url,
+            api_key=load_api_key(settings),
+            model=settings.llm_model,
+            temperature=settings.llm_temperature,
+            timeout_s=settings.llm_timeout_s,
+            connect_timeout_s=settings.llm_connect_timeout_s,
+            max_retries=settings.llm_max_retries,
+            backoff_base_s=settings.llm_backoff_base_s,
+            backoff_max_s=settings.llm_backoff_max_s,
+            chars_per_token=settings.llm_chars_per_token,
+        )
+
+
+def load_api_key(settings: Settings) -> str | None:
+    """The API key from ``llm_api_key`` (which wins) or the file ``llm_api_key_file``.
+
+    Surrounding whitespace is stripped, since mounted secrets usually end in a newline.
+    Raises :class:`SettingsError` naming the file (never its contents) when it cannot be
+    read or is empty; returns ``None`` when no key is configured.
+    """
+    if settings.llm_api_key is not None:
+        key = settings.llm_api_key.get_secret_value().strip()
+        if key:
+            return key
+    if settings.llm_api_key_file is None:
+        return None
+    path = settings.llm_api_key_file
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except UnicodeError:
+        raise SettingsError(f"the model API key file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SettingsError(f"cannot read the model API key file {path}: {reason}") from None
+    if not key:
+        raise SettingsError(f"the model API key file {path} is empty")
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed request, classified: the error code, whether waiting can help, and how long
+    the server asked us to wait."""
+
+    code: str
+    message: str
+    transient: bool
+    status: int | None = None
+    retry_after_s: float | None = None
+
+    def error(self, attempts: int = 1) -> AnalysisError:
+        """The error to raise once we stop trying."""
+        message = self.message if attempts == 1 else f"{self.message} (after {attempts} attempts)"
+        return AnalysisError(self.code, message, transient=self.transient)
+
+
+def classify_error(exc: openai.OpenAIError, secret: str | None = None) -> Failure:
+    """Map an SDK exception onto a :class:`Failure`; ``secret`` is scrubbed from messages."""
+    if isinstance(exc, openai.APITimeoutError):
+        return Failure("llm_unavailable", "the model API did not answer in time", True)
+    if isinstance(exc, openai.APIConnectionError):
+        return Failure("llm_unavailable", "could not connect to the model API", True)
+    if isinstance(exc, openai.APIStatusError):
+        return _classify_status(exc, secret)
+    if isinstance(exc, MalformedResponse):
+        return Failure("llm_unavailable", f"the model API sent no chat completion ({exc})", True)
+    return Failure("llm_unavailable", f"model API client error ({type(exc).__name__})", True)
+
+
+def _classify_status(exc: openai.APIStatusError, secret: str | None) -> Failure:
+    status = exc.status_code
+    code = _provider_code(exc)
+    detail = _provider_detail(exc, secret)
+    hint = retry_after_s(exc.response.headers)
+    label = f"HTTP {status}" + (f", {code}" if code else "")
+    if code in _MODERATION_CODES:
+        return Failure(
+            "content_rejected",
+            f"the provider's moderation rejected the text ({label})",
+            False,
+            status,
+        )
+    if code in _QUOTA_CODES or (code == _ALLOCATION_QUOTA and "free" in detail.lower()):
+        message = f"model API quota exhausted ({label}): {detail}"
+        return Failure("llm_quota_exhausted", message, False, status)
+    if status == 429:
+        return Failure("llm_rate_limited", f"model API rate limit ({label})", True, status, hint)
+    if status in (408, 409) or status >= 500:
+        return Failure("llm_unavailable", f"model API unavailable ({label})", True, status, hint)
+    if status in (401, 403):
+        # Some providers echo part of the key in these messages: keep only the status.
+        message = f"model API refused the credentials ({label})"
+        return Failure("llm_auth_failed", message, False, status)
+    if status == 404:
+        return Failure("llm_model_not_found", f"model not found ({label}): {detail}", False, status)
+    message = f"model API rejected the request ({label}): {detail}"
+    return Failure("llm_bad_request", message, False, status)
+
+
+def _provider_code(exc: openai.APIStatusError) -> str:
+    """The provider's error code (or type, which DashScope fills alike), lower-cased."""
+    for value in (exc.code, exc.type):
+        if isinstance(value, str) and value:
+            return value.lower()
+    return ""
+
+
+def _provider_detail(exc: openai.APIStatusError, secret: str | None) -> str:
+    body = exc.body
+    message = body.get("message") if isinstance(body, Mapping) else None
+    text = message if isinstance(message, str) and message else exc.message
+    return _scrub(" ".join(text.split()), secret)[:_DETAIL_CHARS]
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def retry_after_s(headers: Mapping[str, str], now: Callable[[], float] = time.time) -> float | None:
+    """The wait a response asks for: ``retry-after-ms``, else ``Retry-After`` in seconds or
+    as an HTTP date. ``None`` without a usable hint."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now())
+
+
+def parse_json_object(raw: str) -> dict[str, Any]:
+    """The JSON object in a reply, tolerating a Markdown code fence around it.
+
+    Raises ``ValueError`` with a reason a model can act on.
+    """
+    text = raw.strip()
+    if text.startswith(_FENCE):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+        text = text.rsplit(_FENCE, 1)[0]
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the reply is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"the reply is JSON but a {type(data).__name__}, not an object")
+    return data
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class LlmClient:
+    """Sends chat requests that must be answered with a JSON object, retrying within bounds."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        limiter: LlmLimiter,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self._limiter = limiter
+        self._sleep = sleep
+        self._jitter = jitter
+        self._openai = openai.AsyncOpenAI(
+            base_url=config.base_url,
+            api_key=config.api_key or NO_KEY,
+            timeout=openai.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+            max_retries=0,  # retried here, where Retry-After and our bounds are honoured
+        )
+        # Qwen3 models on DashScope refuse non-streaming calls while thinking is enabled,
+        # and thinking would only spend tokens; other servers may reject the unknown field.
+        host = urlparse(config.base_url).hostname or ""
+        self._extra_body = {"enable_thinking": False} if host.endswith("aliyuncs.com") else None
+
+    async def complete_json(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int
+    ) -> tuple[dict[str, Any], Usage]:
+        """The reply's JSON object and what it cost.
+
+        Raises :class:`InvalidReply` when the model answered without a JSON object (the
+        caller may ask it to repair), and :class:`AnalysisError` for every other failure.
+        """
+        attempt = 0
+        while True:
+            try:
+                completion = await self._send(messages, max_tokens)
+            except openai.OpenAIError as exc:
+                failure = classify_error(exc, self.config.api_key)
+                if not failure.transient:
+                    raise failure.error() from None
+                if attempt >= self.config.max_retries:
+                    raise failure.error(attempt + 1) from None
+                await self._back_off(failure, attempt)
+                attempt += 1
+                continue
+            return _read_completion(completion)
+
+    def backoff_s(self, attempt: int, hint_s: float | None) -> float:
+        """How long to wait before retry ``attempt + 1``: the server's hint when it gave one,
+        else full jitter over an exponential ceiling; never above ``backoff_max_s``."""
+        if hint_s is not None:
+            return min(hint_s, self.config.backoff_max_s)
+        ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2.0**attempt)
+        return self._jitter() * ceiling
+
+    def estimate_tokens(self, messages: Sequence[ChatMessage], max_tokens: int) -> int:
+        """A pessimistic token count for the rate limiter: the prompt plus the full reply."""
+        return _prompt_tokens(messages, self.config.chars_per_token) + max_tokens
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        await self._openai.close()
+
+    async def _send(self, messages: Sequence[ChatMessage], max_tokens: int) -> ChatCompletion:
+        prompt_tokens = _prompt_tokens(messages, self.config.chars_per_token)
+        async with self._limiter.slot(prompt_tokens + max_tokens) as lease:
+            log.debug(
+                "model request",
+                messages=len(messages),
+                prompt_chars=_chars(messages),
+                max_tokens=max_tokens,
+            )
+            try:
+                completion = await self._openai.chat.completions.create(
+                    model=self.config.model,
+                    messages=messages,
+                    max_tokens=max_tokens,
+                    temperature=self.config.temperature,
+                    response_format={"type": "json_object"},
+                    extra_body=self._extra_body,
+                )
+            except BaseException:
+                # The prompt may have been billed; no reply was.
+                lease.record(prompt_tokens)
+                raise
+            _check_shape(completion)
+            if completion.usage is not None:
+                lease.record(completion.usage.total_tokens)
+            return completion
+
+    async def _back_off(self, failure: Failure, attempt: int) -> None:
+        delay = self.backoff_s(attempt, failure.retry_after_s)
+        log.warning(
+            "model request failed, retrying",
+            code=failure.code,
+            status=failure.status,
+            attempt=attempt + 1,
+            retry_in_s=round(delay, 3),
+            server_hint_s=failure.retry_after_s,
+        )
+        await self._sleep(delay)
+
+
+def _check_shape(completion: object) -> None:
+    # Without response validation the SDK hands back whatever a 200 carried.
+    if not isinstance(completion, ChatCompletion):
+        raise MalformedResponse(f"a {type(completion).__name__} body")
+    if not completion.choices:
+        raise MalformedResponse("no choices")
+
+
+def _read_completion(completion: ChatCompletion) -> tuple[dict[str, Any], Usage]:
+    reported = completion.usage
+    usage = Usage(
+        input_tokens=reported.prompt_tokens if reported else 0,
+        output_tokens=reported.completion_tokens if reported else 0,
+        requests=1,
+    )
+    choice = completion.choices[0]
+    raw = choice.message.content or ""
+    log.debug(
+        "model reply",
+        chars=len(raw),
+        sha256=hashlib.sha256(raw.encode()).hexdigest(),
+        finish_reason=choice.finish_reason,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+    )
+    if choice.finish_reason == "content_filter":
+        raise AnalysisError(
+            "content_rejected", "the provider's moderation withheld the reply", transient=False
+        )
+    if choice.finish_reason == "length":
+        raise InvalidReply("the reply was cut off at the token limit", raw, usage)
+    try:
+        return parse_json_object(raw), usage
+    except ValueError as exc:
+        raise InvalidReply(str(exc), raw, usage) from None
+
+
+def _chars(messages: Sequence[ChatMessage]) -> int:
+    return sum(len(str(m.get("content") or "")) for m in messages)
+
+
+def _prompt_tokens(messages: Sequence[ChatMessage], chars_per_token: float) -> int:
+    return int(_chars(messages) / chars_per_token) + 1
