@@ -2,7 +2,8 @@
 
 Safe to run any number of times. Existing resources are kept; queue attributes are set to
 the configured values on every run, so a changed visibility timeout or receive limit takes
-effect without recreating the queue.
+effect without recreating the queue. The table's TTL is enabled on ``expiresAt`` if it is
+not already.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, cast
 from botocore.exceptions import ClientError
 
 from service.backends.aws_clients import aws_call, error_code, open_clients
+from service.backends.aws_records import EXPIRES_AT
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -62,6 +64,7 @@ async def bootstrap(settings: Settings) -> BootstrapReport:
             },
         )
         await ensure_table(clients.dynamodb, settings.table_name)
+        await ensure_time_to_live(clients.dynamodb, settings.table_name, EXPIRES_AT)
         await ensure_bucket(clients.s3, settings.bucket, settings.aws_region)
     return BootstrapReport(
         queue_url=queue_url, dlq_url=dlq_url, table=settings.table_name, bucket=settings.bucket
@@ -114,6 +117,37 @@ async def ensure_table(client: DynamoDBClient, table: str) -> None:
             TableName=table,
             WaiterConfig={"Delay": TABLE_WAIT_DELAY_S, "MaxAttempts": TABLE_WAIT_ATTEMPTS},
         )
+
+
+async def ensure_time_to_live(client: DynamoDBClient, table: str, attribute: str) -> None:
+    """Have DynamoDB delete items once the epoch seconds in ``attribute`` have passed.
+
+    Enabling TTL again, or on another attribute, fails in DynamoDB, so this enables it only
+    where it is off; TTL on a different attribute is left alone and raises BackendError.
+    """
+    with aws_call(f"dynamodb UpdateTimeToLive {table}"):
+        if await time_to_live_attribute(client, table) == attribute:
+            return
+        try:
+            await client.update_time_to_live(
+                TableName=table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute},
+            )
+        except ClientError as exc:
+            # A concurrent bootstrap may have enabled it between the check and the update.
+            if error_code(exc) != "ValidationException":
+                raise
+            if await time_to_live_attribute(client, table) != attribute:
+                raise
+
+
+async def time_to_live_attribute(client: DynamoDBClient, table: str) -> str | None:
+    """The attribute the table's TTL is enabled (or being enabled) on, or ``None``."""
+    response = await client.describe_time_to_live(TableName=table)
+    description = response.get("TimeToLiveDescription", {})
+    if description.get("TimeToLiveStatus") not in {"ENABLED", "ENABLING"}:
+        return None
+    return description.get("AttributeName")
 
 
 async def ensure_bucket(client: S3Client, bucket: str, region: str) -> None:

@@ -117,6 +117,22 @@ class NovelStore(Protocol):
         ...
 
 
+class IdempotencyStore(Protocol):
+    """Remembers which job a client's ``Idempotency-Key`` created, for a limited time."""
+
+    async def claim(self, scope: str, key: str, job_id: str, ttl_s: int) -> str:
+        """Bind ``(scope, key)`` to ``job_id`` unless a live binding exists.
+
+        Returns the job id that owns the key: ``job_id`` if this call claimed it, else the
+        earlier one. Bindings older than ``ttl_s`` count as absent and may be replaced.
+        """
+        ...
+
+    async def release(self, scope: str, key: str, job_id: str) -> None:
+        """Drop the binding if it still points at ``job_id`` (its job was never queued)."""
+        ...
+
+
 class BlobStore(Protocol):
     """Opaque bytes by key: novel texts and storyboards."""
 

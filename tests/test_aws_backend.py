@@ -8,6 +8,7 @@ receive counts and batches, error translation and client configuration.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import time
@@ -23,6 +24,7 @@ from service.backends.aws_records import (
     DynamoJobStore,
     from_attribute,
     from_item,
+    idempotency_key,
     job_key,
     novel_key,
     to_item,
@@ -380,3 +382,60 @@ async def test_clients_carry_pool_size_retry_mode_and_timeouts(
     assert configs["sqs"].read_timeout >= settings.receive_wait_s + 10
     assert configs["dynamodb"].read_timeout == 15.0
     assert configs["s3"].read_timeout == 15.0
+
+
+# -- idempotency keys -------------------------------------------------------------------------
+
+
+async def test_bootstrap_enables_ttl_on_expires_at_once(aws_settings: SettingsFactory) -> None:
+    settings = aws_settings()
+    await bootstrap(settings)
+    await bootstrap(settings)
+
+    async with open_clients(settings) as clients:
+        response = await clients.dynamodb.describe_time_to_live(TableName=settings.table_name)
+    description = response["TimeToLiveDescription"]
+    assert (description.get("TimeToLiveStatus"), description.get("AttributeName")) == (
+        "ENABLED",
+        "expiresAt",
+    )
+
+
+async def test_idempotency_item_holds_a_hashed_key_and_ttl(aws_settings: SettingsFactory) -> None:
+    settings = aws_settings()
+    await bootstrap(settings)
+    key = "漫画 " * 2000
+    async with open_backend(settings) as backend, open_clients(settings) as clients:
+        before = time.time()
+        await backend.idempotency.claim("u-1:n-1", key, "job-1", 3600)
+        response = await clients.dynamodb.get_item(
+            TableName=settings.table_name,
+            Key=idempotency_key("u-1:n-1", key),
+            ConsistentRead=True,
+        )
+
+    item = response["Item"]
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    assert item["pk"] == {"S": f"IDEMP#u-1:n-1#{digest}"}
+    assert item["sk"] == {"S": "IDEMP"}
+    assert item["jobId"] == {"S": "job-1"}
+    expires_at = int(item["expiresAt"]["N"])  # whole seconds, as TTL requires
+    assert before + 3600 - 1 < expires_at <= time.time() + 3600
+
+
+async def test_an_expired_item_ttl_has_not_deleted_yet_counts_as_absent(
+    aws_settings: SettingsFactory,
+) -> None:
+    settings = aws_settings()
+    await bootstrap(settings)
+    async with open_backend(settings) as backend, open_clients(settings) as clients:
+        await clients.dynamodb.put_item(
+            TableName=settings.table_name,
+            Item=to_item(
+                idempotency_key("u-1:n-1", "k"),
+                {"jobId": "stale", "expiresAt": int(time.time()) - 60},
+            ),
+        )
+
+        assert await backend.idempotency.claim("u-1:n-1", "k", "job-1", 3600) == "job-1"
+        assert await backend.idempotency.claim("u-1:n-1", "k", "job-2", 3600) == "job-1"

@@ -7,14 +7,18 @@ Visibility timeouts run in real time on both backends; sleeps are kept to a seco
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from service import jobs
 from service.backends import Backend, open_backend
 from service.jobs import ErrorInfo, Job, JobStatus, StoryboardSummary
+from service.models import utcnow
 from service.novels import Novel, StoryboardRef, storyboard_key, text_key
 from service.ports import AlreadyExists, BlobNotFound, Message, Queue, QueueDepth
 from tests.conftest import SettingsFactory
@@ -279,7 +283,7 @@ async def test_only_the_owning_attempt_reports_and_completes(backend: Backend) -
     assert await backend.jobs.apply("job-1", jobs.progress(1, 50, "analyzing")) is None
     key = storyboard_key("novel-1", "job-1")
     assert await backend.jobs.apply("job-1", jobs.complete(1, key, SUMMARY)) is None
-    assert await backend.jobs.apply("job-1", jobs.fail(1, ERROR, final=True)) is None
+    assert await backend.jobs.apply("job-1", jobs.fail(1, ERROR)) is None
     assert await backend.jobs.get("job-1") == before
 
     progressed = await backend.jobs.apply("job-1", jobs.progress(2, 50, "analyzing"))
@@ -301,17 +305,19 @@ async def test_a_completed_job_is_never_started_again(backend: Backend) -> None:
     completed = await backend.jobs.apply("job-1", jobs.complete(1, "k", SUMMARY))
 
     assert await backend.jobs.apply("job-1", jobs.start(2)) is None
-    assert await backend.jobs.apply("job-1", jobs.fail(1, ERROR, final=True)) is None
+    assert await backend.jobs.apply("job-1", jobs.fail(1, ERROR)) is None
     assert await backend.jobs.get("job-1") == completed
 
 
-async def test_a_retryable_failure_requeues_for_the_next_attempt(backend: Backend) -> None:
+async def test_a_retryable_failure_waits_for_the_next_attempt(backend: Backend) -> None:
     await backend.jobs.create(new_job())
     await backend.jobs.apply("job-1", jobs.start(1))
 
-    requeued = await backend.jobs.apply("job-1", jobs.fail(1, ERROR, final=False))
+    later = utcnow() + timedelta(seconds=60)
+    requeued = await backend.jobs.apply("job-1", jobs.retry_later(1, ERROR, later))
     assert requeued is not None
-    assert (requeued.status, requeued.attempts, requeued.error) == (JobStatus.QUEUED, 1, ERROR)
+    assert (requeued.status, requeued.attempts, requeued.error) == (JobStatus.RETRYING, 1, ERROR)
+    assert requeued.next_attempt_at == later
     assert await backend.jobs.apply("job-1", jobs.progress(1, 20, "late")) is None
 
     retried = await backend.jobs.apply("job-1", jobs.start(2))
@@ -320,13 +326,38 @@ async def test_a_retryable_failure_requeues_for_the_next_attempt(backend: Backen
     completed = await backend.jobs.apply("job-1", jobs.complete(2, "k", SUMMARY))
     assert completed is not None
     assert completed.error is None, "completion clears the earlier error"
+    assert completed.next_attempt_at is None
+
+
+async def test_release_cancel_and_requeue(backend: Backend) -> None:
+    for job_id in ("released", "cancelled", "dead"):
+        await backend.jobs.create(new_job(job_id))
+        await backend.jobs.apply(job_id, jobs.start(1))
+    released = await backend.jobs.apply("released", jobs.release(1))
+    assert released is not None
+    assert (released.status, released.attempts) == (JobStatus.QUEUED, 1)
+    assert await backend.jobs.apply("released", jobs.start(1)) is None  # same delivery: stale
+    assert await backend.jobs.apply("released", jobs.start(2)) is not None
+
+    cancelled = await backend.jobs.apply("cancelled", jobs.cancel())
+    assert cancelled is not None
+    assert cancelled.status is JobStatus.CANCELLED
+    assert await backend.jobs.apply("cancelled", jobs.progress(1, 60, "late")) is None
+    assert await backend.jobs.apply("cancelled", jobs.start(2)) is None
+    assert await backend.jobs.apply("cancelled", jobs.requeue()) is None
+
+    assert await backend.jobs.apply("dead", jobs.exhausted(ERROR)) is not None
+    again = await backend.jobs.apply("dead", jobs.requeue())
+    assert again is not None
+    assert (again.status, again.attempts, again.error) == (JobStatus.QUEUED, 0, None)
+    assert await backend.jobs.apply("dead", jobs.start(1)) is not None
 
 
 async def test_a_final_failure_ends_the_job(backend: Backend) -> None:
     await backend.jobs.create(new_job())
     await backend.jobs.apply("job-1", jobs.start(1))
 
-    failed = await backend.jobs.apply("job-1", jobs.fail(1, ERROR, final=True))
+    failed = await backend.jobs.apply("job-1", jobs.fail(1, ERROR))
     assert failed is not None
     assert (failed.status, failed.error) == (JobStatus.FAILED, ERROR)
     assert await backend.jobs.apply("job-1", jobs.start(2)) is None
@@ -338,7 +369,7 @@ async def test_abandon_applies_only_to_a_never_started_job(backend: Backend) -> 
     await backend.jobs.create(new_job("requeued"))
     await backend.jobs.apply("running", jobs.start(1))
     await backend.jobs.apply("requeued", jobs.start(1))
-    await backend.jobs.apply("requeued", jobs.fail(1, ERROR, final=False))
+    await backend.jobs.apply("requeued", jobs.retry_later(1, ERROR, utcnow()))
 
     abandoned = await backend.jobs.apply("fresh", jobs.abandon(ERROR))
     assert abandoned is not None
@@ -419,3 +450,96 @@ async def test_every_probe_answers(backend: Backend) -> None:
     assert backend.probes
     for probe in backend.probes:
         await probe.ping()
+
+
+# --- idempotency store -----------------------------------------------------------------
+
+SCOPE = "user-1:novel-1"
+DAY_S = 24 * 3600
+
+
+@pytest.fixture
+def atomic_moto_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto apply each DynamoDB write atomically, as DynamoDB does.
+
+    moto reads an item, checks the write's condition and stores the result without a lock,
+    so two requests to its threaded server can both pass the same condition; DynamoDB
+    applies every conditional write to an item atomically.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.Lock()
+    for name in ("put_item", "update_item", "delete_item"):
+        monkeypatch.setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name), lock))
+
+
+def _locked(method: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return method(*args, **kwargs)
+
+    return locked
+
+
+async def test_a_repeated_claim_returns_the_first_job(backend: Backend) -> None:
+    assert await backend.idempotency.claim(SCOPE, "key-1", "job-1", DAY_S) == "job-1"
+
+    assert await backend.idempotency.claim(SCOPE, "key-1", "job-2", DAY_S) == "job-1"
+    assert await backend.idempotency.claim(SCOPE, "key-1", "job-1", DAY_S) == "job-1"
+
+
+async def test_scopes_and_keys_are_independent(backend: Backend) -> None:
+    claim = backend.idempotency.claim
+    await claim(SCOPE, "key-1", "job-1", DAY_S)
+
+    assert await claim(SCOPE, "key-2", "job-2", DAY_S) == "job-2"
+    assert await claim("user-2:novel-1", "key-1", "job-3", DAY_S) == "job-3"
+    assert await claim("user-1:novel-2", "key-1", "job-4", DAY_S) == "job-4"
+    # Separators in a key cannot make it collide with another scope's key.
+    assert await claim("user-1:novel-1#a", "b", "job-5", DAY_S) == "job-5"
+    assert await claim(SCOPE, "a#b", "job-6", DAY_S) == "job-6"
+    assert await claim(SCOPE, "key-1", "job-7", DAY_S) == "job-1"
+
+
+async def test_any_client_string_is_a_key(backend: Backend) -> None:
+    keys = ["", "漫画 ✓ 🎬", "#IDEMP#x", "k" * 10_000, "a\0b"]
+    for n, key in enumerate(keys):
+        assert await backend.idempotency.claim(SCOPE, key, f"job-{n}", DAY_S) == f"job-{n}"
+    for key in keys:
+        assert await backend.idempotency.claim(SCOPE, key, "other", DAY_S) != "other"
+
+
+async def test_an_expired_binding_is_replaced(backend: Backend) -> None:
+    assert await backend.idempotency.claim(SCOPE, "key-1", "job-1", 1) == "job-1"
+
+    await asyncio.sleep(1.2)
+
+    assert await backend.idempotency.claim(SCOPE, "key-1", "job-2", DAY_S) == "job-2"
+    assert await backend.idempotency.claim(SCOPE, "key-1", "job-3", DAY_S) == "job-2"
+
+
+async def test_release_drops_only_a_binding_to_the_given_job(backend: Backend) -> None:
+    store = backend.idempotency
+    await store.claim(SCOPE, "key-1", "job-1", DAY_S)
+
+    await store.release(SCOPE, "key-1", "job-2")
+    assert await store.claim(SCOPE, "key-1", "job-3", DAY_S) == "job-1"
+
+    await store.release(SCOPE, "key-1", "job-1")
+    assert await store.claim(SCOPE, "key-1", "job-4", DAY_S) == "job-4"
+    await store.release(SCOPE, "key-1", "job-1")  # a stale release leaves the new binding
+    assert await store.claim(SCOPE, "key-1", "job-5", DAY_S) == "job-4"
+    await store.release(SCOPE, "never-claimed", "job-1")  # releasing nothing is no error
+
+
+@pytest.mark.usefixtures("atomic_moto_writes")
+async def test_concurrent_claims_agree_on_one_winner(backend: Backend) -> None:
+    candidates = [f"job-{n}" for n in range(10)]
+
+    owners = await asyncio.gather(
+        *(backend.idempotency.claim(SCOPE, "key-1", job_id, DAY_S) for job_id in candidates)
+    )
+
+    assert len(set(owners)) == 1
+    assert owners[0] in candidates
+    assert await backend.idempotency.claim(SCOPE, "key-1", "late", DAY_S) == owners[0]

@@ -4,8 +4,10 @@ and several processes sharing one database. The port contracts are in ``test_con
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -417,3 +419,32 @@ async def test_two_processes_share_one_database(local_settings: SettingsFactory)
             if child.returncode is None:
                 child.kill()
                 await child.wait()
+
+
+# --- idempotency keys --------------------------------------------------------------------
+
+
+async def test_idempotency_keys_survive_reopen_and_expired_ones_are_purged(
+    local_settings: SettingsFactory,
+) -> None:
+    settings = local_settings()
+    async with opened(settings) as backend:
+        await backend.idempotency.claim("u:n", "kept", "job-1", 3600)
+        await backend.idempotency.claim("u:n", "brief", "job-2", 1)
+
+    await asyncio.sleep(1.2)
+    async with opened(settings) as backend:
+        assert await backend.idempotency.claim("u:n", "kept", "job-3", 3600) == "job-1"
+
+    connection = sqlite3.connect(settings.data_dir / "storyboard.db")
+    try:
+        rows = connection.execute("SELECT scope, key_hash, job_id FROM idempotency").fetchall()
+    finally:
+        connection.close()
+    assert rows == [("u:n", hashlib.sha256(b"kept").hexdigest(), "job-1")]
+
+
+async def test_a_claim_rejects_a_ttl_under_a_second(local_settings: SettingsFactory) -> None:
+    async with opened(local_settings()) as backend:
+        with pytest.raises(ValueError, match="ttl_s"):
+            await backend.idempotency.claim("u:n", "k", "job-1", 0)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from service.ports import BlobStore, JobStore, NovelStore, Pingable, Queue
+from service.ports import BlobStore, IdempotencyStore, JobStore, NovelStore, Pingable, Queue
 from service.settings import Settings
 
 
@@ -20,6 +20,7 @@ class Backend:
     jobs: JobStore
     novels: NovelStore
     blobs: BlobStore
+    idempotency: IdempotencyStore
     probes: Sequence[Pingable]
 
 

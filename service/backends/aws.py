@@ -13,7 +13,7 @@ from service.backends import Backend
 from service.backends.aws_blobs import S3BlobStore
 from service.backends.aws_clients import open_clients
 from service.backends.aws_queue import SqsQueue, resolve_queue_url
-from service.backends.aws_records import DynamoJobStore, DynamoNovelStore
+from service.backends.aws_records import DynamoIdempotencyStore, DynamoJobStore, DynamoNovelStore
 from service.settings import Settings
 
 __all__ = ["open_aws_backend"]
@@ -39,6 +39,8 @@ async def open_aws_backend(settings: Settings) -> AsyncIterator[Backend]:
             jobs=jobs,
             novels=DynamoNovelStore(clients.dynamodb, settings.table_name),
             blobs=blobs,
-            # The DLQ and the novel records are not on the job path; these three are.
+            idempotency=DynamoIdempotencyStore(clients.dynamodb, settings.table_name),
+            # The DLQ and the novel records are not on the job path, and the idempotency
+            # keys share the jobs' table; these three are.
             probes=(queue, jobs, blobs),
         )

@@ -1,19 +1,24 @@
-"""Job and novel records in one DynamoDB table.
+"""Job, novel and idempotency-key records in one DynamoDB table.
 
 Key design (string keys ``pk`` HASH and ``sk`` RANGE):
 
-==========  ================  =========
-record      pk                sk
-==========  ================  =========
-novel       ``NOVEL#<id>``    ``NOVEL``
-job         ``JOB#<id>``      ``JOB``
-==========  ================  =========
+===============  ====================================  =========
+record           pk                                    sk
+===============  ====================================  =========
+novel            ``NOVEL#<id>``                        ``NOVEL``
+job              ``JOB#<id>``                          ``JOB``
+idempotency key  ``IDEMP#<scope>#<sha256(key) hex>``   ``IDEMP``
+===============  ====================================  =========
 
 Every record is read and written by its full key, so no index is needed; the sort key
 leaves room for items that belong to a record (e.g. ``pk=NOVEL#<id>, sk=STORYBOARD#<job>``)
 without a migration. An item holds the record's camelCase attributes as top-level DynamoDB
 attributes, nested objects as maps, so a guarded write can name ``status`` or ``attempts``
 in a condition and replace only the attributes a transition changes.
+
+An idempotency item holds ``jobId`` and ``expiresAt`` (whole epoch seconds), the attribute
+the table's TTL deletes expired items by. That deletion is lazy, so claims treat an item
+whose ``expiresAt`` has passed as absent.
 
 JSON values map to AttributeValues as ``S``, ``N``, ``BOOL``, ``NULL``, ``L`` and ``M``.
 Numbers come back as ``int`` when their text has no fraction or exponent. DynamoDB stores
@@ -22,7 +27,9 @@ numbers normalised, so a float with an integral value (``2.0``) may come back as
 
 from __future__ import annotations
 
+import hashlib
 import math
+import time
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -33,7 +40,7 @@ from botocore.exceptions import ClientError
 from service.backends.aws_clients import aws_call, error_code
 from service.jobs import Guard, Job, Transition
 from service.novels import Novel, StoryboardRef
-from service.ports import AlreadyExists
+from service.ports import AlreadyExists, BackendError
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -46,6 +53,10 @@ KEY_ATTRIBUTES = ("pk", "sk")
 MAX_DIGITS, MIN_EXPONENT, MAX_EXPONENT = 38, -130, 125
 """DynamoDB's number limits: 38 significant digits, magnitudes from 1E-130 to under 1E+126."""
 CONDITION_FAILED = "ConditionalCheckFailedException"
+EXPIRES_AT = "expiresAt"
+"""The attribute DynamoDB's TTL deletes items by, in epoch seconds."""
+CLAIM_ATTEMPTS = 3
+"""Conditional writes a claim tries before giving up on a key that keeps changing hands."""
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +69,13 @@ def job_key(job_id: str) -> Item:
 def novel_key(novel_id: str) -> Item:
     """The primary key of a novel item."""
     return {"pk": {"S": f"NOVEL#{novel_id}"}, "sk": {"S": "NOVEL"}}
+
+
+def idempotency_key(scope: str, key: str) -> Item:
+    """The primary key of an idempotency item; the client's key is hashed to a fixed size."""
+    # surrogatepass: a lone surrogate from a lenient decoder still hashes, never raises.
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return {"pk": {"S": f"IDEMP#{scope}#{digest}"}, "sk": {"S": "IDEMP"}}
 
 
 def to_attribute(value: Any) -> AttributeValueTypeDef:
@@ -228,6 +246,23 @@ class _Table:
                 return None
         return from_item(response.get("Attributes", {}))
 
+    async def delete(self, key: Item, condition: str, expr: _Expression) -> bool:
+        """Delete the item if ``condition`` holds; whether it did."""
+        with aws_call(f"dynamodb DeleteItem {self.table}"):
+            try:
+                await self._client.delete_item(
+                    TableName=self.table,
+                    Key=key,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=expr.names,
+                    ExpressionAttributeValues=expr.values,
+                )
+            except ClientError as exc:
+                if error_code(exc) != CONDITION_FAILED:
+                    raise
+                return False
+        return True
+
     async def ping(self) -> None:
         """Raise :class:`~service.ports.BackendError` unless the table can be described."""
         with aws_call(f"dynamodb DescribeTable {self.table}"):
@@ -299,3 +334,62 @@ class DynamoNovelStore:
     async def ping(self) -> None:
         """Raise :class:`~service.ports.BackendError` unless the table is reachable."""
         await self._table.ping()
+
+
+class DynamoIdempotencyStore:
+    """An :class:`~service.ports.IdempotencyStore` of conditional writes on the same table.
+
+    ``expiresAt`` is rounded down to whole seconds, as TTL requires, so a binding never
+    outlives ``ttl_s``; it may end up to a second early.
+    """
+
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._table = _Table(client, table)
+
+    async def claim(self, scope: str, key: str, job_id: str, ttl_s: int) -> str:
+        """Bind the key to ``job_id`` unless a live binding exists; the owning job id.
+
+        A conditional write takes a missing or expired key; when it fails, a consistent read
+        names the owner. Should the owner's item vanish or expire between the two (a release,
+        a TTL), the claim starts over; :class:`BackendError` if it never settles.
+        """
+        if ttl_s < 1:
+            raise ValueError(f"ttl_s must be at least 1, not {ttl_s}")
+        item_key = idempotency_key(scope, key)
+        for _ in range(CLAIM_ATTEMPTS):
+            if await self._bind(item_key, job_id, ttl_s):
+                return job_id
+            owner = await self._live_owner(item_key)
+            if owner is not None:
+                return owner
+        raise BackendError(f"idempotency key in {scope} kept changing hands; try again")
+
+    async def release(self, scope: str, key: str, job_id: str) -> None:
+        """Drop the binding if it still points at ``job_id``."""
+        expr = _Expression()
+        condition = f"{expr.name('jobId')} = {expr.value(job_id)}"
+        await self._table.delete(idempotency_key(scope, key), condition, expr)
+
+    async def ping(self) -> None:
+        """Raise :class:`~service.ports.BackendError` unless the table is reachable."""
+        await self._table.ping()
+
+    async def _bind(self, item_key: Item, job_id: str, ttl_s: int) -> bool:
+        """Write the binding if the key is free or expired; whether it was written."""
+        now = time.time()
+        expr = _Expression()
+        expires_at = expr.name(EXPIRES_AT)
+        condition = f"attribute_not_exists({expr.name('pk')}) OR {expires_at} <= {expr.value(now)}"
+        # UpdateItem creates the item when the key is free: a conditional put by another name.
+        update = set_clause({"jobId": job_id, EXPIRES_AT: math.floor(now) + ttl_s}, expr)
+        return await self._table.update(item_key, update, condition, expr) is not None
+
+    async def _live_owner(self, item_key: Item) -> str | None:
+        """The job id of the binding under ``item_key``, or ``None`` if absent or expired."""
+        document = await self._table.get(item_key)
+        if document is None:
+            return None
+        owner, expires_at = document.get("jobId"), document.get(EXPIRES_AT)
+        if not isinstance(owner, str) or not isinstance(expires_at, int | float):
+            raise BackendError(f"malformed idempotency item {item_key['pk'].get('S')}")
+        return owner if expires_at > time.time() else None

@@ -1,7 +1,7 @@
 """The embedded local backend: SQS, DynamoDB and S3 semantics on one machine, no AWS.
 
-Queues, jobs and novels live in one SQLite file, ``<data_dir>/storyboard.db``, which several
-processes may share; blobs are files under ``<data_dir>/blobs/``.
+Queues, jobs, novels and idempotency keys live in one SQLite file, ``<data_dir>/storyboard.db``,
+which several processes may share; blobs are files under ``<data_dir>/blobs/``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from service.backends import Backend
 from service.backends.local_blobs import LocalBlobStore
 from service.backends.local_db import Database
+from service.backends.local_idempotency import LocalIdempotencyStore
 from service.backends.local_queue import LocalQueue, QueueSignals
 from service.backends.local_records import LocalJobStore, LocalNovelStore
 from service.settings import Settings
@@ -45,6 +46,7 @@ async def open_local_backend(
         dlq = LocalQueue(db, settings.dlq_name, signals=signals, poll_interval_s=poll_interval_s)
         jobs = LocalJobStore(db)
         novels = LocalNovelStore(db)
+        idempotency = LocalIdempotencyStore(db)
         yield Backend(
             name="local",
             queue=queue,
@@ -52,7 +54,8 @@ async def open_local_backend(
             jobs=jobs,
             novels=novels,
             blobs=blobs,
-            probes=(queue, dlq, jobs, novels, blobs),
+            idempotency=idempotency,
+            probes=(queue, dlq, jobs, novels, idempotency, blobs),
         )
     finally:
         await db.close()

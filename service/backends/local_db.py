@@ -57,6 +57,16 @@ SCHEMA = (
     ) WITHOUT ROWID
     """,
     "CREATE TABLE IF NOT EXISTS novels (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID",
+    """
+    CREATE TABLE IF NOT EXISTS idempotency (
+        scope TEXT NOT NULL,
+        key_hash TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (scope, key_hash)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at)",
 )
 
 Work = Callable[[sqlite3.Connection], T]
