@@ -18,7 +18,7 @@ from typing import Self
 import structlog
 
 from consumers.batching import DeleteBatcher, Lease, VisibilityHeartbeat
-from consumers.outcome import Outcome
+from consumers.outcome import RETRY, Action, Outcome
 from consumers.slots import Slots
 from consumers.stats import ConsumerStats
 from service.logs import get_logger
@@ -42,13 +42,22 @@ class ConsumerConfig:
     visibility_s: int
     delete_flush_s: float = 0.1
     grace_s: float = 30.0
+    idle_pause_s: float = 0.0
+    """Pause after an empty receive; a rarely read queue (the DLQ) polls less often."""
 
 
 class Consumer:
     """Runs queue messages through ``dispatch`` under bounded concurrency."""
 
-    def __init__(self, queue: Queue, dispatch: Dispatch, config: ConsumerConfig) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        dispatch: Dispatch,
+        config: ConsumerConfig,
+        dlq: Queue | None = None,
+    ) -> None:
         self._queue = queue
+        self._dlq = dlq
         self._dispatch = dispatch
         self._config = config
         self.stats = ConsumerStats()
@@ -82,6 +91,11 @@ class Consumer:
     def in_flight(self) -> int:
         """Jobs running now."""
         return self._slots.used
+
+    @property
+    def capacity(self) -> int:
+        """Jobs it may run at once."""
+        return self._slots.capacity
 
     def start(self) -> None:
         """Start the receive loop, the heartbeat and the delete batcher."""
@@ -187,6 +201,8 @@ class Consumer:
             self._count_receive(len(messages))
             for message in messages:
                 self._launch(message)
+            if not messages and self._config.idle_pause_s:
+                await asyncio.sleep(self._config.idle_pause_s)
 
     def _count_receive(self, count: int) -> None:
         self.stats.receives += 1
@@ -207,7 +223,17 @@ class Consumer:
             messageId=message.message_id, attempt=message.receive_count
         )
         try:
-            outcome = await self._dispatch(message)
+            outcome = await self._handle(message)
+            # Settled messages leave the heartbeat; a cancelled one keeps its lease so that
+            # shutdown can release it.
+            self._leases.pop(message.receipt, None)
+            await self._settle(message, outcome)
+        finally:
+            self._slots.release()
+
+    async def _handle(self, message: Message) -> Outcome:
+        try:
+            return await self._dispatch(message)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -215,21 +241,37 @@ class Consumer:
             # moves it to the dead-letter queue; nothing is lost.
             self.stats.crashed += 1
             log.exception("handler crashed")
-            outcome = Outcome.RETRY
-        else:
-            self._settle(message, outcome)
-        finally:
-            self._slots.release()
-        if outcome is Outcome.RETRY:
-            self._leases.pop(message.receipt, None)
+            return RETRY
 
-    def _settle(self, message: Message, outcome: Outcome) -> None:
-        if outcome is Outcome.DELETE:
-            self._leases.pop(message.receipt, None)
+    async def _settle(self, message: Message, outcome: Outcome) -> None:
+        if outcome.action is Action.DELETE:
             self.stats.acked += 1
             self._deleter.add(message.receipt)
+        elif outcome.action is Action.DEAD_LETTER:
+            await self._dead_letter(message)
         else:
             self.stats.retried += 1
+            if outcome.retry_after_s is not None:
+                await self._hide(message, outcome.retry_after_s)
+
+    async def _hide(self, message: Message, seconds: int) -> None:
+        try:
+            await self._queue.change_visibility_batch([message.receipt], seconds)
+        except Exception as exc:
+            log.warning("could not delay the retry", error=str(exc))
+
+    async def _dead_letter(self, message: Message) -> None:
+        if self._dlq is None:
+            log.error("no dead-letter queue to move the message to; leaving it")
+            return
+        try:
+            await self._dlq.send(message.body)
+        except Exception as exc:
+            # Left where it is: redelivery, and the queue's own redrive, still apply.
+            log.error("could not move the message to the dead-letter queue", error=str(exc))
+            return
+        self.stats.dead_lettered += 1
+        self._deleter.add(message.receipt)
 
 
 def _counts(stats: ConsumerStats) -> dict[str, int]:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from pydantic import ValidationError
 
-from consumers.outcome import Outcome
+from consumers.outcome import DEAD_LETTER, Outcome
 from service.logs import get_logger
 from service.messages import JobMessage
 from service.ports import Message
@@ -23,6 +23,7 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self.poison = 0
 
     def register(self, message_type: str, handler: Handler) -> None:
         """Route messages of ``message_type`` to ``handler``."""
@@ -38,21 +39,22 @@ class HandlerRegistry:
     async def dispatch(self, delivery: Message) -> Outcome:
         """Parse a delivery and run its handler.
 
-        A body that does not parse, or names an unknown type, is logged and left on the
-        queue: its redrive policy moves it to the dead-letter queue, so nothing is lost.
+        A poison message (a body that does not parse, or names an unknown type) is logged
+        once with its size and hash and moved to the dead-letter queue at once: retrying it
+        cannot help, and nothing is lost.
         """
         try:
             message = JobMessage.model_validate_json(delivery.body)
         except ValidationError as exc:
-            log.error(
-                "unreadable message", **_fingerprint(delivery.body), problems=exc.error_count()
-            )
-            return Outcome.RETRY
+            self.poison += 1
+            log.error("poison message", **_fingerprint(delivery.body), problems=exc.error_count())
+            return DEAD_LETTER
         structlog.contextvars.bind_contextvars(jobId=message.job_id)
         handler = self._handlers.get(message.type)
         if handler is None:
-            log.error("unknown message type", type=message.type[:64], known=self.types)
-            return Outcome.RETRY
+            self.poison += 1
+            log.error("poison message: unknown type", type=message.type[:64], known=self.types)
+            return DEAD_LETTER
         return await handler(message, delivery)
 
 

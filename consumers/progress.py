@@ -10,10 +10,19 @@ from __future__ import annotations
 import asyncio
 
 from service import jobs
+from service.jobs import JobStatus
 from service.logs import get_logger
 from service.ports import JobStore
 
 log = get_logger(__name__)
+
+
+class JobStopped(Exception):
+    """The attempt must stop: the job was cancelled or a newer attempt took it over."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class ProgressWriter:
@@ -26,9 +35,12 @@ class ProgressWriter:
         self._pending: tuple[int, str] | None = None
         self._last: tuple[int, str] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._refused = False
 
     def report(self, percentage: int, stage: str) -> None:
         """Record progress; the write happens in the background."""
+        if self._refused:
+            return
         value = (max(0, min(100, percentage)), stage)
         if value == self._last or value == self._pending:
             return
@@ -45,6 +57,17 @@ class ProgressWriter:
         if self._task is not None:
             await self._task
 
+    async def check(self) -> None:
+        """Raise JobStopped if a progress write was refused because the job moved on.
+
+        It costs nothing until a write is refused: the guard on every write is the signal.
+        """
+        if not self._refused:
+            return
+        job = await self._store.get(self._job_id)
+        cancelled = job is not None and job.status is JobStatus.CANCELLED
+        raise JobStopped("cancelled" if cancelled else "superseded by a newer attempt")
+
     def cancel(self) -> None:
         """Drop pending writes (the job is being abandoned)."""
         if self._task is not None:
@@ -55,9 +78,14 @@ class ProgressWriter:
             percentage, stage = self._last = self._pending
             self._pending = None
             try:
-                await self._store.apply(
+                written = await self._store.apply(
                     self._job_id, jobs.progress(self._attempt, percentage, stage)
                 )
             except Exception as exc:
                 # Progress is advisory; the job's outcome is written separately and checked.
                 log.warning("progress write failed", error=str(exc), percentage=percentage)
+                continue
+            if written is None:
+                self._refused = True
+                self._pending = None
+                return

@@ -16,6 +16,7 @@ class ConsumerStats:
     acked: int = 0
     retried: int = 0
     crashed: int = 0
+    dead_lettered: int = 0
     deleted: int = 0
     delete_errors: int = 0
     extended: int = 0

@@ -8,12 +8,13 @@ rather than left ``queued`` forever.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from service import jobs
 from service.jobs import ErrorInfo, Job
 from service.logs import get_logger
 from service.messages import ANALYZE, JobMessage
-from service.ports import JobStore, Queue
+from service.ports import IdempotencyStore, JobStore, Queue
 
 log = get_logger(__name__)
 
@@ -31,26 +32,66 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """The job a submission refers to, and whether it repeated an earlier one."""
+
+    job: Job
+    replayed: bool = False
+
+
 class JobProducer:
     """Creates jobs and puts them on the queue."""
 
-    def __init__(self, jobs_store: JobStore, queue: Queue) -> None:
+    def __init__(
+        self, jobs_store: JobStore, queue: Queue, idempotency: IdempotencyStore | None = None
+    ) -> None:
         self._jobs = jobs_store
         self._queue = queue
+        self._idempotency = idempotency
 
     async def submit(self, novel_id: str, user_id: str, job_type: str = ANALYZE) -> Job:
         """Create a queued job and send its message; raise EnqueueError if the send fails."""
         job = Job(job_id=new_id(), novel_id=novel_id, user_id=user_id, type=job_type)
+        await self._create_and_send(job)
+        return job
+
+    async def submit_once(
+        self, novel_id: str, user_id: str, key: str, job_type: str = ANALYZE
+    ) -> Submission:
+        """Like ``submit``, but a repeat with the same ``key`` within 24 h returns the job
+        the first call created instead of a new one."""
+        if self._idempotency is None:
+            return Submission(await self.submit(novel_id, user_id, job_type))
+        job = Job(job_id=new_id(), novel_id=novel_id, user_id=user_id, type=job_type)
+        scope = f"{user_id}:{novel_id}:{job_type}"
+        owner = await self._idempotency.claim(scope, key, job.job_id, IDEMPOTENCY_TTL_S)
+        earlier = await self._jobs.get(owner) if owner != job.job_id else None
+        if earlier is not None:
+            return Submission(earlier, replayed=True)
+        try:
+            await self._create_and_send(job)
+        except BaseException:
+            # Nothing was queued under the key, so a retry of the request may claim it.
+            await self._idempotency.release(scope, key, job.job_id)
+            raise
+        return Submission(job)
+
+    async def _create_and_send(self, job: Job) -> None:
         await self._jobs.create(job)
-        message = JobMessage(job_id=job.job_id, novel_id=novel_id, user_id=user_id, type=job_type)
+        message = JobMessage(
+            job_id=job.job_id, novel_id=job.novel_id, user_id=job.user_id, type=job.type
+        )
         try:
             await self._queue.send(message.to_body())
         except Exception as exc:
             log.error("enqueue failed", jobId=job.job_id, error=str(exc))
             await self._abandon(job.job_id)
             raise EnqueueError(job.job_id, "the job queue is unavailable; try again later") from exc
-        log.info("job queued", jobId=job.job_id, novelId=novel_id, userId=user_id)
-        return job
+        log.info("job queued", jobId=job.job_id, novelId=job.novel_id, userId=job.user_id)
 
     async def _abandon(self, job_id: str) -> None:
         error = ErrorInfo(code="enqueue_failed", message="the job could not be queued")

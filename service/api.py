@@ -9,9 +9,11 @@ import time
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
-from producers.enqueue import EnqueueError
+from producers.enqueue import EnqueueError, Submission
+from service import jobs
 from service.api_schema import JobAccepted, JobView, NovelCreated, NovelUpload, NovelView
 from service.appkeys import RUNTIME, USER_ID
 from service.http_errors import ApiError, not_found
@@ -135,23 +137,61 @@ async def get_novel(request: web.Request) -> web.Response:
 async def analyze_novel(request: web.Request) -> web.Response:
     """Queue an analysis of the novel; answer 202 with the job's status URL."""
     novel = await _owned_novel(request)
+    key = _idempotency_key(request)
+    producer, user = _runtime(request).producer, current_user(request)
     try:
-        job = await _runtime(request).producer.submit(novel.novel_id, current_user(request))
+        if key is None:
+            submission = Submission(await producer.submit(novel.novel_id, user))
+        else:
+            submission = await producer.submit_once(novel.novel_id, user, key)
     except EnqueueError as exc:
         raise ApiError(503, "queue_unavailable", str(exc)) from None
+    job = submission.job
     status_url = _url(request, f"/v1/jobs/{job.job_id}")
     body = JobAccepted(job_id=job.job_id, status=job.status, status_url=status_url).to_doc()
-    return web.json_response(body, status=202, headers={"Location": status_url})
+    headers = {"Location": status_url}
+    if submission.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return web.json_response(body, status=202, headers=headers)
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise ApiError(
+            400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 printable chars"
+        )
+    return key
 
 
 @routes.get("/v1/jobs/{jobId}")
 async def get_job(request: web.Request) -> web.Response:
     """A job's status, progress, attempts, error and storyboard URL."""
+    return web.json_response(job_view(request, await _owned_job(request)).to_doc())
+
+
+@routes.post("/v1/jobs/{jobId}/cancel")
+async def cancel_job(request: web.Request) -> web.Response:
+    """Cancel a job: a waiting one ends at once, a running one at its next stage or chunk."""
+    job = await _owned_job(request)
+    store = _runtime(request).backend.jobs
+    cancelled = await store.apply(job.job_id, jobs.cancel())
+    if cancelled is None:
+        current = await store.get(job.job_id) or job
+        if current.status is not JobStatus.CANCELLED:
+            raise ApiError(409, "job_finished", f"the job has already {current.status.value}")
+        cancelled = current
+    return web.json_response(job_view(request, cancelled).to_doc())
+
+
+async def _owned_job(request: web.Request) -> Job:
     job_id = _path_id(request, "jobId", "job")
     job = await _runtime(request).backend.jobs.get(job_id)
     if job is None or job.user_id != current_user(request):
         raise not_found("job")
-    return web.json_response(job_view(request, job).to_doc())
+    return job
 
 
 def job_view(request: web.Request, job: Job) -> JobView:
@@ -169,6 +209,8 @@ def job_view(request: web.Request, job: Job) -> JobView:
         updated_at=job.updated_at,
         storyboard_url=_url(request, f"/v1/novels/{job.novel_id}/storyboard") if done else None,
         summary=job.summary,
+        next_attempt_at=job.next_attempt_at,
+        usage=job.usage,
     )
 
 
@@ -195,6 +237,13 @@ async def healthz(request: web.Request) -> web.Response:
         if age > runtime.settings.heartbeat_stale_s:
             raise ApiError(503, "consumer_stalled", f"consumer loop silent for {age:.0f} s")
     return web.json_response({"status": "ok"})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics of this process."""
+    body = _runtime(request).metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @routes.get("/readyz")

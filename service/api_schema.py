@@ -61,6 +61,8 @@ class JobView(CamelModel):
     updated_at: datetime
     storyboard_url: str | None
     summary: StoryboardSummary | None = None
+    next_attempt_at: datetime | None = None
+    usage: dict[str, int] | None = None
 
 
 class ErrorBody(CamelModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -9,14 +10,14 @@ from aiohttp import web
 from service import api
 from service.appkeys import AUTHENTICATOR, RUNTIME, SETTINGS
 from service.auth import Authenticator, build_authenticator
-from service.http_errors import auth_middleware, error_middleware
+from service.http_errors import Handler, auth_middleware, error_middleware
 from service.logs import get_logger
 from service.openapi import openapi_handler
 from service.ports import Analyzer
 from service.runtime import open_runtime
 from service.settings import Settings
 
-HEALTH_ROUTES = frozenset({"/healthz", "/readyz"})
+HEALTH_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 log = get_logger(__name__)
 
@@ -37,6 +38,20 @@ def authenticator_for(settings: Settings) -> Authenticator:
     return authenticator
 
 
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count requests by route template (not raw path, which would explode the labels)."""
+    started = time.perf_counter()
+    response = await handler(request)
+    runtime = request.app.get(RUNTIME)
+    if runtime is not None:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        runtime.metrics.http.labels(route, request.method, str(response.status)).inc()
+        runtime.metrics.http_seconds.labels(route).observe(time.perf_counter() - started)
+    return response
+
+
 def create_app(
     settings: Settings,
     *,
@@ -49,7 +64,8 @@ def create_app(
     A worker-only process still serves /healthz and /readyz for its probes.
     """
     app = web.Application(
-        client_max_size=settings.max_body_bytes, middlewares=[error_middleware, auth_middleware]
+        client_max_size=settings.max_body_bytes,
+        middlewares=[metrics_middleware, error_middleware, auth_middleware],
     )
     app[SETTINGS] = settings
     app[AUTHENTICATOR] = authenticator_for(settings)

@@ -38,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show a job's status")
     status.add_argument("job_id")
     status.add_argument("--url", default=DEFAULT_URL, help=f"service URL (default {DEFAULT_URL})")
+    dlq = commands.add_parser("dlq", help="inspect or redrive the dead-letter queue")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    dlq_commands.add_parser("list", help="list dead-lettered messages")
+    redrive = dlq_commands.add_parser("redrive", help="move messages back to the main queue")
+    redrive.add_argument("--all", action="store_true", help="every job's message")
+    redrive.add_argument("job_ids", nargs="*", metavar="JOB_ID", help="jobs to redrive")
     analyze = commands.add_parser(
         "analyze", help="one-shot: analyze a file on the embedded backend"
     )
@@ -120,6 +126,30 @@ async def _status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from producers.redrive import list_dead_letters, redrive
+    from service.backends import open_backend
+
+    if args.dlq_command == "redrive" and bool(args.all) == bool(args.job_ids):
+        raise CliError("dlq redrive takes either --all or one or more JOB_IDs")
+    async with open_backend(settings) as backend:
+        if args.dlq_command == "list":
+            letters, hidden = await list_dead_letters(backend)
+            for letter in letters:
+                print(f"{letter.message_id}\tjob={letter.job_id or '-'}\tbytes={letter.size}")
+            print(f"{len(letters)} dead-lettered, {hidden} hidden right now", file=sys.stderr)
+            return 0
+        report = await redrive(backend, None if args.all else set(args.job_ids))
+    for job_id in report.moved:
+        print(f"redriven {job_id}")
+    print(
+        f"{len(report.moved)} redriven, {len(report.kept)} kept, {report.hidden} hidden "
+        "(run again once the dead-letter consumer releases them)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 async def _analyze(args: argparse.Namespace, settings: Settings) -> int:
     from service.oneshot import run_oneshot
 
@@ -134,4 +164,5 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any
     "submit": _submit,
     "status": _status,
     "analyze": _analyze,
+    "dlq": _dlq,
 }

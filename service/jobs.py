@@ -27,11 +27,15 @@ class JobStatus(StrEnum):
 
     QUEUED = "queued"
     RUNNING = "running"
+    RETRYING = "retrying"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
-TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+LIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING})
+WAITING = frozenset({JobStatus.QUEUED, JobStatus.RETRYING})
 
 
 class Progress(CamelModel):
@@ -73,6 +77,8 @@ class Job(CamelModel):
     updated_at: datetime = Field(default_factory=utcnow)
     storyboard_key: str | None = None
     summary: StoryboardSummary | None = None
+    next_attempt_at: datetime | None = None
+    usage: dict[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +115,19 @@ def _stamp(changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def start(attempt: int) -> Transition:
-    """A delivery with receive count ``attempt`` takes the job."""
+    """A delivery with receive count ``attempt`` takes the job.
+
+    A running job may be taken by a newer delivery: its previous worker died or lost the
+    message, since a live worker keeps its message hidden.
+    """
     return Transition(
-        Guard(frozenset({JobStatus.QUEUED, JobStatus.RUNNING}), attempts_below=attempt),
+        Guard(LIVE, attempts_below=attempt),
         _stamp(
             {
                 "status": JobStatus.RUNNING.value,
                 "attempts": attempt,
                 "progress": Progress(percentage=10, stage="started").to_doc(),
+                "nextAttemptAt": None,
             }
         ),
     )
@@ -130,7 +141,12 @@ def progress(attempt: int, percentage: int, stage: str) -> Transition:
     )
 
 
-def complete(attempt: int, storyboard_key: str, summary: StoryboardSummary) -> Transition:
+def complete(
+    attempt: int,
+    storyboard_key: str,
+    summary: StoryboardSummary,
+    usage: dict[str, int] | None = None,
+) -> Transition:
     """The owning attempt finished and wrote its storyboard."""
     return Transition(
         Guard(frozenset({JobStatus.RUNNING}), attempts_equal=attempt),
@@ -141,26 +157,94 @@ def complete(attempt: int, storyboard_key: str, summary: StoryboardSummary) -> T
                 "error": None,
                 "storyboardKey": storyboard_key,
                 "summary": summary.to_doc(),
+                "usage": usage or None,
             }
         ),
     )
 
 
-def fail(attempt: int, error: ErrorInfo, *, final: bool) -> Transition:
-    """The owning attempt failed.
-
-    A final failure ends the job. Otherwise the job goes back to ``queued`` with the error
-    recorded, because the queue will deliver the message again.
-    """
-    status = JobStatus.FAILED if final else JobStatus.QUEUED
-    stage = "failed" if final else "waiting for retry"
+def fail(attempt: int, error: ErrorInfo) -> Transition:
+    """The owning attempt failed for good."""
     return Transition(
         Guard(frozenset({JobStatus.RUNNING}), attempts_equal=attempt),
         _stamp(
             {
-                "status": status.value,
+                "status": JobStatus.FAILED.value,
                 "error": error.to_doc(),
-                "progress": Progress(percentage=0, stage=stage).to_doc(),
+                "progress": Progress(percentage=0, stage="failed").to_doc(),
+            }
+        ),
+    )
+
+
+def retry_later(attempt: int, error: ErrorInfo, next_attempt_at: datetime) -> Transition:
+    """The owning attempt failed transiently; the queue delivers the job again later."""
+    return Transition(
+        Guard(frozenset({JobStatus.RUNNING}), attempts_equal=attempt),
+        _stamp(
+            {
+                "status": JobStatus.RETRYING.value,
+                "error": error.to_doc(),
+                "nextAttemptAt": isoformat(next_attempt_at),
+                "progress": Progress(percentage=0, stage="waiting for retry").to_doc(),
+            }
+        ),
+    )
+
+
+def release(attempt: int) -> Transition:
+    """A worker shutting down hands the job back to the queue unfinished."""
+    return Transition(
+        Guard(frozenset({JobStatus.RUNNING}), attempts_equal=attempt),
+        _stamp(
+            {
+                "status": JobStatus.QUEUED.value,
+                "progress": Progress(percentage=0, stage="released by a stopping worker").to_doc(),
+            }
+        ),
+    )
+
+
+def cancel() -> Transition:
+    """The owner cancels a job that has not ended."""
+    return Transition(
+        Guard(LIVE),
+        _stamp(
+            {
+                "status": JobStatus.CANCELLED.value,
+                "nextAttemptAt": None,
+                "progress": Progress(percentage=0, stage="cancelled").to_doc(),
+            }
+        ),
+    )
+
+
+def exhausted(error: ErrorInfo) -> Transition:
+    """The job's message reached the dead-letter queue: no more attempts will come."""
+    return Transition(
+        Guard(LIVE),
+        _stamp(
+            {
+                "status": JobStatus.FAILED.value,
+                "error": error.to_doc(),
+                "nextAttemptAt": None,
+                "progress": Progress(percentage=0, stage="failed").to_doc(),
+            }
+        ),
+    )
+
+
+def requeue() -> Transition:
+    """A dead-lettered job is redriven: it starts again cleanly from attempt one."""
+    return Transition(
+        Guard(frozenset({JobStatus.FAILED, *LIVE})),
+        _stamp(
+            {
+                "status": JobStatus.QUEUED.value,
+                "attempts": 0,
+                "error": None,
+                "nextAttemptAt": None,
+                "progress": Progress(percentage=0, stage="queued").to_doc(),
             }
         ),
     )

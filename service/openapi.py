@@ -73,8 +73,17 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": [_id_param("jobId")],
         "responses": {"200": _json("JobView", "the job"), **_errors(404)},
     },
+    ("POST", "/v1/jobs/{jobId}/cancel"): {
+        "summary": "Cancel a job (a running one stops at its next stage or chunk)",
+        "parameters": [_id_param("jobId")],
+        "responses": {"200": _json("JobView", "the cancelled job"), **_errors(404, 409)},
+    },
     ("GET", "/healthz"): {"summary": "Liveness", "responses": _HEALTH},
     ("GET", "/readyz"): {"summary": "Readiness", "responses": _HEALTH},
+    ("GET", "/metrics"): {
+        "summary": "Prometheus metrics",
+        "responses": {"200": {"description": "text exposition format"}},
+    },
     ("GET", "/openapi.json"): {
         "summary": "This document",
         "responses": {"200": {"description": "OpenAPI document"}},

@@ -12,11 +12,14 @@ from dataclasses import dataclass
 
 from consumers.analyze import AnalyzeDeps, AnalyzeHandler
 from consumers.consumer import Consumer, ConsumerConfig
+from consumers.dead_letters import DeadLetterHandler
 from consumers.handlers import HandlerRegistry
+from consumers.retry_policy import Backoff
 from producers.enqueue import JobProducer
 from service.analysis.factory import make_analyzer
 from service.backends import Backend, open_backend
 from service.messages import ANALYZE
+from service.metrics import Metrics
 from service.ports import Analyzer, Closeable
 from service.settings import Settings
 
@@ -30,6 +33,7 @@ class Runtime:
     analyzer: Analyzer | None
     producer: JobProducer
     consumer: Consumer | None
+    metrics: Metrics
 
     @property
     def draining(self) -> bool:
@@ -37,7 +41,9 @@ class Runtime:
         return self.consumer is not None and self.consumer.draining
 
 
-def build_consumer(settings: Settings, backend: Backend, analyzer: Analyzer) -> Consumer:
+def build_consumer(
+    settings: Settings, backend: Backend, analyzer: Analyzer, metrics: Metrics | None = None
+) -> Consumer:
     """The consumer with every job handler registered."""
     registry = HandlerRegistry()
     deps = AnalyzeDeps(
@@ -46,6 +52,8 @@ def build_consumer(settings: Settings, backend: Backend, analyzer: Analyzer) -> 
         blobs=backend.blobs,
         analyzer=analyzer,
         max_receive_count=settings.max_receive_count,
+        backoff=Backoff(settings.retry_base_s, settings.retry_max_s),
+        metrics=metrics,
     )
     registry.register(ANALYZE, AnalyzeHandler(deps))
     config = ConsumerConfig(
@@ -55,7 +63,21 @@ def build_consumer(settings: Settings, backend: Backend, analyzer: Analyzer) -> 
         delete_flush_s=settings.delete_flush_s,
         grace_s=settings.shutdown_grace_s,
     )
-    return Consumer(backend.queue, registry.dispatch, config)
+    return Consumer(backend.queue, registry.dispatch, config, dlq=backend.dlq)
+
+
+def build_dead_letter_consumer(settings: Settings, backend: Backend) -> Consumer:
+    """The consumer that fails the jobs of dead-lettered messages and keeps the messages."""
+    config = ConsumerConfig(
+        concurrency=4,
+        wait_s=settings.receive_wait_s,
+        visibility_s=settings.dlq_hold_s,
+        delete_flush_s=settings.delete_flush_s,
+        grace_s=min(settings.shutdown_grace_s, 5.0),
+        idle_pause_s=settings.dlq_poll_s,
+    )
+    handler = DeadLetterHandler(backend.jobs, settings.dlq_hold_s)
+    return Consumer(backend.dlq, handler, config)
 
 
 @asynccontextmanager
@@ -63,15 +85,19 @@ async def open_runtime(
     settings: Settings, *, worker: bool = True, analyzer: Analyzer | None = None
 ) -> AsyncIterator[Runtime]:
     """Open the backend and, with ``worker``, run the consumer for the context's lifetime."""
+    metrics = Metrics()
     async with AsyncExitStack() as stack:
         backend = await stack.enter_async_context(open_backend(settings))
         consumer = None
         if worker:
             if analyzer is None:
-                analyzer = make_analyzer(settings, backend.blobs)
+                analyzer = make_analyzer(settings, backend.blobs, metrics)
                 if isinstance(analyzer, Closeable):
                     stack.push_async_callback(analyzer.aclose)
-            consumer = build_consumer(settings, backend, analyzer)
+            consumer = build_consumer(settings, backend, analyzer, metrics)
+            dead_letters = build_dead_letter_consumer(settings, backend)
+            metrics.watch({"main": consumer, "dlq": dead_letters})
+            await stack.enter_async_context(dead_letters)
             await stack.enter_async_context(consumer)
-        producer = JobProducer(backend.jobs, backend.queue)
-        yield Runtime(settings, backend, analyzer, producer, consumer)
+        producer = JobProducer(backend.jobs, backend.queue, backend.idempotency)
+        yield Runtime(settings, backend, analyzer, producer, consumer, metrics)

@@ -29,7 +29,9 @@ DASHSCOPE_INTERNATIONAL = "https://dashscope-intl.aliyuncs.com/compatible-mode/v
 class Settings(BaseSettings):
     """Process settings. Invalid values fail at start-up with one clear line."""
 
-    model_config = SettingsConfigDict(env_prefix="STORYBOARD_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="STORYBOARD_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     backend: Literal["local", "aws"] | None = None
     data_dir: Path = Path("data")
@@ -68,6 +70,10 @@ class Settings(BaseSettings):
     delete_flush_s: float = Field(default=0.1, gt=0)
     heartbeat_stale_s: float = Field(default=90.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
+    retry_base_s: float = Field(default=30.0, gt=0)
+    retry_max_s: float = Field(default=900.0, gt=0, le=43200)
+    dlq_poll_s: float = Field(default=300.0, gt=0)
+    dlq_hold_s: int = Field(default=60, ge=1, le=43200)
 
     analyzer: Literal["offline", "llm", "sleep"] | None = None
     sleep_analyzer_s: float = Field(default=1.0, ge=0)

@@ -50,3 +50,22 @@ class RejectingAnalyzer(CountingAnalyzer):
     async def analyze(self, novel: NovelText, on_progress: ProgressCallback) -> Storyboard:
         self.calls += 1
         raise AnalysisError("content_rejected", "the text was rejected", transient=False)
+
+
+class SteppingAnalyzer(CountingAnalyzer):
+    """Works in ``steps`` chunks of ``step_s`` seconds, reporting progress after each."""
+
+    def __init__(self, steps: int, step_s: float) -> None:
+        super().__init__()
+        self.steps = steps
+        self.step_s = step_s
+        self.steps_done = 0
+
+    async def analyze(self, novel: NovelText, on_progress: ProgressCallback) -> Storyboard:
+        self.calls += 1
+        self.started.set()
+        for step in range(self.steps):
+            await asyncio.sleep(self.step_s)
+            self.steps_done += 1
+            await on_progress((step + 1) / self.steps, f"chunk {step + 1}/{self.steps}")
+        return await SleepAnalyzer.analyze(self, novel, on_progress)

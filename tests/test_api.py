@@ -202,3 +202,47 @@ async def test_readiness_fails_while_draining(start_app: StartApp) -> None:
     assert runtime.consumer is not None
     runtime.consumer.begin_drain()
     await _error(await client.get("/readyz"), 503, "draining")
+
+
+async def test_idempotency_key_returns_the_same_job(start_app: StartApp) -> None:
+    client = await start_app(worker=False)
+    novel_id = await _upload(client)
+    path = f"/v1/novels/{novel_id}/analyze"
+    first = await client.post(path, headers={"Idempotency-Key": "order-42"})
+    again = await client.post(path, headers={"Idempotency-Key": "order-42"})
+    other = await client.post(path, headers={"Idempotency-Key": "order-43"})
+    plain = await client.post(path)
+    assert [r.status for r in (first, again, other, plain)] == [202, 202, 202, 202]
+    ids = [(await r.json())["jobId"] for r in (first, again, other, plain)]
+    assert ids[0] == ids[1]
+    assert len({ids[0], ids[2], ids[3]}) == 3
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    await _error(await client.post(path, headers={"Idempotency-Key": ""}), 400)
+
+
+async def test_cancel_a_queued_job_then_a_finished_one(start_app: StartApp) -> None:
+    client = await start_app(worker=False)
+    novel_id = await _upload(client)
+    accepted = await (await client.post(f"/v1/novels/{novel_id}/analyze")).json()
+    cancel = f"{accepted['statusUrl']}/cancel"
+    response = await client.post(cancel)
+    assert response.status == 200
+    assert (await response.json())["status"] == "cancelled"
+    assert (await client.post(cancel)).status == 200  # cancelling twice is harmless
+    job = await (await client.get(accepted["statusUrl"])).json()
+    assert job["status"] == "cancelled"
+    await _error(await client.post(f"/v1/jobs/{UNKNOWN}/cancel"), 404, "not_found")
+
+
+async def test_cancel_after_completion_is_a_conflict(start_app: StartApp) -> None:
+    client = await start_app(analyzer=CountingAnalyzer())
+    novel_id = await _upload(client)
+    accepted = await (await client.post(f"/v1/novels/{novel_id}/analyze")).json()
+
+    async def completed() -> bool:
+        job = await (await client.get(accepted["statusUrl"])).json()
+        return bool(job["status"] == "completed")
+
+    await eventually(completed)
+    await _error(await client.post(f"{accepted['statusUrl']}/cancel"), 409, "job_finished")

@@ -88,3 +88,16 @@ def test_submit_of_an_unreadable_file_fails_clearly(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "cannot read" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_dlq_commands_on_an_empty_queue(tmp_path: Path) -> None:
+    env = service_env(tmp_path / "data")
+    listed = _run("dlq", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "0 dead-lettered" in listed.stderr
+    redriven = _run("dlq", "redrive", "--all", env=env)
+    assert redriven.returncode == 0, redriven.stderr
+    assert "0 redriven" in redriven.stderr
+    bad = _run("dlq", "redrive", env=env)
+    assert bad.returncode == 2
+    assert "either --all or one or more JOB_IDs" in bad.stderr

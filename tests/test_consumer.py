@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+from service import jobs
 from service.jobs import Job, JobStatus
 from service.runtime import Runtime, open_runtime
 from service.uploads import store_novel
-from tests.analyzers import CountingAnalyzer, FlakyAnalyzer, RejectingAnalyzer
+from tests.analyzers import (
+    CountingAnalyzer,
+    FlakyAnalyzer,
+    RejectingAnalyzer,
+    SteppingAnalyzer,
+)
 from tests.conftest import SettingsFactory, prepare
 from tests.waiting import eventually
 
@@ -61,7 +68,9 @@ async def test_transient_failures_are_redelivered_until_success(
     make_settings: SettingsFactory,
 ) -> None:
     settings = await prepare(
-        make_settings(visibility_timeout_s=1, receive_wait_s=0.5, max_receive_count=5)
+        make_settings(
+            visibility_timeout_s=30, receive_wait_s=0.5, max_receive_count=5, retry_base_s=0.5
+        )
     )
     analyzer = FlakyAnalyzer(failures=2)
     async with open_runtime(settings, analyzer=analyzer) as runtime:
@@ -74,39 +83,52 @@ async def test_transient_failures_are_redelivered_until_success(
 async def test_transient_failure_is_recorded_while_waiting_for_retry(
     make_settings: SettingsFactory,
 ) -> None:
-    settings = await prepare(make_settings(visibility_timeout_s=30, receive_wait_s=0.5))
+    settings = await prepare(
+        make_settings(visibility_timeout_s=30, receive_wait_s=0.5, retry_base_s=600)
+    )
     analyzer = FlakyAnalyzer(failures=1)
     async with open_runtime(settings, analyzer=analyzer) as runtime:
         submitted = await _submit(runtime)
 
-        async def requeued() -> Job | None:
+        async def retrying() -> Job | None:
             job = await runtime.backend.jobs.get(submitted.job_id)
-            return job if job is not None and job.error is not None else None
+            return job if job is not None and job.status is JobStatus.RETRYING else None
 
-        job = await eventually(requeued)
-    assert job.status is JobStatus.QUEUED
+        job = await eventually(retrying)
+        await asyncio.sleep(1.0)
+        depth = await runtime.backend.queue.depth()
     assert job.attempts == 1
     assert job.error is not None
     assert job.error.code == "model_unavailable"
+    assert job.next_attempt_at is not None
+    wait_s = (job.next_attempt_at - job.updated_at).total_seconds()
+    assert 300 - 1 <= wait_s <= 600 + 1  # first backoff: base 600 s with equal jitter
+    assert (depth.visible, depth.in_flight) == (0, 1)  # hidden for the backoff, not lost
+    assert analyzer.calls == 1
 
 
-async def test_retries_exhausted_fail_the_job_and_park_the_message(
+async def test_retries_exhausted_fail_the_job_and_dead_letter_at_once(
     make_settings: SettingsFactory,
 ) -> None:
     settings = await prepare(
-        make_settings(visibility_timeout_s=1, receive_wait_s=0.5, max_receive_count=2)
+        make_settings(
+            visibility_timeout_s=30, receive_wait_s=0.5, max_receive_count=2, retry_base_s=0.5
+        )
     )
     analyzer = FlakyAnalyzer(failures=100)
     async with open_runtime(settings, analyzer=analyzer) as runtime:
         job = await _finished(runtime, (await _submit(runtime)).job_id)
 
-        async def parked() -> bool:
-            return (await runtime.backend.dlq.depth()).visible == 1
+        async def dead_lettered() -> bool:
+            parked = await runtime.backend.dlq.depth()
+            main = await runtime.backend.queue.depth()
+            return parked.visible + parked.in_flight == 1 and main.visible + main.in_flight == 0
 
-        await eventually(parked)
+        await eventually(dead_lettered)
     assert job.status is JobStatus.FAILED
     assert job.attempts == 2
     assert job.error is not None
+    assert job.error.code == "retries_exhausted"
     assert "gave up after 2 attempts" in job.error.message
 
 
@@ -130,13 +152,117 @@ async def test_stop_releases_unfinished_messages_at_once(make_settings: Settings
     settings = await prepare(make_settings(visibility_timeout_s=300, receive_wait_s=0.5))
     analyzer = CountingAnalyzer(latency_s=60)
     async with open_runtime(settings, analyzer=analyzer) as runtime:
-        await _submit(runtime)
+        submitted = await _submit(runtime)
         await asyncio.wait_for(analyzer.started.wait(), 30)
         assert runtime.consumer is not None
         await runtime.consumer.stop(grace_s=0.2)
         await runtime.consumer.stop(grace_s=0.2)  # a second stop is harmless
         released = runtime.consumer.stats.released
+        job = await runtime.backend.jobs.get(submitted.job_id)
         messages = await runtime.backend.queue.receive(max_messages=10, wait_s=0, visibility_s=30)
     assert released == 1
+    assert job is not None
+    assert job.status is JobStatus.QUEUED  # handed back, not left running
     assert len(messages) == 1
     assert messages[0].receive_count == 2
+
+
+async def test_poison_messages_go_to_the_dead_letter_queue_at_once(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = await prepare(make_settings(visibility_timeout_s=300, receive_wait_s=0.5))
+    analyzer = CountingAnalyzer()
+    poison = [
+        "not json at all",
+        json.dumps({"jobId": "j"}),  # fields missing
+        json.dumps({"jobId": "a" * 32, "novelId": "n", "userId": "u", "type": "transcode"}),
+        json.dumps({"jobId": "b" * 32, "novelId": "n", "userId": "u"}),  # no such job
+    ]
+    async with open_runtime(settings, analyzer=analyzer) as runtime:
+        for body in poison:
+            await runtime.backend.queue.send(body)
+        good = await _submit(runtime)
+        job = await _finished(runtime, good.job_id)
+
+        async def all_parked() -> bool:
+            parked = await runtime.backend.dlq.depth()
+            main = await runtime.backend.queue.depth()
+            drained = main.visible + main.in_flight == 0
+            return parked.visible + parked.in_flight == len(poison) and drained
+
+        await eventually(all_parked)
+        assert runtime.consumer is not None
+        stats = runtime.consumer.stats
+    assert job.status is JobStatus.COMPLETED  # the loop carried on
+    assert stats.dead_lettered == len(poison)
+    assert stats.crashed == 0
+
+
+async def test_dead_letter_consumer_fails_the_job_and_keeps_the_message(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = await prepare(make_settings(receive_wait_s=0.5, dlq_poll_s=0.2, dlq_hold_s=600))
+    async with open_runtime(settings, worker=False) as runtime:
+        job = await _submit(runtime)
+        # As SQS's redrive does after a worker died on the last attempt:
+        (message,) = await runtime.backend.queue.receive(max_messages=1, wait_s=1, visibility_s=30)
+        await runtime.backend.dlq.send(message.body)
+        await runtime.backend.queue.delete_batch([message.receipt])
+    async with open_runtime(settings, analyzer=CountingAnalyzer()) as runtime:
+
+        async def failed() -> Job | None:
+            current = await runtime.backend.jobs.get(job.job_id)
+            return current if current and current.status is JobStatus.FAILED else None
+
+        ended = await eventually(failed)
+        depth = await runtime.backend.dlq.depth()
+    assert ended.error is not None
+    assert ended.error.code == "retries_exhausted"
+    assert depth.visible + depth.in_flight == 1  # kept for redrive
+
+
+async def test_cancelling_a_queued_job_deletes_its_message_unrun(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = await prepare(make_settings(receive_wait_s=0.5, visibility_timeout_s=300))
+    analyzer = CountingAnalyzer()
+    async with open_runtime(settings, worker=False) as runtime:
+        job = await _submit(runtime)
+        cancelled = await runtime.backend.jobs.apply(job.job_id, jobs.cancel())
+    assert cancelled is not None
+    async with open_runtime(settings, analyzer=analyzer) as runtime:
+
+        async def drained() -> bool:
+            depth = await runtime.backend.queue.depth()
+            return (depth.visible, depth.in_flight) == (0, 0)
+
+        await eventually(drained)
+        final = await runtime.backend.jobs.get(job.job_id)
+    assert analyzer.calls == 0
+    assert final is not None
+    assert final.status is JobStatus.CANCELLED
+
+
+async def test_cancelling_a_running_job_stops_it_at_the_next_chunk(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = await prepare(make_settings(receive_wait_s=0.5, visibility_timeout_s=300))
+    analyzer = SteppingAnalyzer(steps=50, step_s=0.1)
+    async with open_runtime(settings, analyzer=analyzer) as runtime:
+        job = await _submit(runtime)
+        await asyncio.wait_for(analyzer.started.wait(), 30)
+        await asyncio.sleep(0.3)
+        assert await runtime.backend.jobs.apply(job.job_id, jobs.cancel()) is not None
+
+        async def drained() -> bool:
+            depth = await runtime.backend.queue.depth()
+            return (depth.visible, depth.in_flight) == (0, 0)
+
+        await eventually(drained)
+        final = await runtime.backend.jobs.get(job.job_id)
+        novel = await runtime.backend.novels.get(job.novel_id)
+    assert final is not None
+    assert final.status is JobStatus.CANCELLED
+    assert analyzer.steps_done < analyzer.steps  # stopped early
+    assert novel is not None
+    assert novel.latest_storyboard is None  # no storyboard from a cancelled job

@@ -6,6 +6,7 @@ import pytest
 
 from service import jobs
 from service.jobs import ErrorInfo, Job, JobStatus, StoryboardSummary
+from service.models import utcnow
 
 
 def _job(status: JobStatus, attempts: int) -> Job:
@@ -25,6 +26,8 @@ ERROR = ErrorInfo(code="boom", message="boom")
         (JobStatus.RUNNING, 3, 2, False),  # a stale delivery never takes a newer attempt's job
         (JobStatus.COMPLETED, 1, 2, False),
         (JobStatus.FAILED, 1, 2, False),
+        (JobStatus.RETRYING, 1, 2, True),
+        (JobStatus.CANCELLED, 0, 1, False),
     ],
 )
 def test_start_guard(status: JobStatus, recorded: int, attempt: int, allowed: bool) -> None:
@@ -36,13 +39,16 @@ def test_writes_of_the_owning_attempt_only() -> None:
     for transition in (
         jobs.progress(2, 50, "x"),
         jobs.complete(2, "k", SUMMARY),
-        jobs.fail(2, ERROR, final=True),
+        jobs.fail(2, ERROR),
+        jobs.retry_later(2, ERROR, utcnow()),
+        jobs.release(2),
     ):
         assert transition.guard.allows(running)
     for transition in (
         jobs.progress(1, 50, "x"),
         jobs.complete(3, "k", SUMMARY),
-        jobs.fail(1, ERROR, final=False),
+        jobs.fail(1, ERROR),
+        jobs.release(3),
     ):
         assert not transition.guard.allows(running)
 
@@ -50,14 +56,33 @@ def test_writes_of_the_owning_attempt_only() -> None:
 def test_completed_job_takes_no_more_writes() -> None:
     done = _job(JobStatus.COMPLETED, 1)
     assert not jobs.progress(1, 95, "late").guard.allows(done)
-    assert not jobs.fail(1, ERROR, final=True).guard.allows(done)
+    assert not jobs.fail(1, ERROR).guard.allows(done)
+    assert not jobs.cancel().guard.allows(done)
+    assert not jobs.exhausted(ERROR).guard.allows(done)
     assert not jobs.complete(1, "k", SUMMARY).guard.allows(done)
 
 
-def test_transient_failure_requeues_and_final_failure_ends() -> None:
-    assert jobs.fail(1, ERROR, final=False).changes["status"] == "queued"
-    assert jobs.fail(1, ERROR, final=True).changes["status"] == "failed"
-    assert jobs.fail(1, ERROR, final=True).changes["error"] == {"code": "boom", "message": "boom"}
+def test_transient_failure_waits_for_retry_and_final_failure_ends() -> None:
+    later = jobs.retry_later(1, ERROR, utcnow())
+    assert later.changes["status"] == "retrying"
+    assert later.changes["nextAttemptAt"].endswith("Z")
+    assert jobs.fail(1, ERROR).changes["status"] == "failed"
+    assert jobs.fail(1, ERROR).changes["error"] == {"code": "boom", "message": "boom"}
+
+
+def test_cancel_ends_any_live_job() -> None:
+    for status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING):
+        assert jobs.cancel().guard.allows(_job(status, 1))
+    assert not jobs.cancel().guard.allows(_job(JobStatus.CANCELLED, 1))
+
+
+def test_requeue_starts_a_dead_lettered_job_afresh() -> None:
+    again = jobs.requeue()
+    assert again.guard.allows(_job(JobStatus.FAILED, 3))
+    assert not again.guard.allows(_job(JobStatus.COMPLETED, 1))
+    assert not again.guard.allows(_job(JobStatus.CANCELLED, 1))
+    assert again.changes["attempts"] == 0
+    assert again.changes["error"] is None
 
 
 def test_abandon_only_an_unstarted_queued_job() -> None:

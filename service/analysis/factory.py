@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from service.metrics import Metrics
 from service.ports import Analyzer, BlobStore
 from service.settings import Settings
 
 
-def make_analyzer(settings: Settings, blobs: BlobStore) -> Analyzer:
+def make_analyzer(settings: Settings, blobs: BlobStore, metrics: Metrics | None = None) -> Analyzer:
     """The configured analyzer: ``llm`` when a model is configured, else ``offline``;
     ``sleep`` is a fixed-latency stand-in for load tests. ``blobs`` holds checkpoints."""
     choice = settings.resolved_analyzer
@@ -17,7 +18,7 @@ def make_analyzer(settings: Settings, blobs: BlobStore) -> Analyzer:
     if choice == "llm":
         from service.analysis.llm import LlmAnalyzer
 
-        return LlmAnalyzer.from_settings(settings, blobs)
+        return LlmAnalyzer.from_settings(settings, blobs, observer=metrics)
     from service.analysis.offline import OfflineAnalyzer
 
     return OfflineAnalyzer()

@@ -47,7 +47,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from service.analysis.chapters import Chapter, chunk_text, split_chapters
-from service.analysis.llm_client import ChatMessage, ClientConfig, InvalidReply, LlmClient, Usage
+from service.analysis.llm_client import (
+    ChatMessage,
+    ClientConfig,
+    InvalidReply,
+    LlmClient,
+    RequestObserver,
+    Usage,
+)
 from service.analysis.llm_limits import LlmLimiter
 from service.analysis.llm_prompts import (
     PROMPT_VERSION,
@@ -554,7 +561,9 @@ class LlmAnalyzer:
         self.options = options
 
     @classmethod
-    def from_settings(cls, settings: Settings, blobs: BlobStore) -> LlmAnalyzer:
+    def from_settings(
+        cls, settings: Settings, blobs: BlobStore, observer: RequestObserver | None = None
+    ) -> LlmAnalyzer:
         """The analyzer with a client and a process-wide limiter built from the settings."""
         config = ClientConfig.from_settings(settings)
         if config.api_key is None and settings.llm_base_url is None:
@@ -568,7 +577,8 @@ class LlmAnalyzer:
             requests_per_minute=settings.llm_requests_per_minute,
             tokens_per_minute=settings.llm_tokens_per_minute,
         )
-        return cls(LlmClient(config, limiter), blobs, AnalyzerOptions.from_settings(settings))
+        client = LlmClient(config, limiter, observer=observer)
+        return cls(client, blobs, AnalyzerOptions.from_settings(settings))
 
     async def aclose(self) -> None:
         """Close the client's connections."""

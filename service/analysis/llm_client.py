@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import openai
@@ -303,6 +303,16 @@ def parse_json_object(raw: str) -> dict[str, Any]:
 Sleep = Callable[[float], Awaitable[None]]
 
 
+class RequestObserver(Protocol):
+    """Told about every model request, for metrics."""
+
+    def llm_request(
+        self, seconds: float, code: str | None, tokens_in: int, tokens_out: int
+    ) -> None:
+        """One request's latency, its failure code (None on success) and its tokens."""
+        ...
+
+
 class LlmClient:
     """Sends chat requests that must be answered with a JSON object, retrying within bounds."""
 
@@ -313,8 +323,10 @@ class LlmClient:
         *,
         sleep: Sleep = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
+        observer: RequestObserver | None = None,
     ) -> None:
         self.config = config
+        self._observer = observer
         self._limiter = limiter
         self._sleep = sleep
         self._jitter = jitter
@@ -377,6 +389,7 @@ class LlmClient:
                 prompt_chars=_chars(messages),
                 max_tokens=max_tokens,
             )
+            started = time.perf_counter()
             try:
                 completion = await self._openai.chat.completions.create(
                     model=self.config.model,
@@ -386,14 +399,26 @@ class LlmClient:
                     response_format={"type": "json_object"},
                     extra_body=self._extra_body,
                 )
-            except BaseException:
+            except BaseException as exc:
                 # The prompt may have been billed; no reply was.
                 lease.record(prompt_tokens)
+                self._observe(started, _failure_code(exc), 0, 0)
                 raise
             _check_shape(completion)
-            if completion.usage is not None:
-                lease.record(completion.usage.total_tokens)
+            usage = completion.usage
+            if usage is not None:
+                lease.record(usage.total_tokens)
+            self._observe(
+                started,
+                None,
+                usage.prompt_tokens if usage else 0,
+                usage.completion_tokens if usage else 0,
+            )
             return completion
+
+    def _observe(self, started: float, code: str | None, tokens_in: int, tokens_out: int) -> None:
+        if self._observer is not None:
+            self._observer.llm_request(time.perf_counter() - started, code, tokens_in, tokens_out)
 
     async def _back_off(self, failure: Failure, attempt: int) -> None:
         delay = self.backoff_s(attempt, failure.retry_after_s)
@@ -406,6 +431,12 @@ class LlmClient:
             server_hint_s=failure.retry_after_s,
         )
         await self._sleep(delay)
+
+
+def _failure_code(exc: BaseException) -> str:
+    if isinstance(exc, openai.OpenAIError):
+        return classify_error(exc).code
+    return type(exc).__name__
 
 
 def _check_shape(completion: object) -> None:
