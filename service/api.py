@@ -6,7 +6,8 @@ import asyncio
 import json
 import re
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -51,12 +52,25 @@ def _path_id(request: web.Request, name: str, what: str) -> str:
     return value
 
 
+class _Owned(Protocol):
+    user_id: str
+
+
+OwnedT = TypeVar("OwnedT", bound=_Owned)
+
+
+async def _owned(
+    request: web.Request, param: str, what: str, load: Callable[[str], Awaitable[OwnedT | None]]
+) -> OwnedT:
+    # Someone else's record answers exactly like a missing one, so ids cannot be probed.
+    record = await load(_path_id(request, param, what))
+    if record is None or record.user_id != current_user(request):
+        raise not_found(what)
+    return record
+
+
 async def _owned_novel(request: web.Request) -> Novel:
-    novel_id = _path_id(request, "novelId", "novel")
-    novel = await _runtime(request).backend.novels.get(novel_id)
-    if novel is None or novel.user_id != current_user(request):
-        raise not_found("novel")
-    return novel
+    return await _owned(request, "novelId", "novel", _runtime(request).backend.novels.get)
 
 
 @routes.post("/v1/novels")
@@ -187,11 +201,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 
 async def _owned_job(request: web.Request) -> Job:
-    job_id = _path_id(request, "jobId", "job")
-    job = await _runtime(request).backend.jobs.get(job_id)
-    if job is None or job.user_id != current_user(request):
-        raise not_found("job")
-    return job
+    return await _owned(request, "jobId", "job", _runtime(request).backend.jobs.get)
 
 
 def job_view(request: web.Request, job: Job) -> JobView:

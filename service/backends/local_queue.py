@@ -196,38 +196,34 @@ class LocalQueue:
 
     async def delete_batch(self, receipts: Sequence[str]) -> BatchOutcome:
         """Delete messages by their latest receipts; any other receipt fails on its own."""
-        unique = list(dict.fromkeys(receipts))
-        if not unique:
-            return BatchOutcome()
-        done = await self._db.write(
-            lambda connection: _returning_receipts(
-                connection,
-                "DELETE FROM messages WHERE queue = ?"
-                " AND receipt IN (SELECT value FROM json_each(?)) RETURNING receipt",
-                (self.name, json.dumps(unique)),
-            )
-        )
-        return _outcome(unique, done)
+        outcome, _ = await self._by_receipts(receipts, "DELETE FROM messages")
+        return outcome
 
     async def change_visibility_batch(
         self, receipts: Sequence[str], visibility_s: int
     ) -> BatchOutcome:
         """Hide messages for ``visibility_s`` more seconds from now (0: visible at once)."""
         _check_range("visibility_s", visibility_s, 0, MAX_VISIBILITY_S)
+        update = "UPDATE messages SET visible_at = ?"
+        outcome, changed = await self._by_receipts(receipts, update, time.time() + visibility_s)
+        if visibility_s == 0 and changed:
+            self._signals.wake(self.name, changed)
+        return outcome
+
+    async def _by_receipts(
+        self, receipts: Sequence[str], statement: str, *values: object
+    ) -> tuple[BatchOutcome, int]:
+        # A stale receipt matches no row, so it fails alone while the rest apply.
         unique = list(dict.fromkeys(receipts))
         if not unique:
-            return BatchOutcome()
-        done = await self._db.write(
-            lambda connection: _returning_receipts(
-                connection,
-                "UPDATE messages SET visible_at = ? WHERE queue = ?"
-                " AND receipt IN (SELECT value FROM json_each(?)) RETURNING receipt",
-                (time.time() + visibility_s, self.name, json.dumps(unique)),
-            )
+            return BatchOutcome(), 0
+        sql = (
+            f"{statement} WHERE queue = ?"
+            " AND receipt IN (SELECT value FROM json_each(?)) RETURNING receipt"
         )
-        if visibility_s == 0 and done:
-            self._signals.wake(self.name, len(done))
-        return _outcome(unique, done)
+        params = (*values, self.name, json.dumps(unique))
+        done = await self._db.write(lambda connection: _returning_receipts(connection, sql, params))
+        return _outcome(unique, done), len(done)
 
     async def depth(self) -> QueueDepth:
         """Visible messages, and received ones still hidden (delayed sends count in neither)."""
