@@ -21,6 +21,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy deploy/validate.py
+	$(BIN)/cfn-lint deploy/aws/storyboard.yaml
+	$(BIN)/python deploy/validate.py
 
 test: lint
 	$(BIN)/pytest -q
