@@ -39,8 +39,11 @@ async def test_runs_up_to_concurrency_jobs_at_once_and_never_more(
     concurrency, count = 4, 14
     settings = await prepare(make_settings(worker_concurrency=concurrency, receive_wait_s=1))
     analyzer = CountingAnalyzer(latency_s=0.4)
-    async with open_runtime(settings, analyzer=analyzer) as runtime:
+    # Queue everything first, so the peak depends on the consumer alone, not on how fast
+    # submissions arrive on a busy machine.
+    async with open_runtime(settings, worker=False) as runtime:
         submitted = [await _submit(runtime) for _ in range(count)]
+    async with open_runtime(settings, analyzer=analyzer) as runtime:
         finished = [await _finished(runtime, job.job_id) for job in submitted]
         assert runtime.consumer is not None
         stats = runtime.consumer.stats
