@@ -57,6 +57,22 @@ class ProgressWriter:
         if self._task is not None:
             await self._task
 
+    async def confirm(self, percentage: int, stage: str) -> None:
+        """Write progress now and raise JobStopped unless this attempt still owns the job.
+
+        Called before an effect that must not come from a superseded attempt (writing the
+        storyboard): the guarded write doubles as an ownership check.
+        """
+        await self.close()
+        await self.check()
+        written = await self._store.apply(
+            self._job_id, jobs.progress(self._attempt, percentage, stage)
+        )
+        self._last = (percentage, stage)
+        if written is None:
+            self._refused = True
+            await self.check()
+
     async def check(self) -> None:
         """Raise JobStopped if a progress write was refused because the job moved on.
 

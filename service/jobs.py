@@ -8,6 +8,12 @@ so the transition rules live here once:
 * a delivery only moves a job forward if its attempt number (the queue's receive count) is
   newer than the last one recorded, so a stale redelivery never overwrites a newer attempt;
 * progress, completion and failure writes only apply for the attempt that owns the job.
+
+The attempt number is the job's owner token (a fencing token): a worker owns the job from
+the guarded ``start`` until a newer delivery's ``start`` succeeds, and its lease is the
+message's visibility timeout, which the worker keeps extending while it is alive. A newer
+delivery can only exist once that lease lapsed, and from then on every write of the older
+attempt is refused; before writing the storyboard a worker confirms it still owns the job.
 """
 
 from __future__ import annotations

@@ -269,3 +269,28 @@ async def test_cancelling_a_running_job_stops_it_at_the_next_chunk(
     assert analyzer.steps_done < analyzer.steps  # stopped early
     assert novel is not None
     assert novel.latest_storyboard is None  # no storyboard from a cancelled job
+
+
+async def test_a_superseded_attempt_never_writes_its_storyboard(
+    make_settings: SettingsFactory,
+) -> None:
+    """An attempt whose job a newer delivery took over stops before its effects."""
+    settings = await prepare(make_settings(receive_wait_s=0.5, visibility_timeout_s=300))
+    analyzer = CountingAnalyzer(latency_s=1.0)
+    async with open_runtime(settings, analyzer=analyzer) as runtime:
+        job = await _submit(runtime)
+        await asyncio.wait_for(analyzer.started.wait(), 30)
+        # As if the message had been redelivered to another worker (attempt 2).
+        assert await runtime.backend.jobs.apply(job.job_id, jobs.start(2)) is not None
+
+        async def drained() -> bool:
+            depth = await runtime.backend.queue.depth()
+            return (depth.visible, depth.in_flight) == (0, 0)
+
+        await eventually(drained)
+        current = await runtime.backend.jobs.get(job.job_id)
+        novel = await runtime.backend.novels.get(job.novel_id)
+    assert current is not None
+    assert (current.status, current.attempts) == (JobStatus.RUNNING, 2)  # left to its owner
+    assert novel is not None
+    assert novel.latest_storyboard is None
