@@ -100,6 +100,11 @@ async def _read_upload(request: web.Request) -> tuple[str, str]:
         )
     if not text.strip():
         raise ApiError(422, "empty_text", "the novel's text is empty")
+    limit = _runtime(request).settings.max_novel_chars
+    if len(text) > limit:
+        raise ApiError(
+            422, "novel_too_large", f"the novel has {len(text)} characters; the limit is {limit}"
+        )
     return title.strip(), text
 
 

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"  # a container must listen on every interface
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=20 * MIB, gt=0)
+    max_novel_chars: int = Field(default=3_000_000, gt=0)
     public_base_url: str = ""
 
     aws_region: str = Field(

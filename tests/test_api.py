@@ -167,6 +167,13 @@ async def test_oversized_body_is_413(start_app: StartApp) -> None:
     await _error(response, 413, "payload_too_large")
 
 
+async def test_a_novel_over_the_size_limit_is_422(start_app: StartApp) -> None:
+    client = await start_app(worker=False, max_novel_chars=100)
+    response = await client.post("/v1/novels", json={"title": "t", "text": "字" * 101})
+    await _error(response, 422, "novel_too_large")
+    assert (await client.post("/v1/novels", json={"title": "t", "text": "字" * 100})).status == 201
+
+
 async def test_unknown_ids_and_routes_are_404(start_app: StartApp) -> None:
     client = await start_app(worker=False)
     for path in (
