@@ -1,13 +1,16 @@
 """Progress writes that do not hold the job up.
 
 A job reports progress with ``report()``, which returns at once. One background task per job
-writes the newest pending value, so a slow store delays progress display, never the work,
-and bursts of reports collapse into one write.
+writes the newest pending value at most once per ``interval_s``, so a slow store delays
+progress display, never the work, and bursts of reports collapse into one write. A job that
+finishes within the interval writes no intermediate progress at all: its record goes
+created → started → storyboard confirmed → completed, four writes in all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from service import jobs
 from service.jobs import JobStatus
@@ -28,13 +31,17 @@ class JobStopped(Exception):
 class ProgressWriter:
     """Coalescing, ordered progress writes for one attempt of one job."""
 
-    def __init__(self, store: JobStore, job_id: str, attempt: int) -> None:
+    def __init__(self, store: JobStore, job_id: str, attempt: int, interval_s: float = 1.0) -> None:
         self._store = store
         self._job_id = job_id
         self._attempt = attempt
+        self._interval_s = interval_s
+        # The start transition has just written progress, so the clock starts now.
+        self._next_write_at = time.monotonic() + interval_s
         self._pending: tuple[int, str] | None = None
         self._last: tuple[int, str] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._writing = False
         self._refused = False
 
     def report(self, percentage: int, stage: str) -> None:
@@ -53,9 +60,14 @@ class ProgressWriter:
         self.report(low + round((high - low) * max(0.0, min(1.0, fraction))), stage)
 
     async def close(self) -> None:
-        """Wait for the last pending write; call before the job's final transition."""
-        if self._task is not None:
-            await self._task
+        """Drop progress not yet written (a final write follows) and wait for one in flight."""
+        self._pending = None
+        task, self._task = self._task, None
+        if task is None or task.done():
+            return
+        if not self._writing:
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     async def confirm(self, percentage: int, stage: str) -> None:
         """Write progress now and raise JobStopped unless this attempt still owns the job.
@@ -91,17 +103,30 @@ class ProgressWriter:
 
     async def _drain(self) -> None:
         while self._pending is not None:
+            delay = self._next_write_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                if self._pending is None:
+                    return
             percentage, stage = self._last = self._pending
             self._pending = None
-            try:
-                written = await self._store.apply(
-                    self._job_id, jobs.progress(self._attempt, percentage, stage)
-                )
-            except Exception as exc:
-                # Progress is advisory; the job's outcome is written separately and checked.
-                log.warning("progress write failed", error=str(exc), percentage=percentage)
-                continue
-            if written is None:
+            self._next_write_at = time.monotonic() + self._interval_s
+            if not await self._write(percentage, stage):
                 self._refused = True
                 self._pending = None
                 return
+
+    async def _write(self, percentage: int, stage: str) -> bool:
+        """One guarded write; False only when the guard refused it."""
+        self._writing = True
+        try:
+            written = await self._store.apply(
+                self._job_id, jobs.progress(self._attempt, percentage, stage)
+            )
+        except Exception as exc:
+            # Progress is advisory; the job's outcome is written separately and checked.
+            log.warning("progress write failed", error=str(exc), percentage=percentage)
+            return True
+        finally:
+            self._writing = False
+        return written is not None
