@@ -1,7 +1,7 @@
 """Progress writes that do not hold the job up.
 
 A job reports progress with ``report()``, which returns at once. One background task per job
-writes the newest pending value at most once per ``interval_s``, so a slow store delays
+writes the newest pending value at most once per ``interval_s`` (2 s), so a slow store delays
 progress display, never the work, and bursts of reports collapse into one write. A job that
 finishes within the interval writes no intermediate progress at all: its record goes
 created → started → storyboard confirmed → completed, four writes in all.
@@ -31,7 +31,7 @@ class JobStopped(Exception):
 class ProgressWriter:
     """Coalescing, ordered progress writes for one attempt of one job."""
 
-    def __init__(self, store: JobStore, job_id: str, attempt: int, interval_s: float = 1.0) -> None:
+    def __init__(self, store: JobStore, job_id: str, attempt: int, interval_s: float = 2.0) -> None:
         self._store = store
         self._job_id = job_id
         self._attempt = attempt
