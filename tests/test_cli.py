@@ -101,3 +101,14 @@ def test_dlq_commands_on_an_empty_queue(tmp_path: Path) -> None:
     bad = _run("dlq", "redrive", env=env)
     assert bad.returncode == 2
     assert "either --all or one or more JOB_IDs" in bad.stderr
+
+
+def test_a_corrupt_database_stops_serve_with_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "storyboard.db").write_bytes(b"\x07not a database\x00" * 256)
+    result = _run("serve", "--port", "0", env=service_env(data))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"storyboard: cannot open local database {data / 'storyboard.db'}: file is not a database"
+    ]
