@@ -103,7 +103,17 @@ class Consumer:
             return
         self._receiver = asyncio.create_task(self._receive_loop(), name="receive-loop")
         for name, coro in (("deleter", self._deleter.run()), ("heartbeat", self._heartbeat.run())):
-            self._services.add(asyncio.create_task(coro, name=name))
+            task = asyncio.create_task(coro, name=name)
+            task.add_done_callback(self._service_ended)
+            self._services.add(task)
+        self._receiver.add_done_callback(self._service_ended)
+
+    def _service_ended(self, task: asyncio.Task[None]) -> None:
+        # These loops only end when cancelled; any other ending is a bug to see at once,
+        # since /healthz goes stale only for the receive loop.
+        if not task.cancelled() and task.exception() is not None:
+            self.stats.crashed += 1
+            log.error("consumer loop died", loop=task.get_name(), error=repr(task.exception()))
 
     def begin_drain(self) -> None:
         """Stop receiving now (readiness turns 503); ``stop()`` finishes the shutdown."""
@@ -127,11 +137,6 @@ class Consumer:
             await self._shutdown(self._config.grace_s if grace_s is None else grace_s)
         finally:
             self._stopped.set_result(None)
-
-    async def wait_idle(self) -> None:
-        """Wait until no job is running (for one-shot runs and tests)."""
-        while self._jobs:
-            await asyncio.wait(set(self._jobs))
 
     async def _shutdown(self, grace_s: float) -> None:
         self.begin_drain()
