@@ -221,11 +221,11 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], within_s: float = 6
     raise RuntimeError(f"{url} did not become healthy")
 
 
-@contextmanager
-def service_process(
-    command: str, env: Mapping[str, str], log_path: Path, *, wait: bool = True
-) -> Iterator[ServiceProcess]:
-    """Start ``python -m service COMMAND`` on a free loopback port; kill it afterwards."""
+def launch_service(
+    command: str, env: Mapping[str, str], log_path: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``python -m service COMMAND`` on a free loopback port, its output in
+    ``log_path``; return the process and its base URL. Tests start services the same way."""
     port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -235,7 +235,16 @@ def service_process(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    service = ServiceProcess(process, f"http://127.0.0.1:{port}", log_path)
+    return process, f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def service_process(
+    command: str, env: Mapping[str, str], log_path: Path, *, wait: bool = True
+) -> Iterator[ServiceProcess]:
+    """Start ``python -m service COMMAND`` on a free loopback port; kill it afterwards."""
+    process, url = launch_service(command, env, log_path)
+    service = ServiceProcess(process, url, log_path)
     try:
         if wait:
             wait_healthy(service.url, process)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import free_port
+from bench.common import launch_service
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,16 +71,8 @@ def running_service(
     command: str, env: Mapping[str, str], log_path: Path
 ) -> Iterator[ServiceProcess]:
     """Start ``storyboard COMMAND`` on a free port; kill it if the test leaves it running."""
-    port = free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", command, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=dict(env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    service = ServiceProcess(process, f"http://127.0.0.1:{port}", log_path)
+    process, url = launch_service(command, env, log_path)
+    service = ServiceProcess(process, url, log_path)
     try:
         wait_until_healthy(service.url, process)
         yield service
