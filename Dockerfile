@@ -23,11 +23,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 
 # Only what the wheel needs (see .dockerignore): metadata, README (the long description)
-# and the three packages.
+# and the package.
 COPY pyproject.toml README.md ./
 COPY service ./service
-COPY consumers ./consumers
-COPY producers ./producers
 
 # --only-binary: dependencies come as published wheels and nothing is compiled here, so a
 # release without a wheel for this platform fails the build instead of needing a compiler.

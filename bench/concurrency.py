@@ -37,11 +37,11 @@ from typing import Any
 
 from bench.common import cpu_seconds, save
 from bench.moto_process import AwsNames, MotoServer, moto_server, summarize, use_fake_credentials
-from producers.enqueue import JobProducer
 from service.analysis.sleeping import SleepAnalyzer
 from service.backends import Backend, open_backend
 from service.logs import configure_logging
 from service.metrics import Metrics
+from service.producers.enqueue import JobProducer
 from service.runtime import build_consumer
 from service.settings import Settings
 from service.uploads import store_novel

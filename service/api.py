@@ -13,7 +13,6 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
-from producers.enqueue import EnqueueError, Submission
 from service import jobs
 from service.api_schema import JobAccepted, JobView, NovelCreated, NovelUpload, NovelView
 from service.appkeys import RUNTIME, USER_ID
@@ -21,6 +20,7 @@ from service.http_errors import ApiError, not_found
 from service.jobs import Job, JobStatus
 from service.novels import Novel
 from service.ports import BlobNotFound
+from service.producers.enqueue import EnqueueError, Submission
 from service.runtime import Runtime
 from service.text import EmptyTextError, TextDecodeError, load_novel_bytes, normalise_text
 from service.uploads import store_novel

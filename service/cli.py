@@ -127,8 +127,8 @@ async def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _dlq(args: argparse.Namespace, settings: Settings) -> int:
-    from producers.redrive import list_dead_letters, redrive
     from service.backends import open_backend
+    from service.producers.redrive import list_dead_letters, redrive
 
     if args.dlq_command == "redrive" and bool(args.all) == bool(args.job_ids):
         raise CliError("dlq redrive takes either --all or one or more JOB_IDs")

@@ -10,17 +10,17 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-from consumers.analyze import AnalyzeDeps, AnalyzeHandler
-from consumers.consumer import Consumer, ConsumerConfig
-from consumers.dead_letters import DeadLetterHandler
-from consumers.handlers import HandlerRegistry
-from consumers.retry_policy import Backoff
-from producers.enqueue import JobProducer
 from service.analysis.factory import make_analyzer
 from service.backends import Backend, open_backend
+from service.consumers.analyze import AnalyzeDeps, AnalyzeHandler
+from service.consumers.consumer import Consumer, ConsumerConfig
+from service.consumers.dead_letters import DeadLetterHandler
+from service.consumers.handlers import HandlerRegistry
+from service.consumers.retry_policy import Backoff
 from service.messages import ANALYZE
 from service.metrics import Metrics
 from service.ports import Analyzer, Closeable
+from service.producers.enqueue import JobProducer
 from service.settings import Settings
 
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from producers.enqueue import EnqueueError
 from service.app import create_app
 from service.backends.aws_clients import open_clients
 from service.jobs import JobStatus
+from service.producers.enqueue import EnqueueError
 from service.runtime import open_runtime
 from service.uploads import store_novel
 from tests.analyzers import CountingAnalyzer

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from producers.redrive import list_dead_letters, redrive
 from service.jobs import Job, JobStatus
+from service.producers.redrive import list_dead_letters, redrive
 from service.runtime import Runtime, open_runtime
 from service.uploads import store_novel
 from tests.analyzers import CountingAnalyzer, FlakyAnalyzer

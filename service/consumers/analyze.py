@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from consumers.outcome import DEAD_LETTER, DELETE, Outcome
-from consumers.progress import JobStopped, ProgressWriter
-from consumers.retry_policy import Backoff
 from service import jobs
+from service.consumers.outcome import DEAD_LETTER, DELETE, Outcome
+from service.consumers.progress import JobStopped, ProgressWriter
+from service.consumers.retry_policy import Backoff
 from service.jobs import ErrorInfo, Job
 from service.logs import get_logger
 from service.messages import JobMessage

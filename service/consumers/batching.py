@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from consumers.stats import ConsumerStats
+from service.consumers.stats import ConsumerStats
 from service.logs import get_logger
 from service.ports import Queue
 

@@ -17,10 +17,10 @@ from typing import Self
 
 import structlog
 
-from consumers.batching import DeleteBatcher, Lease, VisibilityHeartbeat
-from consumers.outcome import RETRY, Action, Outcome
-from consumers.slots import Slots
-from consumers.stats import ConsumerStats
+from service.consumers.batching import DeleteBatcher, Lease, VisibilityHeartbeat
+from service.consumers.outcome import RETRY, Action, Outcome
+from service.consumers.slots import Slots
+from service.consumers.stats import ConsumerStats
 from service.logs import get_logger
 from service.ports import Message, Queue
 

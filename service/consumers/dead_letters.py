@@ -10,8 +10,8 @@ from __future__ import annotations
 import structlog
 from pydantic import ValidationError
 
-from consumers.outcome import Outcome
 from service import jobs
+from service.consumers.outcome import Outcome
 from service.jobs import ErrorInfo
 from service.logs import get_logger
 from service.messages import JobMessage

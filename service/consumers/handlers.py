@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from pydantic import ValidationError
 
-from consumers.outcome import DEAD_LETTER, Outcome
+from service.consumers.outcome import DEAD_LETTER, Outcome
 from service.logs import get_logger
 from service.messages import JobMessage
 from service.ports import Message
