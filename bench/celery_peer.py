@@ -51,7 +51,7 @@ from bench.moto_process import (
     summarize,
     use_fake_credentials,
 )
-from service.backends import open_backend
+from service.backends.selection import open_backend
 from service.bootstrap import bootstrap
 from service.logs import configure_logging
 from service.settings import Settings

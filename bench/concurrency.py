@@ -38,7 +38,8 @@ from typing import Any
 from bench.common import cpu_seconds, save
 from bench.moto_process import AwsNames, MotoServer, moto_server, summarize, use_fake_credentials
 from service.analysis.sleeping import SleepAnalyzer
-from service.backends import Backend, open_backend
+from service.backends.backend import Backend
+from service.backends.selection import open_backend
 from service.logs import configure_logging
 from service.metrics import Metrics
 from service.producers.enqueue import JobProducer

@@ -30,7 +30,7 @@ from bench.common import (
 )
 from bench.concurrency import submit_all
 from bench.moto_process import AwsNames, MotoServer, moto_server, use_fake_credentials
-from service.backends import open_backend
+from service.backends.selection import open_backend
 from service.bootstrap import bootstrap
 from service.logs import configure_logging
 from service.settings import Settings

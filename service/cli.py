@@ -8,15 +8,11 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from service.errors import BackendError, CliError
 from service.logs import configure_logging
-from service.ports import BackendError
 from service.settings import Settings, SettingsError, load_settings
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-
-
-class CliError(Exception):
-    """A failure to report as one line on stderr with a non-zero exit."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,7 +101,7 @@ async def _bootstrap(args: argparse.Namespace, settings: Settings) -> int:
         print(f"queue {report.queue_url}\ndlq {report.dlq_url}")
         print(f"table {report.table}\nbucket {report.bucket}")
     else:
-        from service.backends import open_backend
+        from service.backends.selection import open_backend
 
         async with open_backend(settings):
             print(f"local backend ready in {settings.data_dir.resolve()}")
@@ -127,7 +123,7 @@ async def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _dlq(args: argparse.Namespace, settings: Settings) -> int:
-    from service.backends import open_backend
+    from service.backends.selection import open_backend
     from service.producers.redrive import list_dead_letters, redrive
 
     if args.dlq_command == "redrive" and bool(args.all) == bool(args.job_ids):

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from service.cli import CliError
+from service.errors import CliError
 
 TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10)
 

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import structlog
 from aiohttp import web
 
-from service.appkeys import AUTHENTICATOR, USER_ID
-from service.auth import AuthError
+from service.errors import BackendError
 from service.logs import get_logger
-from service.ports import BackendError
 
 log = get_logger(__name__)
 
@@ -85,18 +82,3 @@ def _http_message(exc: web.HTTPException) -> str:
     if exc.status == 404:
         return "no such resource"
     return exc.reason
-
-
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authenticate every /v1 request and bind the caller's user id to its log lines."""
-    if request.path.startswith("/v1/"):
-        try:
-            user = request.app[AUTHENTICATOR].user_for(request.headers.get("Authorization"))
-        except AuthError as exc:
-            response = error_response(401, "unauthorized", str(exc))
-            response.headers["WWW-Authenticate"] = "Bearer"
-            return response
-        request[USER_ID] = user
-        structlog.contextvars.bind_contextvars(userId=user)
-    return await handler(request)

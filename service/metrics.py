@@ -7,13 +7,12 @@ stage timings, model calls and HTTP requests are recorded where they happen.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from service.consumers.consumer import Consumer
 
 JOB_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -36,10 +35,28 @@ _CONSUMER_COUNTERS = {
 }
 
 
+class ObservedConsumer(Protocol):
+    """What the collector reads from a consumer at scrape time."""
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs running now."""
+        ...
+
+    @property
+    def capacity(self) -> int:
+        """Jobs it may run at once."""
+        ...
+
+    def counters(self) -> Mapping[str, int]:
+        """Its monotonic counters by name."""
+        ...
+
+
 class ConsumerCollector(Collector):
     """Exposes a consumer's own counters and gauges at scrape time."""
 
-    def __init__(self, consumers: dict[str, Consumer]) -> None:
+    def __init__(self, consumers: Mapping[str, ObservedConsumer]) -> None:
         self._consumers = consumers
 
     def collect(self) -> Iterator[Metric]:
@@ -49,7 +66,7 @@ class ConsumerCollector(Collector):
                 f"storyboard_consumer_{field}", help_text, labels=["queue"]
             )
             for queue, consumer in self._consumers.items():
-                family.add_metric([queue], getattr(consumer.stats, field))
+                family.add_metric([queue], consumer.counters()[field])
             yield family
         in_flight = GaugeMetricFamily(
             "storyboard_jobs_in_flight", "jobs running now", labels=["queue"]
@@ -97,7 +114,7 @@ class Metrics:
             "storyboard_llm_tokens", "model tokens by direction", ["direction"], registry=r
         )
 
-    def watch(self, consumers: dict[str, Consumer]) -> None:
+    def watch(self, consumers: Mapping[str, ObservedConsumer]) -> None:
         """Expose the consumers' counters, keyed by queue role (``main``, ``dlq``)."""
         self.registry.register(ConsumerCollector(consumers))
 

@@ -6,6 +6,7 @@ Python code uses snake_case attributes.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,3 +33,8 @@ def utcnow() -> datetime:
 def isoformat(moment: datetime) -> str:
     """ISO 8601 with milliseconds and a ``Z`` suffix, the form every record uses."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_id() -> str:
+    """A fresh opaque id (UUID4 hex, safe in keys and paths)."""
+    return uuid.uuid4().hex

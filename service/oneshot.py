@@ -15,10 +15,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from service.cli import CliError
 from service.client import default_title, read_input
+from service.errors import BlobNotFound, CliError
 from service.jobs import Job, JobStatus
-from service.ports import BlobNotFound
 from service.runtime import Runtime, open_runtime
 from service.settings import Settings
 from service.text import EmptyTextError, TextDecodeError, load_novel_bytes

@@ -16,18 +16,6 @@ from service.novels import Novel, StoryboardRef
 from service.storyboard import Storyboard
 
 
-class BackendError(Exception):
-    """A backend could not be reached or refused a request for reasons other than input."""
-
-
-class AlreadyExists(Exception):
-    """A create found a record with the same id."""
-
-
-class BlobNotFound(KeyError):
-    """No blob is stored under the key."""
-
-
 @dataclass(frozen=True, slots=True)
 class Message:
     """A received queue message. ``receive_count`` is 1 on the first delivery."""
@@ -178,7 +166,7 @@ class Analyzer(Protocol):
     name: str
 
     async def analyze(self, novel: NovelText, on_progress: ProgressCallback) -> Storyboard:
-        """Analyze the whole text. Raise :class:`AnalysisError` for failures."""
+        """Analyze the whole text. Raise :class:`JobError` for failures."""
         ...
 
 
@@ -189,13 +177,3 @@ class Closeable(Protocol):
     async def aclose(self) -> None:
         """Release connections."""
         ...
-
-
-class AnalysisError(Exception):
-    """An analyzer failed. ``transient`` failures are retried by redelivery."""
-
-    def __init__(self, code: str, message: str, *, transient: bool) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.transient = transient

@@ -11,7 +11,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from service.analysis.factory import make_analyzer
-from service.backends import Backend, open_backend
+from service.backends.backend import Backend
+from service.backends.selection import open_backend
 from service.consumers.analyze import AnalyzeDeps, AnalyzeHandler
 from service.consumers.consumer import Consumer, ConsumerConfig
 from service.consumers.dead_letters import DeadLetterHandler

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from service.backends import Backend
+from service.backends.backend import Backend
+from service.models import new_id
 from service.novels import Novel, text_key
-from service.producers.enqueue import new_id
 
 
 async def store_novel(backend: Backend, user_id: str, title: str, text: str) -> Novel:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from service.analysis.sleeping import SleepAnalyzer
-from service.ports import AnalysisError, NovelText, ProgressCallback
+from service.errors import JobError
+from service.ports import NovelText, ProgressCallback
 from service.storyboard import Storyboard
 
 
@@ -40,7 +41,7 @@ class FlakyAnalyzer(CountingAnalyzer):
     async def analyze(self, novel: NovelText, on_progress: ProgressCallback) -> Storyboard:
         if self.calls < self.failures:
             self.calls += 1
-            raise AnalysisError("model_unavailable", "the model is overloaded", transient=True)
+            raise JobError("model_unavailable", "the model is overloaded", transient=True)
         return await super().analyze(novel, on_progress)
 
 
@@ -49,7 +50,7 @@ class RejectingAnalyzer(CountingAnalyzer):
 
     async def analyze(self, novel: NovelText, on_progress: ProgressCallback) -> Storyboard:
         self.calls += 1
-        raise AnalysisError("content_rejected", "the text was rejected", transient=False)
+        raise JobError("content_rejected", "the text was rejected", transient=False)
 
 
 class SteppingAnalyzer(CountingAnalyzer):

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from service.backends import Backend, open_backend
 from service.backends.aws_blobs import S3BlobStore
 from service.backends.aws_clients import open_clients
 from service.backends.aws_records import (
@@ -29,10 +28,13 @@ from service.backends.aws_records import (
     novel_key,
     to_item,
 )
+from service.backends.backend import Backend
+from service.backends.selection import open_backend
 from service.bootstrap import RETENTION_S, bootstrap
+from service.errors import BackendError
 from service.jobs import ErrorInfo, Job, JobStatus, StoryboardSummary, complete, progress, start
 from service.novels import StoryboardRef
-from service.ports import BackendError, Message, Pingable
+from service.ports import Message, Pingable
 from service.settings import Settings
 from tests.conftest import SettingsFactory, free_port
 

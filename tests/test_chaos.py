@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from service.backends import open_backend
+from service.backends.selection import open_backend
 from service.settings import Settings
 from tests.processes import ServiceProcess, running_service, service_env
 

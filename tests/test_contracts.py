@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 
 from service import jobs
-from service.backends import Backend, open_backend
+from service.backends.backend import Backend
+from service.backends.selection import open_backend
+from service.errors import AlreadyExists, BlobNotFound
 from service.jobs import ErrorInfo, Job, JobStatus, StoryboardSummary
 from service.models import utcnow
 from service.novels import Novel, StoryboardRef, storyboard_key, text_key
-from service.ports import AlreadyExists, BlobNotFound, Message, Queue, QueueDepth
+from service.ports import Message, Queue, QueueDepth
 from tests.conftest import SettingsFactory
 
 MAX_RECEIVE_COUNT = 2

@@ -16,9 +16,10 @@ from service.analysis import llm, llm_client
 from service.analysis.chapters import split_chapters
 from service.analysis.llm import LlmAnalyzer, Registry, chunk_chars, plan_chunks
 from service.analysis.llm_prompts import CharacterReply
+from service.errors import BlobNotFound, JobError
 from service.jobs import Job, JobStatus
 from service.logs import configure_logging
-from service.ports import AnalysisError, BlobNotFound, NovelText
+from service.ports import NovelText
 from service.runtime import Runtime, open_runtime
 from service.settings import Settings
 from service.storyboard import NARRATOR, ShotType, Storyboard
@@ -363,7 +364,7 @@ async def test_a_second_invalid_reply_fails_the_job_for_good(
     fake: FakeLlm, make_analyzer: MakeAnalyzer
 ) -> None:
     fake.enqueue(ok({"characters": "nobody"}), ok({"characters": []}))
-    with pytest.raises(AnalysisError) as caught:
+    with pytest.raises(JobError) as caught:
         await analyze(make_analyzer(), make_novel(1))
     assert (caught.value.code, caught.value.transient) == ("llm_invalid_output", False)
     assert "summary" in caught.value.message
@@ -373,7 +374,7 @@ async def test_a_second_invalid_reply_fails_the_job_for_good(
 async def test_empty_text_is_rejected_without_a_request(
     fake: FakeLlm, make_analyzer: MakeAnalyzer
 ) -> None:
-    with pytest.raises(AnalysisError) as caught:
+    with pytest.raises(JobError) as caught:
         await analyze(make_analyzer(), " \n ")
     assert caught.value.code == "empty_text"
     assert fake.calls() == 0
@@ -390,7 +391,7 @@ async def test_a_retry_pays_only_for_the_chunks_not_yet_done(
     assert len(_chunks(text)) == chunks
     fake.rules.append(_fail_once(kind, part, error(500, "InternalError")))
     analyzer = make_analyzer(llm_job_concurrency=1)
-    with pytest.raises(AnalysisError) as caught:
+    with pytest.raises(JobError) as caught:
         await analyze(analyzer, text, job_id="job-resume")
     assert (caught.value.code, caught.value.transient) == ("llm_unavailable", True)
     done = part - 1  # chunks of the failing pass finished before the failure
@@ -454,7 +455,7 @@ async def test_the_key_never_reaches_the_logs(
             fake.enqueue(error(429, "Throttling", headers={"Retry-After": "0"}), ok("{bad"))
             await analyze(make_analyzer(llm_max_retries=2), make_novel(2))
             fake.enqueue(error(401, "invalid_api_key", echo))
-            with pytest.raises(AnalysisError) as caught:
+            with pytest.raises(JobError) as caught:
                 await analyze(make_analyzer(), make_novel(1), job_id="job-2")
     finally:
         structlog.configure(**saved)

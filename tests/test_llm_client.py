@@ -23,7 +23,7 @@ from service.analysis.llm_client import (
     retry_after_s,
 )
 from service.analysis.llm_limits import LlmLimiter
-from service.ports import AnalysisError
+from service.errors import JobError
 from service.settings import Settings, SettingsError
 from tests.conftest import free_port
 from tests.fake_llm import FakeLlm, Reply, error, hang, html, ok, start_fake_llm
@@ -94,8 +94,8 @@ async def make_client(fake: FakeLlm) -> AsyncIterator[MakeClient]:
         await client.llm.aclose()
 
 
-async def _fails(client: Client) -> AnalysisError:
-    with pytest.raises(AnalysisError) as caught:
+async def _fails(client: Client) -> JobError:
+    with pytest.raises(JobError) as caught:
         await client.ask()
     return caught.value
 

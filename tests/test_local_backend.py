@@ -18,11 +18,13 @@ import pytest
 from pydantic import ValidationError
 
 from service import jobs
-from service.backends import Backend, local_db
+from service.backends import local_db
+from service.backends.backend import Backend
 from service.backends.local import open_local_backend
+from service.errors import BackendError, BlobNotFound
 from service.jobs import Guard, Job, JobStatus, StoryboardSummary, Transition
 from service.novels import Novel, StoryboardRef
-from service.ports import BackendError, BlobNotFound, QueueDepth
+from service.ports import QueueDepth
 from service.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.processes import ROOT

@@ -13,7 +13,8 @@ from service.analysis.offline import (
     OfflineAnalyzer,
     build_storyboard,
 )
-from service.ports import AnalysisError, NovelText
+from service.errors import JobError
+from service.ports import NovelText
 from service.storyboard import NARRATOR, Character, DialogueLine, Storyboard
 from service.text import load_novel_bytes
 from tests.conftest import corpus_file
@@ -177,7 +178,7 @@ def test_meta_describes_the_run() -> None:
 
 
 def test_empty_text_is_a_permanent_analysis_error() -> None:
-    with pytest.raises(AnalysisError) as caught:
+    with pytest.raises(JobError) as caught:
         _board("Nothing", "  \n ")
     assert caught.value.code == "empty_text"
     assert not caught.value.transient
@@ -202,7 +203,7 @@ async def test_analyze_wraps_failures_as_analysis_errors() -> None:
     async def on_progress(fraction: float, stage: str) -> None:
         return None
 
-    with pytest.raises(AnalysisError) as caught:
+    with pytest.raises(JobError) as caught:
         await OfflineAnalyzer().analyze(NovelText("n1", "Empty", ""), on_progress)
     assert caught.value.code == "empty_text"
 

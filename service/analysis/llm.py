@@ -72,8 +72,9 @@ from service.analysis.llm_prompts import (
     repair_messages,
     storyboard_messages,
 )
+from service.errors import BlobNotFound, JobError
 from service.logs import get_logger
-from service.ports import AnalysisError, BlobNotFound, BlobStore, NovelText, ProgressCallback
+from service.ports import BlobStore, NovelText, ProgressCallback
 from service.settings import Settings, SettingsError
 from service.storyboard import NARRATOR, Character, DialogueLine, Meta, Panel, Scene, Storyboard
 
@@ -587,7 +588,7 @@ class LlmAnalyzer:
     async def analyze(self, novel: NovelText, on_progress: ProgressCallback) -> Storyboard:
         """Chunk the novel, run both passes and assemble the storyboard."""
         if not novel.text.strip():
-            raise AnalysisError("empty_text", "the novel has no text to analyze", transient=False)
+            raise JobError("empty_text", "the novel has no text to analyze", transient=False)
         started = time.perf_counter()
         # Splitting a long novel takes a noticeable fraction of a second: keep the loop free.
         chapters, chunks = await asyncio.to_thread(self._plan, novel)
@@ -678,7 +679,7 @@ class LlmAnalyzer:
         second = await self._attempt(repair_messages(messages, first.raw, first.errors), parse)
         if not isinstance(second, _Rejected):
             return second[0], first.usage + second[1]
-        raise AnalysisError(
+        raise JobError(
             "llm_invalid_output",
             f"the model's reply did not have the expected shape, even after a repair round: "
             f"{second.errors[0]}",

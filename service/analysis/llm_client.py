@@ -4,7 +4,7 @@ Qwen is reached through DashScope's compatible mode, but any server speaking the
 works by base URL alone. The SDK's own retries are off: this module retries transient
 failures itself (429, 5xx, timeouts, connection errors) with exponential backoff and full
 jitter, honouring ``Retry-After`` and ``retry-after-ms``, and maps every failure onto an
-:class:`~service.ports.AnalysisError` whose ``transient`` flag tells the job handler
+:class:`~service.ports.JobError` whose ``transient`` flag tells the job handler
 whether redelivery can help.
 
 The API key never reaches a log line or an error message: logs carry status codes, sizes
@@ -29,8 +29,8 @@ import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from service.analysis.llm_limits import LlmLimiter
+from service.errors import JobError
 from service.logs import get_logger
-from service.ports import AnalysisError
 from service.settings import Settings, SettingsError
 
 __all__ = [
@@ -189,10 +189,10 @@ class Failure:
     status: int | None = None
     retry_after_s: float | None = None
 
-    def error(self, attempts: int = 1) -> AnalysisError:
+    def error(self, attempts: int = 1) -> JobError:
         """The error to raise once we stop trying."""
         message = self.message if attempts == 1 else f"{self.message} (after {attempts} attempts)"
-        return AnalysisError(self.code, message, transient=self.transient)
+        return JobError(self.code, message, transient=self.transient)
 
 
 def classify_error(exc: openai.OpenAIError, secret: str | None = None) -> Failure:
@@ -347,7 +347,7 @@ class LlmClient:
         """The reply's JSON object and what it cost.
 
         Raises :class:`InvalidReply` when the model answered without a JSON object (the
-        caller may ask it to repair), and :class:`AnalysisError` for every other failure.
+        caller may ask it to repair), and :class:`JobError` for every other failure.
         """
         attempt = 0
         while True:
@@ -465,7 +465,7 @@ def _read_completion(completion: ChatCompletion) -> tuple[dict[str, Any], Usage]
         output_tokens=usage.output_tokens,
     )
     if choice.finish_reason == "content_filter":
-        raise AnalysisError(
+        raise JobError(
             "content_rejected", "the provider's moderation withheld the reply", transient=False
         )
     if choice.finish_reason == "length":

@@ -43,7 +43,8 @@ from service.analysis.offline_scenes import (
     storyboard_scenes,
 )
 from service.analysis.offline_text import detect_language
-from service.ports import AnalysisError, NovelText, ProgressCallback
+from service.errors import JobError
+from service.ports import NovelText, ProgressCallback
 from service.storyboard import Character, Meta, Storyboard
 
 __all__ = [
@@ -62,7 +63,7 @@ def build_storyboard(novel: NovelText) -> Storyboard:
     """The offline storyboard of a novel; CPU-bound, so call it off the event loop."""
     started = time.perf_counter()
     if not novel.text.strip():
-        raise AnalysisError("empty_text", "the novel has no text to analyze", transient=False)
+        raise JobError("empty_text", "the novel has no text to analyze", transient=False)
     language = detect_language(novel.text)
     chapters = split_chapters(novel.text)
     beats = [chapter_beats(chapter.body, language) for chapter in chapters]
@@ -128,11 +129,11 @@ class OfflineAnalyzer:
         await on_progress(0.0, "splitting chapters")
         try:
             storyboard = await asyncio.to_thread(build_storyboard, novel)
-        except AnalysisError:
+        except JobError:
             raise
         except Exception as exc:
             # A deterministic analyzer fails the same way every time: retrying cannot help.
-            raise AnalysisError(
+            raise JobError(
                 "offline_failed", f"offline analysis failed: {exc}", transient=False
             ) from exc
         await on_progress(1.0, "storyboard built")

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from service.backends import Backend
 from service.backends.aws_blobs import S3BlobStore
 from service.backends.aws_clients import open_clients
 from service.backends.aws_queue import SqsQueue, resolve_queue_url
 from service.backends.aws_records import DynamoIdempotencyStore, DynamoJobStore, DynamoNovelStore
+from service.backends.backend import Backend
 from service.settings import Settings
 
 __all__ = ["open_aws_backend"]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from service.backends.aws_clients import aws_call, error_code
-from service.ports import BlobNotFound
+from service.errors import BlobNotFound
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client

@@ -18,7 +18,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from service.ports import BackendError
+from service.errors import BackendError
 from service.settings import Settings
 
 if TYPE_CHECKING:

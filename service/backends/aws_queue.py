@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from service.backends.aws_clients import aws_call
-from service.ports import BackendError, BatchOutcome, Message, QueueDepth
+from service.errors import BackendError
+from service.ports import BatchOutcome, Message, QueueDepth
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

@@ -38,9 +38,9 @@ import structlog
 from botocore.exceptions import ClientError
 
 from service.backends.aws_clients import aws_call, error_code
+from service.errors import AlreadyExists, BackendError
 from service.jobs import Guard, Job, Transition
 from service.novels import Novel, StoryboardRef
-from service.ports import AlreadyExists, BackendError
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

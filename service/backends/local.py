@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from service.backends import Backend
+from service.backends.backend import Backend
 from service.backends.local_blobs import LocalBlobStore
 from service.backends.local_db import Database
 from service.backends.local_idempotency import LocalIdempotencyStore

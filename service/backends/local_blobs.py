@@ -15,7 +15,7 @@ import stat
 import threading
 from pathlib import Path
 
-from service.ports import BackendError, BlobNotFound
+from service.errors import BackendError, BlobNotFound
 
 # Errors a write gets because of the key itself: a path component that is already a file,
 # a key that is already a directory (S3 allows both "a" and "a/b"; a filesystem does not),

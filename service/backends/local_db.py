@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from service.ports import BackendError
+from service.errors import BackendError
 
 T = TypeVar("T")
 

@@ -7,9 +7,9 @@ import sqlite3
 from typing import Any
 
 from service.backends.local_db import Database
+from service.errors import AlreadyExists
 from service.jobs import Job, Transition
 from service.novels import Novel, StoryboardRef
-from service.ports import AlreadyExists
 
 
 class LocalJobStore:

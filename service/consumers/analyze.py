@@ -17,22 +17,14 @@ from service import jobs
 from service.consumers.outcome import DEAD_LETTER, DELETE, Outcome
 from service.consumers.progress import JobStopped, ProgressWriter
 from service.consumers.retry_policy import Backoff
+from service.errors import BlobNotFound, JobError
 from service.jobs import ErrorInfo, Job
 from service.logs import get_logger
 from service.messages import JobMessage
 from service.metrics import Metrics
 from service.models import utcnow
 from service.novels import StoryboardRef, storyboard_key
-from service.ports import (
-    AnalysisError,
-    Analyzer,
-    BlobNotFound,
-    BlobStore,
-    JobStore,
-    Message,
-    NovelStore,
-    NovelText,
-)
+from service.ports import Analyzer, BlobStore, JobStore, Message, NovelStore, NovelText
 from service.storyboard import Storyboard
 
 log = get_logger(__name__)
@@ -80,7 +72,7 @@ class AnalyzeHandler:
         except JobStopped as stopped:
             log.info("job attempt stopped", reason=stopped.reason)
             return DELETE, "stopped"
-        except AnalysisError as exc:
+        except JobError as exc:
             await progress.close()
             return await self._failed(job, attempt, exc.code, exc.message, transient=exc.transient)
         except Exception as exc:
@@ -124,13 +116,11 @@ class AnalyzeHandler:
     async def _fetch(self, job: Job) -> tuple[str, str]:
         novel = await self._deps.novels.get(job.novel_id)
         if novel is None:
-            raise AnalysisError("novel_not_found", "the novel no longer exists", transient=False)
+            raise JobError("novel_not_found", "the novel no longer exists", transient=False)
         try:
             data = await self._deps.blobs.get(novel.text_key)
         except BlobNotFound:
-            raise AnalysisError(
-                "text_missing", "the novel's text is missing", transient=False
-            ) from None
+            raise JobError("text_missing", "the novel's text is missing", transient=False) from None
         return data.decode("utf-8"), novel.title
 
     async def _store(self, job: Job, storyboard: Storyboard) -> str:

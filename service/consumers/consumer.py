@@ -97,6 +97,10 @@ class Consumer:
         """Jobs it may run at once."""
         return self._slots.capacity
 
+    def counters(self) -> dict[str, int]:
+        """The consumer's counters by name, for metrics and logs."""
+        return {name: getattr(self.stats, name) for name in self.stats.__slots__}
+
     def start(self) -> None:
         """Start the receive loop, the heartbeat and the delete batcher."""
         if self._receiver is not None:
@@ -148,7 +152,7 @@ class Consumer:
             task.cancel()
         await asyncio.gather(*self._services, return_exceptions=True)
         await self._deleter.close()
-        log.info("consumer stopped", **_counts(self.stats))
+        log.info("consumer stopped", **self.counters())
 
     async def _drain(self, grace_s: float) -> None:
         if self._jobs:
@@ -277,7 +281,3 @@ class Consumer:
             return
         self.stats.dead_lettered += 1
         self._deleter.add(message.receipt)
-
-
-def _counts(stats: ConsumerStats) -> dict[str, int]:
-    return {name: getattr(stats, name) for name in stats.__slots__}

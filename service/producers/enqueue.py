@@ -7,13 +7,13 @@ rather than left ``queued`` forever.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from service import jobs
 from service.jobs import ErrorInfo, Job
 from service.logs import get_logger
 from service.messages import ANALYZE, JobMessage
+from service.models import new_id
 from service.ports import IdempotencyStore, JobStore, Queue
 
 log = get_logger(__name__)
@@ -25,11 +25,6 @@ class EnqueueError(Exception):
     def __init__(self, job_id: str, message: str) -> None:
         super().__init__(message)
         self.job_id = job_id
-
-
-def new_id() -> str:
-    """A fresh opaque id (UUID4 hex, safe in keys and paths)."""
-    return uuid.uuid4().hex
 
 
 IDEMPOTENCY_TTL_S = 24 * 3600

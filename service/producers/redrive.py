@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from service import jobs
-from service.backends import Backend
+from service.backends.backend import Backend
 from service.messages import JobMessage
 from service.ports import Message
 

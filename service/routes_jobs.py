@@ -1,0 +1,54 @@
+"""Routes for jobs: status and cancellation."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from service import jobs
+from service.api_schema import JobView
+from service.http_context import owned_job, public_url, runtime_of
+from service.http_errors import ApiError
+from service.jobs import Job, JobStatus
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/jobs/{jobId}")
+async def get_job(request: web.Request) -> web.Response:
+    """A job's status, progress, attempts, error and storyboard URL."""
+    return web.json_response(job_view(request, await owned_job(request)).to_doc())
+
+
+@routes.post("/jobs/{jobId}/cancel")
+async def cancel_job(request: web.Request) -> web.Response:
+    """Cancel a job: a waiting one ends at once, a running one at its next stage or chunk."""
+    job = await owned_job(request)
+    store = runtime_of(request).backend.jobs
+    cancelled = await store.apply(job.job_id, jobs.cancel())
+    if cancelled is None:
+        current = await store.get(job.job_id) or job
+        if current.status is not JobStatus.CANCELLED:
+            raise ApiError(409, "job_finished", f"the job has already {current.status.value}")
+        cancelled = current
+    return web.json_response(job_view(request, cancelled).to_doc())
+
+
+def job_view(request: web.Request, job: Job) -> JobView:
+    """The public view of a job record."""
+    done = job.status is JobStatus.COMPLETED
+    url = public_url(request, f"/v1/novels/{job.novel_id}/storyboard")
+    return JobView(
+        job_id=job.job_id,
+        novel_id=job.novel_id,
+        type=job.type,
+        status=job.status,
+        progress=job.progress,
+        attempts=job.attempts,
+        error=job.error,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        storyboard_url=url if done else None,
+        summary=job.summary,
+        next_attempt_at=job.next_attempt_at,
+        usage=job.usage,
+    )

@@ -1,0 +1,144 @@
+"""Routes for novels: upload, metadata, analysis requests and the latest storyboard."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from service.api_schema import JobAccepted, NovelCreated, NovelUpload, NovelView
+from service.errors import BlobNotFound
+from service.http_context import current_user, owned_novel, public_url, runtime_of
+from service.http_errors import ApiError, not_found
+from service.producers.enqueue import EnqueueError, Submission
+from service.text import EmptyTextError, TextDecodeError, load_novel_bytes, normalise_text
+from service.uploads import store_novel
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/novels")
+async def create_novel(request: web.Request) -> web.Response:
+    """Upload a novel as JSON ``{title, text}`` or as ``text/plain`` with ``?title=``."""
+    title, text = await _read_upload(request)
+    novel = await store_novel(runtime_of(request).backend, current_user(request), title, text)
+    body = NovelCreated(novel_id=novel.novel_id, title=title, chars=novel.chars).to_doc()
+    headers = {"Location": public_url(request, f"/v1/novels/{novel.novel_id}")}
+    return web.json_response(body, status=201, headers=headers)
+
+
+async def _read_upload(request: web.Request) -> tuple[str, str]:
+    if request.content_type == "application/json":
+        upload = _parse_json_upload(await request.read())
+        title, text = upload.title, normalise_text(upload.text)
+    elif request.content_type == "text/plain":
+        title = request.query.get("title", "").strip()
+        if not title or len(title) > 500:
+            raise ApiError(
+                422, "validation_error", "query parameter 'title' (1-500 chars) is required"
+            )
+        text = _decode_plain(await request.read())
+    else:
+        raise ApiError(
+            415, "unsupported_media_type", "send application/json {title, text} or text/plain"
+        )
+    if not text.strip():
+        raise ApiError(422, "empty_text", "the novel's text is empty")
+    limit = runtime_of(request).settings.max_novel_chars
+    if len(text) > limit:
+        raise ApiError(
+            422, "novel_too_large", f"the novel has {len(text)} characters; the limit is {limit}"
+        )
+    return title.strip(), text
+
+
+def _parse_json_upload(raw: bytes) -> NovelUpload:
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ApiError(422, "validation_error", "request body must be a JSON object")
+    try:
+        return NovelUpload.model_validate(document)
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", _describe(exc)) from None
+
+
+def _decode_plain(raw: bytes) -> str:
+    try:
+        return load_novel_bytes(raw)
+    except TextDecodeError as exc:
+        raise ApiError(415, "undecodable_text", str(exc)) from None
+    except EmptyTextError:
+        raise ApiError(422, "empty_text", "the novel's text is empty") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+@routes.get("/novels/{novelId}")
+async def get_novel(request: web.Request) -> web.Response:
+    """A novel's metadata and the summary of its latest storyboard."""
+    novel = await owned_novel(request)
+    latest = novel.latest_storyboard
+    url = public_url(request, f"/v1/novels/{novel.novel_id}/storyboard")
+    view = NovelView(
+        novel_id=novel.novel_id,
+        title=novel.title,
+        chars=novel.chars,
+        created_at=novel.created_at,
+        storyboard=latest.summary if latest else None,
+        storyboard_url=url if latest else None,
+    )
+    return web.json_response(view.to_doc())
+
+
+@routes.post("/novels/{novelId}/analyze")
+async def analyze_novel(request: web.Request) -> web.Response:
+    """Queue an analysis of the novel; answer 202 with the job's status URL."""
+    novel = await owned_novel(request)
+    key = _idempotency_key(request)
+    producer, user = runtime_of(request).producer, current_user(request)
+    try:
+        if key is None:
+            submission = Submission(await producer.submit(novel.novel_id, user))
+        else:
+            submission = await producer.submit_once(novel.novel_id, user, key)
+    except EnqueueError as exc:
+        raise ApiError(503, "queue_unavailable", str(exc)) from None
+    job = submission.job
+    status_url = public_url(request, f"/v1/jobs/{job.job_id}")
+    body = JobAccepted(job_id=job.job_id, status=job.status, status_url=status_url).to_doc()
+    headers = {"Location": status_url}
+    if submission.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return web.json_response(body, status=202, headers=headers)
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise ApiError(
+            400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 printable chars"
+        )
+    return key
+
+
+@routes.get("/novels/{novelId}/storyboard")
+async def get_storyboard(request: web.Request) -> web.Response:
+    """The novel's latest storyboard, as stored."""
+    novel = await owned_novel(request)
+    if novel.latest_storyboard is None:
+        raise not_found("storyboard")
+    try:
+        data = await runtime_of(request).backend.blobs.get(novel.latest_storyboard.key)
+    except BlobNotFound:
+        raise not_found("storyboard") from None
+    return web.Response(body=data, content_type="application/json")
