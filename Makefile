@@ -21,6 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/mypy deploy/validate.py
 	$(BIN)/cfn-lint deploy/aws/storyboard.yaml
 	$(BIN)/python deploy/validate.py
