@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field
 
@@ -60,7 +61,11 @@ class JobView(CamelModel):
     created_at: datetime
     updated_at: datetime
     storyboard_url: str | None
-    summary: StoryboardSummary | None = None
+    summary: dict[str, Any] | None = Field(
+        default=None,
+        description="A small summary of the result, set by the job's type. For an analyze "
+        "job: title, chapters, scenes, panels and characters.",
+    )
     next_attempt_at: datetime | None = None
     usage: dict[str, int] | None = None
 

@@ -65,5 +65,10 @@ async def owned_novel(request: web.Request) -> Novel:
 
 
 async def owned_job(request: web.Request) -> Job:
-    """The caller's job named by ``{jobId}``."""
-    return await owned(request, "jobId", "job", runtime_of(request).backend.jobs.get)
+    """The caller's job named by ``{jobId}``; internal job types answer like missing jobs."""
+    runtime = runtime_of(request)
+    job = await owned(request, "jobId", "job", runtime.backend.jobs.get)
+    job_type = runtime.job_types.get(job.type)
+    if job_type is None or not job_type.user_visible:
+        raise not_found("job")
+    return job

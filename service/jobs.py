@@ -18,6 +18,7 @@ attempt is refused; before writing the storyboard a worker confirms it still own
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -39,9 +40,8 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 LIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING})
-WAITING = frozenset({JobStatus.QUEUED, JobStatus.RETRYING})
+MAX_ERROR_MESSAGE = 1000
 
 
 class Progress(CamelModel):
@@ -57,6 +57,18 @@ class ErrorInfo(CamelModel):
     code: str
     message: str
 
+    @classmethod
+    def of(cls, code: str, message: str) -> ErrorInfo:
+        """An error whose message is cut to a size a record can always hold."""
+        return cls(code=code, message=message[:MAX_ERROR_MESSAGE])
+
+
+def retries_exhausted(attempts: int | None, last_error: str | None = None) -> ErrorInfo:
+    """The one wording for a job whose deliveries ran out, from the worker or the DLQ."""
+    tried = f"after {attempts} attempts" if attempts else "after every delivery"
+    detail = f": {last_error}" if last_error else "; its message is in the dead-letter queue"
+    return ErrorInfo.of("retries_exhausted", f"gave up {tried}{detail}")
+
 
 class StoryboardSummary(CamelModel):
     """Counts kept beside the pointer to a stored storyboard."""
@@ -69,7 +81,11 @@ class StoryboardSummary(CamelModel):
 
 
 class Job(CamelModel):
-    """One unit of work, stored in the job store and reported by ``GET /v1/jobs/{jobId}``."""
+    """One unit of work, stored in the job store and reported by ``GET /v1/jobs/{jobId}``.
+
+    ``type`` names the job type that runs it. A completed job points at its result with
+    ``result_key`` (a blob key) and keeps a small ``summary`` of it, both chosen by its type.
+    """
 
     job_id: str
     novel_id: str
@@ -81,8 +97,8 @@ class Job(CamelModel):
     error: ErrorInfo | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
-    storyboard_key: str | None = None
-    summary: StoryboardSummary | None = None
+    result_key: str | None = None
+    summary: dict[str, Any] | None = None
     next_attempt_at: datetime | None = None
     usage: dict[str, int] | None = None
 
@@ -149,11 +165,11 @@ def progress(attempt: int, percentage: int, stage: str) -> Transition:
 
 def complete(
     attempt: int,
-    storyboard_key: str,
-    summary: StoryboardSummary,
+    result_key: str | None,
+    summary: Mapping[str, Any] | None = None,
     usage: dict[str, int] | None = None,
 ) -> Transition:
-    """The owning attempt finished and wrote its storyboard."""
+    """The owning attempt finished and stored its result."""
     return Transition(
         Guard(frozenset({JobStatus.RUNNING}), attempts_equal=attempt),
         _stamp(
@@ -161,9 +177,24 @@ def complete(
                 "status": JobStatus.COMPLETED.value,
                 "progress": Progress(percentage=100, stage="completed").to_doc(),
                 "error": None,
-                "storyboardKey": storyboard_key,
-                "summary": summary.to_doc(),
+                "resultKey": result_key,
+                "summary": dict(summary) if summary else None,
                 "usage": usage or None,
+            }
+        ),
+    )
+
+
+def _failed(guard: Guard, error: ErrorInfo) -> Transition:
+    # Every way of ending a job failed writes the same fields; only the guard differs.
+    return Transition(
+        guard,
+        _stamp(
+            {
+                "status": JobStatus.FAILED.value,
+                "error": error.to_doc(),
+                "nextAttemptAt": None,
+                "progress": Progress(percentage=0, stage="failed").to_doc(),
             }
         ),
     )
@@ -171,16 +202,7 @@ def complete(
 
 def fail(attempt: int, error: ErrorInfo) -> Transition:
     """The owning attempt failed for good."""
-    return Transition(
-        Guard(frozenset({JobStatus.RUNNING}), attempts_equal=attempt),
-        _stamp(
-            {
-                "status": JobStatus.FAILED.value,
-                "error": error.to_doc(),
-                "progress": Progress(percentage=0, stage="failed").to_doc(),
-            }
-        ),
-    )
+    return _failed(Guard(frozenset({JobStatus.RUNNING}), attempts_equal=attempt), error)
 
 
 def retry_later(attempt: int, error: ErrorInfo, next_attempt_at: datetime) -> Transition:
@@ -227,17 +249,7 @@ def cancel() -> Transition:
 
 def exhausted(error: ErrorInfo) -> Transition:
     """The job's message reached the dead-letter queue: no more attempts will come."""
-    return Transition(
-        Guard(LIVE),
-        _stamp(
-            {
-                "status": JobStatus.FAILED.value,
-                "error": error.to_doc(),
-                "nextAttemptAt": None,
-                "progress": Progress(percentage=0, stage="failed").to_doc(),
-            }
-        ),
-    )
+    return _failed(Guard(LIVE), error)
 
 
 def requeue() -> Transition:
@@ -258,13 +270,4 @@ def requeue() -> Transition:
 
 def abandon(error: ErrorInfo) -> Transition:
     """A job whose message was never sent ends ``failed`` rather than staying queued."""
-    return Transition(
-        Guard(frozenset({JobStatus.QUEUED}), attempts_equal=0),
-        _stamp(
-            {
-                "status": JobStatus.FAILED.value,
-                "error": error.to_doc(),
-                "progress": Progress(percentage=0, stage="failed").to_doc(),
-            }
-        ),
-    )
+    return _failed(Guard(frozenset({JobStatus.QUEUED}), attempts_equal=0), error)

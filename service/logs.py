@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 _SECRET_MARKERS = ("key", "token", "secret", "password", "authorization")
-_SAFE_KEYS = frozenset({"storyboard_key", "text_key", "key_count"})
+_SAFE_KEYS = frozenset({"result_key", "text_key", "key_count"})
 
 
 def _mask_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from service.client import default_title, read_input
 from service.errors import BlobNotFound, CliError
-from service.jobs import Job, JobStatus
+from service.jobs import Job, JobStatus, StoryboardSummary
 from service.runtime import Runtime, open_runtime
 from service.settings import Settings
 from service.text import EmptyTextError, TextDecodeError, load_novel_bytes
@@ -82,17 +82,17 @@ async def _follow(runtime: Runtime, job_id: str, console: Console) -> Job:
 
 
 async def _fetch_storyboard(runtime: Runtime, job: Job) -> object:
-    if job.storyboard_key is None:
+    if job.result_key is None:
         raise CliError("the job completed without a storyboard")
     try:
-        return json.loads(await runtime.backend.blobs.get(job.storyboard_key))
+        return json.loads(await runtime.backend.blobs.get(job.result_key))
     except BlobNotFound:
         raise CliError("the storyboard is missing from the store") from None
 
 
 def _print_summary(console: Console, job: Job, out: str, elapsed_s: float) -> None:
-    summary = job.summary
-    if summary is not None:
+    if job.summary is not None:
+        summary = StoryboardSummary.model_validate(job.summary)
         console.print(
             f"[bold]{summary.title}[/bold]: {summary.chapters} chapters, {summary.scenes} scenes, "
             f"{summary.panels} panels, {summary.characters} characters"

@@ -6,23 +6,26 @@ down again in reverse order.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from service.analysis.factory import make_analyzer
 from service.backends.backend import Backend
 from service.backends.selection import open_backend
-from service.consumers.analyze import AnalyzeDeps, AnalyzeHandler
+from service.consumers.analyze import ANALYZE_JOB
 from service.consumers.consumer import Consumer, ConsumerConfig
 from service.consumers.dead_letters import DeadLetterHandler
-from service.consumers.handlers import HandlerRegistry
-from service.consumers.retry_policy import Backoff
-from service.messages import ANALYZE
+from service.consumers.job_types import HandlerDeps, JobType
+from service.consumers.retry_policy import Backoff, FailurePolicy
+from service.consumers.runner import JobRunner
 from service.metrics import Metrics
 from service.ports import Analyzer, Closeable
 from service.producers.enqueue import JobProducer
 from service.settings import Settings
+
+JOB_TYPES: tuple[JobType, ...] = (ANALYZE_JOB,)
+"""Every job type the service runs: a new type is one handler module and one entry here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,7 @@ class Runtime:
     producer: JobProducer
     consumer: Consumer | None
     metrics: Metrics
+    job_types: Mapping[str, JobType]
 
     @property
     def draining(self) -> bool:
@@ -43,20 +47,21 @@ class Runtime:
 
 
 def build_consumer(
-    settings: Settings, backend: Backend, analyzer: Analyzer, metrics: Metrics | None = None
+    settings: Settings,
+    backend: Backend,
+    analyzer: Analyzer,
+    metrics: Metrics | None = None,
+    job_types: Sequence[JobType] = JOB_TYPES,
 ) -> Consumer:
-    """The consumer with every job handler registered."""
-    registry = HandlerRegistry()
-    deps = AnalyzeDeps(
-        jobs=backend.jobs,
-        novels=backend.novels,
-        blobs=backend.blobs,
-        analyzer=analyzer,
-        max_receive_count=settings.max_receive_count,
-        backoff=Backoff(settings.retry_base_s, settings.retry_max_s),
-        metrics=metrics,
+    """The consumer, running every job type's handler under one failure policy."""
+    deps = HandlerDeps(backend=backend, analyzer=analyzer, metrics=metrics)
+    policy = FailurePolicy(
+        backend.jobs,
+        Backoff(settings.retry_base_s, settings.retry_max_s),
+        settings.max_receive_count,
     )
-    registry.register(ANALYZE, AnalyzeHandler(deps))
+    handlers = {job_type.name: job_type.build(deps) for job_type in job_types}
+    runner = JobRunner(handlers, backend.jobs, policy, metrics)
     config = ConsumerConfig(
         concurrency=settings.worker_concurrency,
         wait_s=settings.receive_wait_s,
@@ -64,7 +69,7 @@ def build_consumer(
         delete_flush_s=settings.delete_flush_s,
         grace_s=settings.shutdown_grace_s,
     )
-    return Consumer(backend.queue, registry.dispatch, config, dlq=backend.dlq)
+    return Consumer(backend.queue, runner.dispatch, config, dlq=backend.dlq)
 
 
 def build_dead_letter_consumer(settings: Settings, backend: Backend) -> Consumer:
@@ -83,7 +88,11 @@ def build_dead_letter_consumer(settings: Settings, backend: Backend) -> Consumer
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, worker: bool = True, analyzer: Analyzer | None = None
+    settings: Settings,
+    *,
+    worker: bool = True,
+    analyzer: Analyzer | None = None,
+    job_types: Sequence[JobType] = JOB_TYPES,
 ) -> AsyncIterator[Runtime]:
     """Open the backend and, with ``worker``, run the consumer for the context's lifetime."""
     metrics = Metrics()
@@ -95,10 +104,11 @@ async def open_runtime(
                 analyzer = make_analyzer(settings, backend.blobs, metrics)
                 if isinstance(analyzer, Closeable):
                     stack.push_async_callback(analyzer.aclose)
-            consumer = build_consumer(settings, backend, analyzer, metrics)
+            consumer = build_consumer(settings, backend, analyzer, metrics, job_types)
             dead_letters = build_dead_letter_consumer(settings, backend)
             metrics.watch({"main": consumer, "dlq": dead_letters})
             await stack.enter_async_context(dead_letters)
             await stack.enter_async_context(consumer)
         producer = JobProducer(backend.jobs, backend.queue, backend.idempotency)
-        yield Runtime(settings, backend, analyzer, producer, consumer, metrics)
+        types = {job_type.name: job_type for job_type in job_types}
+        yield Runtime(settings, backend, analyzer, producer, consumer, metrics, types)

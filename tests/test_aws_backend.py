@@ -337,12 +337,14 @@ async def test_transition_sets_nulls_and_nested_maps(backend: Backend) -> None:
     await backend.jobs.apply("j-2", start(1))
     summary = StoryboardSummary(title="T", chapters=1, scenes=2, panels=3, characters=4)
 
-    done = await backend.jobs.apply("j-2", complete(1, "storyboards/n-1/j-2.json", summary))
+    done = await backend.jobs.apply(
+        "j-2", complete(1, "storyboards/n-1/j-2.json", summary.to_doc())
+    )
 
     assert done is not None
     assert done.status is JobStatus.COMPLETED
     assert done.error is None
-    assert done.summary == summary
+    assert done.summary == summary.to_doc()
     assert done.progress.percentage == 100
     assert await backend.jobs.get("j-2") == done
 

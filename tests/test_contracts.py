@@ -284,19 +284,19 @@ async def test_only_the_owning_attempt_reports_and_completes(backend: Backend) -
 
     assert await backend.jobs.apply("job-1", jobs.progress(1, 50, "analyzing")) is None
     key = storyboard_key("novel-1", "job-1")
-    assert await backend.jobs.apply("job-1", jobs.complete(1, key, SUMMARY)) is None
+    assert await backend.jobs.apply("job-1", jobs.complete(1, key, SUMMARY.to_doc())) is None
     assert await backend.jobs.apply("job-1", jobs.fail(1, ERROR)) is None
     assert await backend.jobs.get("job-1") == before
 
     progressed = await backend.jobs.apply("job-1", jobs.progress(2, 50, "analyzing"))
     assert progressed is not None
     assert (progressed.progress.percentage, progressed.progress.stage) == (50, "analyzing")
-    completed = await backend.jobs.apply("job-1", jobs.complete(2, key, SUMMARY))
+    completed = await backend.jobs.apply("job-1", jobs.complete(2, key, SUMMARY.to_doc()))
     assert completed is not None
-    assert (completed.status, completed.storyboard_key, completed.summary) == (
+    assert (completed.status, completed.result_key, completed.summary) == (
         JobStatus.COMPLETED,
         key,
-        SUMMARY,
+        SUMMARY.to_doc(),
     )
     assert await backend.jobs.get("job-1") == completed
 
@@ -304,7 +304,7 @@ async def test_only_the_owning_attempt_reports_and_completes(backend: Backend) -
 async def test_a_completed_job_is_never_started_again(backend: Backend) -> None:
     await backend.jobs.create(new_job())
     await backend.jobs.apply("job-1", jobs.start(1))
-    completed = await backend.jobs.apply("job-1", jobs.complete(1, "k", SUMMARY))
+    completed = await backend.jobs.apply("job-1", jobs.complete(1, "k", SUMMARY.to_doc()))
 
     assert await backend.jobs.apply("job-1", jobs.start(2)) is None
     assert await backend.jobs.apply("job-1", jobs.fail(1, ERROR)) is None
@@ -325,7 +325,7 @@ async def test_a_retryable_failure_waits_for_the_next_attempt(backend: Backend) 
     retried = await backend.jobs.apply("job-1", jobs.start(2))
     assert retried is not None
     assert (retried.status, retried.attempts) == (JobStatus.RUNNING, 2)
-    completed = await backend.jobs.apply("job-1", jobs.complete(2, "k", SUMMARY))
+    completed = await backend.jobs.apply("job-1", jobs.complete(2, "k", SUMMARY.to_doc()))
     assert completed is not None
     assert completed.error is None, "completion clears the earlier error"
     assert completed.next_attempt_at is None

@@ -38,7 +38,7 @@ def test_writes_of_the_owning_attempt_only() -> None:
     running = _job(JobStatus.RUNNING, 2)
     for transition in (
         jobs.progress(2, 50, "x"),
-        jobs.complete(2, "k", SUMMARY),
+        jobs.complete(2, "k", SUMMARY.to_doc()),
         jobs.fail(2, ERROR),
         jobs.retry_later(2, ERROR, utcnow()),
         jobs.release(2),
@@ -46,7 +46,7 @@ def test_writes_of_the_owning_attempt_only() -> None:
         assert transition.guard.allows(running)
     for transition in (
         jobs.progress(1, 50, "x"),
-        jobs.complete(3, "k", SUMMARY),
+        jobs.complete(3, "k", SUMMARY.to_doc()),
         jobs.fail(1, ERROR),
         jobs.release(3),
     ):
@@ -59,7 +59,7 @@ def test_completed_job_takes_no_more_writes() -> None:
     assert not jobs.fail(1, ERROR).guard.allows(done)
     assert not jobs.cancel().guard.allows(done)
     assert not jobs.exhausted(ERROR).guard.allows(done)
-    assert not jobs.complete(1, "k", SUMMARY).guard.allows(done)
+    assert not jobs.complete(1, "k", SUMMARY.to_doc()).guard.allows(done)
 
 
 def test_transient_failure_waits_for_retry_and_final_failure_ends() -> None:

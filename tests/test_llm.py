@@ -498,8 +498,8 @@ async def test_a_job_runs_end_to_end_on_the_fake_model(
     async with open_runtime(settings) as runtime:
         assert isinstance(runtime.analyzer, LlmAnalyzer)
         job = await _submit_and_wait(runtime, make_novel(3))
-        assert job.storyboard_key is not None
-        data = await runtime.backend.blobs.get(job.storyboard_key)
+        assert job.result_key is not None
+        data = await runtime.backend.blobs.get(job.result_key)
     assert job.status is JobStatus.COMPLETED
     assert (job.attempts, job.progress.percentage) == (1, 100)
     board = Storyboard.model_validate_json(data)

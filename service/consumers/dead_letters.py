@@ -12,17 +12,9 @@ from pydantic import ValidationError
 
 from service import jobs
 from service.consumers.outcome import Outcome
-from service.jobs import ErrorInfo
-from service.logs import get_logger
+from service.failures import mark_failed
 from service.messages import JobMessage
 from service.ports import JobStore, Message
-
-log = get_logger(__name__)
-
-EXHAUSTED = ErrorInfo(
-    code="retries_exhausted",
-    message="the job failed on every delivery and was moved to the dead-letter queue",
-)
 
 
 class DeadLetterHandler:
@@ -32,13 +24,12 @@ class DeadLetterHandler:
         self._store = store
         self._hold = Outcome.retry(hold_s)
 
-    async def __call__(self, delivery: Message) -> Outcome:
+    async def __call__(self, message: Message) -> Outcome:
         """Note one dead-lettered message."""
         try:
-            message = JobMessage.model_validate_json(delivery.body)
+            body = JobMessage.model_validate_json(message.body)
         except ValidationError:
             return self._hold  # poison: kept for an operator to inspect
-        structlog.contextvars.bind_contextvars(jobId=message.job_id)
-        if await self._store.apply(message.job_id, jobs.exhausted(EXHAUSTED)) is not None:
-            log.warning("job dead-lettered", code=EXHAUSTED.code)
+        structlog.contextvars.bind_contextvars(jobId=body.job_id)
+        await mark_failed(self._store, body.job_id, jobs.exhausted(jobs.retries_exhausted(None)))
         return self._hold

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service import jobs
+from service.failures import mark_failed
 from service.jobs import ErrorInfo, Job
 from service.logs import get_logger
 from service.messages import ANALYZE, JobMessage
@@ -89,9 +90,9 @@ class JobProducer:
         log.info("job queued", jobId=job.job_id, novelId=job.novel_id, userId=job.user_id)
 
     async def _abandon(self, job_id: str) -> None:
-        error = ErrorInfo(code="enqueue_failed", message="the job could not be queued")
+        error = ErrorInfo.of("enqueue_failed", "the job could not be queued")
         try:
-            await self._jobs.apply(job_id, jobs.abandon(error))
+            await mark_failed(self._jobs, job_id, jobs.abandon(error))
         except Exception:
             # The record store is failing too; the job stays queued with no message. It is
             # visible as queued with attempts 0 and an old createdAt, which operators alert on.

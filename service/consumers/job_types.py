@@ -1,0 +1,68 @@
+"""The extension point for job types: what a type declares, and what its handler gets.
+
+A job type is a name, a handler factory and whether users see its jobs. Its handler does
+the work and returns a :class:`JobResult`; everything around it (taking the job, progress,
+completion, retries with backoff, dead letters, shutdown) is the runner's, the same for
+every type. To add a type, write one handler module that declares a :class:`JobType` and
+add it to ``JOB_TYPES`` in ``service/runtime.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from service.backends.backend import Backend
+from service.consumers.progress import ProgressWriter
+from service.jobs import Job
+from service.metrics import Metrics
+from service.ports import Analyzer
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """What a finished job leaves behind: a blob key and a small summary for its record."""
+
+    key: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """One attempt of one job, as its handler sees it."""
+
+    job: Job
+    attempt: int
+    progress: ProgressWriter
+
+
+class JobHandler(Protocol):
+    """Does a job's work; raises :class:`~service.errors.JobError` to fail or retry it."""
+
+    async def __call__(self, context: JobContext) -> JobResult:
+        """Run one attempt."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerDeps:
+    """What handler factories may draw on; built once per worker process."""
+
+    backend: Backend
+    analyzer: Analyzer | None = None
+    metrics: Metrics | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobType:
+    """A kind of job: its message ``type``, its handler factory, and who sees its jobs.
+
+    Jobs of a type that is not ``user_visible`` (internal work such as deliveries) answer
+    404 on the job routes, like a job that does not exist.
+    """
+
+    name: str
+    build: Callable[[HandlerDeps], JobHandler]
+    user_visible: bool = True

@@ -1,0 +1,138 @@
+"""Runs each received message through its job type's handler under one policy for every type.
+
+Parse the body (a poison message goes to the dead-letter queue at once), take the job with
+the attempt-guarded ``start``, run the handler, then complete the job or hand the failure
+to the :class:`FailurePolicy`. The delivery's receive count is the attempt number, and
+every write is guarded by it (see ``service.jobs``), so a stale or duplicate delivery can
+never move a job backwards or overwrite a newer attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Mapping
+
+import structlog
+from pydantic import ValidationError
+
+from service import jobs
+from service.consumers.job_types import JobContext, JobHandler, JobResult
+from service.consumers.outcome import DEAD_LETTER, DELETE, Outcome
+from service.consumers.progress import JobStopped, ProgressWriter
+from service.consumers.retry_policy import FailurePolicy
+from service.errors import JobError
+from service.jobs import Job
+from service.logs import get_logger
+from service.messages import JobMessage
+from service.metrics import Metrics
+from service.ports import JobStore, Message
+
+log = get_logger(__name__)
+
+
+class JobRunner:
+    """The consumer's dispatch: one received message in, its fate out."""
+
+    def __init__(
+        self,
+        handlers: Mapping[str, JobHandler],
+        store: JobStore,
+        policy: FailurePolicy,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._handlers = dict(handlers)
+        self._store = store
+        self._policy = policy
+        self._metrics = metrics
+
+    @property
+    def types(self) -> list[str]:
+        """The job types this runner can run."""
+        return sorted(self._handlers)
+
+    async def dispatch(self, message: Message) -> Outcome:
+        """Run one received message.
+
+        A poison message (a body that does not parse, or names an unknown type) is logged
+        once with its size and hash and moved to the dead-letter queue at once: retrying
+        it cannot help, and nothing is lost.
+        """
+        try:
+            body = JobMessage.model_validate_json(message.body)
+        except ValidationError as exc:
+            log.error("poison message", **_fingerprint(message.body), problems=exc.error_count())
+            return DEAD_LETTER
+        structlog.contextvars.bind_contextvars(jobId=body.job_id)
+        handler = self._handlers.get(body.type)
+        if handler is None:
+            log.error("poison message: unknown type", type=body.type[:64], known=self.types)
+            return DEAD_LETTER
+        return await self._run(handler, body.job_id, message.receive_count)
+
+    async def _run(self, handler: JobHandler, job_id: str, attempt: int) -> Outcome:
+        job = await self._store.apply(job_id, jobs.start(attempt))
+        if job is None:
+            return await self._not_started(job_id)
+        log.info("job started", type=job.type)
+        started = time.perf_counter()
+        outcome, label = await self._attempt(handler, job, attempt)
+        if self._metrics is not None:
+            self._metrics.job_finished(label, time.perf_counter() - started)
+        return outcome
+
+    async def _attempt(self, handler: JobHandler, job: Job, attempt: int) -> tuple[Outcome, str]:
+        progress = ProgressWriter(self._store, job.job_id, attempt)
+        try:
+            result = await handler(JobContext(job, attempt, progress))
+            await progress.close()
+            await self._complete(job.job_id, attempt, result)
+        except asyncio.CancelledError:
+            progress.cancel()
+            await self._release(job.job_id, attempt)
+            raise
+        except JobStopped as stopped:
+            log.info("job attempt stopped", reason=stopped.reason)
+            return DELETE, "stopped"
+        except JobError as exc:
+            await progress.close()
+            return await self._policy.settle(job.job_id, attempt, exc)
+        except Exception as exc:
+            await progress.close()
+            log.exception("job attempt crashed")
+            crash = JobError("internal_error", str(exc), transient=True)
+            return await self._policy.settle(job.job_id, attempt, crash)
+        return DELETE, "completed"
+
+    async def _complete(self, job_id: str, attempt: int, result: JobResult) -> None:
+        done = await self._store.apply(
+            job_id, jobs.complete(attempt, result.key, result.summary, result.usage)
+        )
+        if done is None:
+            log.warning("completion refused: the job was cancelled or taken over")
+        else:
+            log.info("job completed", result_key=result.key)
+
+    async def _not_started(self, job_id: str) -> Outcome:
+        current = await self._store.get(job_id)
+        if current is None:
+            log.error("message for an unknown job")
+            return DEAD_LETTER
+        log.info(
+            "delivery skipped",
+            status=current.status.value,
+            recorded_attempts=current.attempts,
+        )
+        return DELETE
+
+    async def _release(self, job_id: str, attempt: int) -> None:
+        try:
+            await self._store.apply(job_id, jobs.release(attempt))
+        except Exception as exc:
+            log.warning("could not hand the job back", error=str(exc))
+
+
+def _fingerprint(body: str) -> dict[str, object]:
+    raw = body.encode("utf-8", "replace")
+    return {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
