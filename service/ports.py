@@ -48,7 +48,7 @@ class Queue(Protocol):
     A stale or unknown receipt fails on its own without failing the rest of the batch.
     """
 
-    async def send(self, body: str, *, delay_s: int = 0) -> str:
+    async def send(self, body: str) -> str:
         """Enqueue a message and return its id."""
         ...
 

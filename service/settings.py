@@ -21,9 +21,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.queue_limits import MAX_VISIBILITY_S
+
 MIB = 1024 * 1024
 DASHSCOPE_BEIJING = "https://dashscope.aliyuncs.com/compatible-mode/v1"
-DASHSCOPE_INTERNATIONAL = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
 
 
 class Settings(BaseSettings):
@@ -66,15 +67,15 @@ class Settings(BaseSettings):
 
     worker_concurrency: int = Field(default=32, ge=1, le=4096)
     receive_wait_s: float = Field(default=20.0, ge=0, le=20)
-    visibility_timeout_s: int = Field(default=900, ge=1, le=43200)
+    visibility_timeout_s: int = Field(default=900, ge=1, le=MAX_VISIBILITY_S)
     max_receive_count: int = Field(default=3, ge=1, le=1000)
     delete_flush_s: float = Field(default=0.1, gt=0)
     heartbeat_stale_s: float = Field(default=90.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     retry_base_s: float = Field(default=30.0, gt=0)
-    retry_max_s: float = Field(default=900.0, gt=0, le=43200)
+    retry_max_s: float = Field(default=900.0, gt=0, le=MAX_VISIBILITY_S)
     dlq_poll_s: float = Field(default=300.0, gt=0)
-    dlq_hold_s: int = Field(default=60, ge=1, le=43200)
+    dlq_hold_s: int = Field(default=60, ge=1, le=MAX_VISIBILITY_S)
 
     analyzer: Literal["offline", "llm", "sleep"] | None = None
     sleep_analyzer_s: float = Field(default=1.0, ge=0)

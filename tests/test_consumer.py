@@ -1,4 +1,4 @@
-"""The consumer on both backends: bounded concurrency, heartbeats, redelivery, shutdown."""
+"""The consumer on both backends: bounded concurrency, lease extension, redelivery, shutdown."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ async def test_runs_up_to_concurrency_jobs_at_once_and_never_more(
     assert stats.peak_in_flight == concurrency
 
 
-async def test_heartbeat_keeps_a_long_job_hidden(make_settings: SettingsFactory) -> None:
+async def test_lease_extension_keeps_a_long_job_hidden(make_settings: SettingsFactory) -> None:
     settings = await prepare(make_settings(visibility_timeout_s=2, receive_wait_s=1))
     analyzer = CountingAnalyzer(latency_s=6.0)
     async with open_runtime(settings, analyzer=analyzer) as runtime:

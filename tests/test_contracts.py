@@ -114,14 +114,6 @@ async def test_receive_waits_for_a_message_sent_during_the_poll(backend: Backend
     assert time.monotonic() - started < 5
 
 
-async def test_delayed_message_stays_hidden_until_its_delay_passes(backend: Backend) -> None:
-    await backend.queue.send("later", delay_s=1)
-    assert await nothing_visible(backend.queue)
-
-    await asyncio.sleep(1.3)
-    assert (await receive_one(backend.queue)).body == "later"
-
-
 async def test_expired_visibility_redelivers_with_a_new_receipt(backend: Backend) -> None:
     message_id = await backend.queue.send("again")
     first = await receive_one(backend.queue, visibility_s=1)

@@ -12,6 +12,7 @@ import pytest
 import structlog
 from pytest_aiohttp import AiohttpServer
 
+from harness.processes import free_port
 from service.analysis import llm_client
 from service.analysis.llm_client import (
     ChatMessage,
@@ -25,7 +26,6 @@ from service.analysis.llm_client import (
 from service.analysis.llm_limits import LlmLimiter
 from service.errors import JobError
 from service.settings import Settings, SettingsError
-from tests.conftest import free_port
 from tests.fake_llm import FakeLlm, Reply, error, hang, html, ok, start_fake_llm
 
 KEY = "sk-test-0123456789abcdef"
@@ -141,10 +141,11 @@ async def test_the_limiter_is_charged_the_estimate_then_the_real_cost(
     fake.enqueue(ok({"a": 1}), error(400, "InvalidParameter"))
     limiter = RecordingLimiter()
     client = make_client(limiter=limiter)
-    estimate = client.llm.estimate_tokens(MESSAGES, 100)
     _, usage = await client.ask()
     await _fails(client)
     # Success: the estimate is replaced by what the reply cost. Failure: the prompt only.
+    estimate = limiter.records[0][0]
+    assert estimate > 100  # the prompt plus the 100-token reply allowance
     assert limiter.records == [(estimate, usage.total_tokens), (estimate, estimate - 100)]
     assert limiter.in_flight == 0
 

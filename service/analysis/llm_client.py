@@ -372,15 +372,12 @@ class LlmClient:
         ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2.0**attempt)
         return self._jitter() * ceiling
 
-    def estimate_tokens(self, messages: Sequence[ChatMessage], max_tokens: int) -> int:
-        """A pessimistic token count for the rate limiter: the prompt plus the full reply."""
-        return _prompt_tokens(messages, self.config.chars_per_token) + max_tokens
-
     async def aclose(self) -> None:
         """Close the HTTP connections."""
         await self._openai.close()
 
     async def _send(self, messages: Sequence[ChatMessage], max_tokens: int) -> ChatCompletion:
+        # Pessimistic for the rate limiter: the prompt plus the longest reply allowed.
         prompt_tokens = _prompt_tokens(messages, self.config.chars_per_token)
         async with self._limiter.slot(prompt_tokens + max_tokens) as lease:
             log.debug(

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 from service.backends.aws_clients import aws_call
 from service.errors import BackendError
 from service.ports import BatchOutcome, Message, QueueDepth
+from service.queue_limits import MAX_BATCH
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
     from types_aiobotocore_sqs.type_defs import BatchResultErrorEntryTypeDef
 
-BATCH_LIMIT = 10
 MAX_WAIT_S = 20
 
 _ChunkCall = Callable[[list[tuple[str, str]]], Awaitable["list[BatchResultErrorEntryTypeDef]"]]
@@ -46,12 +46,10 @@ class SqsQueue:
         self.url = url
         self._name = url.rstrip("/").rsplit("/", 1)[-1]
 
-    async def send(self, body: str, *, delay_s: int = 0) -> str:
-        """Enqueue ``body`` after ``delay_s`` seconds and return the message id."""
+    async def send(self, body: str) -> str:
+        """Enqueue ``body`` and return the message id."""
         with aws_call(f"sqs SendMessage {self._name}"):
-            response = await self._client.send_message(
-                QueueUrl=self.url, MessageBody=body, DelaySeconds=delay_s
-            )
+            response = await self._client.send_message(QueueUrl=self.url, MessageBody=body)
         return response["MessageId"]
 
     async def receive(
@@ -61,7 +59,7 @@ class SqsQueue:
         with aws_call(f"sqs ReceiveMessage {self._name}"):
             response = await self._client.receive_message(
                 QueueUrl=self.url,
-                MaxNumberOfMessages=min(max(max_messages, 1), BATCH_LIMIT),
+                MaxNumberOfMessages=min(max(max_messages, 1), MAX_BATCH),
                 # Rounding up keeps a sub-second wait a long poll rather than a sampled one.
                 WaitTimeSeconds=min(max(math.ceil(wait_s), 0), MAX_WAIT_S),
                 VisibilityTimeout=visibility_s,
@@ -134,7 +132,7 @@ class SqsQueue:
         # A batch that repeats a receipt can be refused as a whole, and a caller can only
         # use one result per receipt, so duplicates go out once.
         unique = list(dict.fromkeys(receipts))
-        chunks = [unique[i : i + BATCH_LIMIT] for i in range(0, len(unique), BATCH_LIMIT)]
+        chunks = [unique[i : i + MAX_BATCH] for i in range(0, len(unique), MAX_BATCH)]
         results = await asyncio.gather(
             *(_run_chunk(action, chunk, call) for chunk in chunks), return_exceptions=True
         )

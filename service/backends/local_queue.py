@@ -26,10 +26,8 @@ from dataclasses import dataclass
 
 from service.backends.local_db import Database
 from service.ports import BatchOutcome, Message, QueueDepth
+from service.queue_limits import MAX_BATCH, MAX_VISIBILITY_S
 
-MAX_MESSAGES = 10
-MAX_VISIBILITY_S = 43200
-MAX_DELAY_S = 900
 INVALID_RECEIPT = "ReceiptHandleIsInvalid"
 
 
@@ -126,20 +124,18 @@ class LocalQueue:
         self._poll_interval_s = poll_interval_s
         self._background: set[asyncio.Future[BatchOutcome]] = set()
 
-    async def send(self, body: str, *, delay_s: int = 0) -> str:
-        """Enqueue ``body``, visible after ``delay_s`` seconds; return the message id."""
-        _check_range("delay_s", delay_s, 0, MAX_DELAY_S)
+    async def send(self, body: str) -> str:
+        """Enqueue ``body``, visible at once; return the message id."""
         message_id = str(_random_uuid())
 
         def insert(connection: sqlite3.Connection) -> None:
             connection.execute(
                 "INSERT INTO messages (queue, message_id, body, visible_at) VALUES (?, ?, ?, ?)",
-                (self.name, message_id, body, time.time() + delay_s),
+                (self.name, message_id, body, time.time()),
             )
 
         await self._db.write(insert)
-        if delay_s == 0:
-            self._signals.wake(self.name)
+        self._signals.wake(self.name)
         return message_id
 
     async def receive(
@@ -149,7 +145,7 @@ class LocalQueue:
 
         ``max_messages`` is clamped to 1-10, as the SQS queue does.
         """
-        max_messages = min(max(max_messages, 1), MAX_MESSAGES)
+        max_messages = min(max(max_messages, 1), MAX_BATCH)
         _check_range("visibility_s", visibility_s, 0, MAX_VISIBILITY_S)
         deadline = time.monotonic() + max(wait_s, 0.0)
         while True:

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from service.consumers.stats import ConsumerStats
 from service.logs import get_logger
 from service.ports import Queue
+from service.queue_limits import MAX_BATCH
 
 log = get_logger(__name__)
-
-BATCH_LIMIT = 10
 
 
 class DeleteBatcher:
@@ -35,7 +34,7 @@ class DeleteBatcher:
     def add(self, receipt: str) -> None:
         """Queue a receipt for deletion; a full batch is sent at once."""
         self._pending.append(receipt)
-        if len(self._pending) >= BATCH_LIMIT:
+        if len(self._pending) >= MAX_BATCH:
             self._send(self._take())
         else:
             self._wake.set()
@@ -57,7 +56,7 @@ class DeleteBatcher:
             await asyncio.gather(*self._flushing, return_exceptions=True)
 
     def _take(self) -> list[str]:
-        batch, self._pending = self._pending[:BATCH_LIMIT], self._pending[BATCH_LIMIT:]
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
         return batch
 
     def _send(self, batch: list[str]) -> None:
@@ -88,7 +87,7 @@ class Lease:
     extended_at: float = field(default_factory=time.monotonic)
 
 
-class VisibilityHeartbeat:
+class LeaseExtender:
     """Keeps in-flight messages hidden while their jobs run, however long they take.
 
     Every ``visibility_s / 3`` it extends, in batches, the leases not extended for at least

@@ -1,6 +1,6 @@
 """The long-poll consumer: receive, run each message as a task, delete or leave it.
 
-Lifecycle: ``async with Consumer(...)`` starts the receive loop, the visibility heartbeat
+Lifecycle: ``async with Consumer(...)`` starts the receive loop, the lease extender
 and the delete batcher; leaving the block (or ``stop()``) stops receiving, lets in-flight
 jobs finish for up to the grace period, cancels what is left and makes its messages
 visible again so another replica can take them at once.
@@ -17,18 +17,18 @@ from typing import Self
 
 import structlog
 
-from service.consumers.batching import DeleteBatcher, Lease, VisibilityHeartbeat
+from service.consumers.batching import DeleteBatcher, Lease, LeaseExtender
 from service.consumers.outcome import RETRY, Action, Outcome
 from service.consumers.slots import Slots
 from service.consumers.stats import ConsumerStats
 from service.logs import get_logger
 from service.ports import Message, Queue
+from service.queue_limits import MAX_BATCH
 
 log = get_logger(__name__)
 
 Dispatch = Callable[[Message], Awaitable[Outcome]]
 
-MAX_BATCH = 10
 IDLE_CHECK_S = 5.0
 MAX_BACKOFF_S = 30.0
 
@@ -65,7 +65,7 @@ class Consumer:
         self._leases: dict[str, Lease] = {}
         self._jobs: set[asyncio.Task[None]] = set()
         self._deleter = DeleteBatcher(queue, self.stats, config.delete_flush_s)
-        self._heartbeat = VisibilityHeartbeat(
+        self._extender = LeaseExtender(
             queue, self.stats, config.visibility_s, lambda: list(self._leases.values())
         )
         self._services: set[asyncio.Task[None]] = set()
@@ -73,6 +73,8 @@ class Consumer:
         self._stopped: asyncio.Future[None] | None = None
         self._cut = asyncio.Event()
         self.draining = False
+        # The receive loop's liveness heartbeat, which /healthz reads; message visibility is
+        # the lease extender's business, not this.
         self.last_beat = time.monotonic()
 
     async def __aenter__(self) -> Self:
@@ -102,11 +104,12 @@ class Consumer:
         return {name: getattr(self.stats, name) for name in self.stats.__slots__}
 
     def start(self) -> None:
-        """Start the receive loop, the heartbeat and the delete batcher."""
+        """Start the receive loop, the lease extender and the delete batcher."""
         if self._receiver is not None:
             return
         self._receiver = asyncio.create_task(self._receive_loop(), name="receive-loop")
-        for name, coro in (("deleter", self._deleter.run()), ("heartbeat", self._heartbeat.run())):
+        loops = (("deleter", self._deleter.run()), ("lease-extender", self._extender.run()))
+        for name, coro in loops:
             task = asyncio.create_task(coro, name=name)
             task.add_done_callback(self._service_ended)
             self._services.add(task)
@@ -233,7 +236,7 @@ class Consumer:
         )
         try:
             outcome = await self._handle(message)
-            # Settled messages leave the heartbeat; a cancelled one keeps its lease so that
+            # Settled messages leave the lease extender; a cancelled one keeps its lease so that
             # shutdown can release it.
             self._leases.pop(message.receipt, None)
             await self._settle(message, outcome)

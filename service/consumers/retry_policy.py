@@ -15,8 +15,8 @@ from service.jobs import ErrorInfo
 from service.logs import get_logger
 from service.models import utcnow
 from service.ports import JobStore
+from service.queue_limits import MAX_VISIBILITY_S
 
-SQS_MAX_VISIBILITY_S = 43_200
 _RNG = random.Random()
 
 log = get_logger(__name__)
@@ -37,7 +37,7 @@ class Backoff:
         """Seconds to hide the message after failed attempt number ``attempt`` (1-based)."""
         ceiling = min(self.cap_s, self.base_s * 2.0 ** max(0, attempt - 1))
         jittered = ceiling / 2 + (rng or _RNG).uniform(0, ceiling / 2)
-        return max(1, min(SQS_MAX_VISIBILITY_S, math.ceil(jittered)))
+        return max(1, min(MAX_VISIBILITY_S, math.ceil(jittered)))
 
 
 @dataclass(frozen=True, slots=True)
