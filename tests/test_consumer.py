@@ -16,7 +16,7 @@ from tests.analyzers import (
     SteppingAnalyzer,
 )
 from tests.conftest import SettingsFactory, prepare
-from tests.waiting import eventually
+from tests.waiting import eventually, job_finished
 
 
 async def _submit(runtime: Runtime, text: str = "It was a dark night.") -> Job:
@@ -25,12 +25,7 @@ async def _submit(runtime: Runtime, text: str = "It was a dark night.") -> Job:
 
 
 async def _finished(runtime: Runtime, job_id: str) -> Job:
-    async def probe() -> Job | None:
-        job = await runtime.backend.jobs.get(job_id)
-        done = job is not None and job.status in (JobStatus.COMPLETED, JobStatus.FAILED)
-        return job if done else None
-
-    return await eventually(probe)
+    return await job_finished(runtime.backend.jobs, job_id)
 
 
 async def test_runs_up_to_concurrency_jobs_at_once_and_never_more(

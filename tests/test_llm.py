@@ -27,7 +27,7 @@ from service.text import load_novel_bytes
 from service.uploads import store_novel
 from tests.conftest import SettingsFactory, corpus_file, prepare
 from tests.fake_llm import FakeLlm, Reply, Rule, Seen, error, ok, smart_cast, start_fake_llm
-from tests.waiting import eventually
+from tests.waiting import job_finished
 
 KEY = "sk-test"
 ROMAN = ["I", "II", "III", "IV", "V", "VI"]
@@ -471,13 +471,7 @@ async def test_the_key_never_reaches_the_logs(
 async def _submit_and_wait(runtime: Runtime, text: str) -> Job:
     novel = await store_novel(runtime.backend, "local", "A Tale", text)
     submitted = await runtime.producer.submit(novel.novel_id, "local")
-
-    async def finished() -> Job | None:
-        job = await runtime.backend.jobs.get(submitted.job_id)
-        done = job is not None and job.status in (JobStatus.COMPLETED, JobStatus.FAILED)
-        return job if done else None
-
-    return await eventually(finished)
+    return await job_finished(runtime.backend.jobs, submitted.job_id)
 
 
 def _job_settings(make_settings: SettingsFactory, fake: FakeLlm) -> Settings:

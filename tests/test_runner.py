@@ -20,7 +20,7 @@ from service.ports import BlobStore, NovelStore
 from service.runtime import JOB_TYPES, Runtime, open_runtime
 from service.uploads import store_novel
 from tests.conftest import SettingsFactory, prepare
-from tests.waiting import eventually
+from tests.waiting import eventually, job_finished
 
 
 class ChecksumJob:
@@ -59,12 +59,7 @@ async def _submit(runtime: Runtime) -> Job:
 
 
 async def _ended(runtime: Runtime, job_id: str) -> Job:
-    async def probe() -> Job | None:
-        job = await runtime.backend.jobs.get(job_id)
-        ended = job is not None and job.status in (JobStatus.COMPLETED, JobStatus.FAILED)
-        return job if ended else None
-
-    return await eventually(probe)
+    return await job_finished(runtime.backend.jobs, job_id)
 
 
 async def test_a_second_type_retries_then_completes_with_its_result(

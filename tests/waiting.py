@@ -7,6 +7,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from service.jobs import Job, JobStatus
+from service.ports import JobStore
+
 T = TypeVar("T")
 
 
@@ -22,3 +25,14 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within_s} s")
         await asyncio.sleep(every_s)
+
+
+async def job_finished(store: JobStore, job_id: str) -> Job:
+    """Wait until the job has completed or failed, and return it."""
+
+    async def probe() -> Job | None:
+        job = await store.get(job_id)
+        done = job is not None and job.status in (JobStatus.COMPLETED, JobStatus.FAILED)
+        return job if done else None
+
+    return await eventually(probe)
