@@ -26,8 +26,9 @@ from bench import (
     offline_speed,
     scale_out,
 )
-from bench.common import RESULTS, ROOT, environment, optional_module, save
+from bench.common import RESULTS, environment, optional_module, save
 from bench.report import render
+from harness.processes import ROOT
 
 FINDINGS = ROOT / "bench" / "findings.md"
 

@@ -17,8 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import bench_env, save, service_process
-from bench.moto_process import AwsNames, moto_server, use_fake_credentials
+from bench.common import bench_env, save
+from bench.moto_process import moto_server
+from harness.aws import AwsNames, use_fake_credentials
+from harness.processes import running_service
 from service.bootstrap import bootstrap
 from service.settings import Settings
 
@@ -45,7 +47,7 @@ def measure_idle(idle_s: float, receive_wait_s: float) -> dict[str, Any]:
             STORYBOARD_ANALYZER="sleep",
         )
         asyncio.run(bootstrap(Settings(**names.settings_values(moto.endpoint))))
-        with service_process("worker", env, Path(scratch) / "idle.log"):
+        with running_service("worker", env, Path(scratch) / "idle.log"):
             time.sleep(SETTLE_S)
             moto.reset()
             time.sleep(idle_s)

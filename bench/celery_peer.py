@@ -33,30 +33,19 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    ROOT,
-    RssSampler,
-    bench_env,
-    cpu_seconds,
-    optional_module,
-    save,
-    service_process,
-)
+from bench.common import RssSampler, bench_env, cpu_seconds, optional_module, save
 from bench.concurrency import submit_all
-from bench.moto_process import (
-    FAKE_CREDENTIALS,
-    AwsNames,
-    MotoServer,
-    moto_server,
-    summarize,
-    use_fake_credentials,
-)
+from bench.moto_process import MotoServer, moto_server, summarize
+from harness.aws import FAKE_CREDENTIALS, AwsNames, use_fake_credentials
+from harness.processes import ROOT, running_service
 from service.backends.selection import open_backend
 from service.bootstrap import bootstrap
 from service.logs import configure_logging
 from service.settings import Settings
 
 POLL_S = 0.02
+BROKER_KEYS = f"{FAKE_CREDENTIALS['AWS_ACCESS_KEY_ID']}:{FAKE_CREDENTIALS['AWS_SECRET_ACCESS_KEY']}"
+"""kombu's SQS transport takes its credentials from the broker URL."""
 
 
 def _rates(times: list[float], start: float, concurrency: int) -> dict[str, Any]:
@@ -82,7 +71,7 @@ def run_celery(
         host_port = moto.endpoint.removeprefix("http://")
         env = bench_env(
             **FAKE_CREDENTIALS,
-            BENCH_CELERY_BROKER=f"sqs://testing:testing@{host_port}",
+            BENCH_CELERY_BROKER=f"sqs://{BROKER_KEYS}@{host_port}",
             BENCH_CELERY_PREFIX=f"celery-{uuid.uuid4().hex[:8]}-",
             BENCH_CELERY_DONE=str(done),
         )
@@ -168,7 +157,7 @@ def run_storyboard(
     with tempfile.TemporaryDirectory() as scratch:
         start = time.time()
         with (
-            service_process("worker", env, Path(scratch) / "worker.log", wait=False) as worker,
+            running_service("worker", env, Path(scratch) / "worker.log", wait=False) as worker,
             RssSampler(worker.pid) as sampler,
         ):
             deadline = start + timeout_s

@@ -1,4 +1,7 @@
-"""Shared benchmark plumbing: environment facts, results files, processes and measurements."""
+"""Shared benchmark plumbing: environment facts, results files and measurements.
+
+Processes, ports and AWS stand-ins come from :mod:`harness`, as they do for the tests.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +10,10 @@ import json
 import math
 import os
 import platform
-import re
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +21,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness.processes import ROOT, process_env
+
 RESULTS = ROOT / "bench" / "results"
 
 VERSIONED = ("aiohttp", "aiobotocore", "botocore", "pydantic", "moto", "celery", "kombu", "pycurl")
@@ -82,18 +80,11 @@ def stopwatch() -> Iterator[list[float]]:
         box.append(time.perf_counter() - start)
 
 
-def free_port() -> int:
-    """A TCP port that is free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def optional_module(name: str) -> Any | None:
     """Import an optional benchmark dependency (psutil, celery), or ``None`` if absent.
 
-    The smoke run in the test suite has only what the project installs, so every extra
-    package is imported here, lazily, and its absence skips the measurement that needs it.
+    Without the bench extra installed these may be absent, so every extra package is
+    imported here, lazily, and its absence skips the measurement that needs it.
     """
     try:
         return importlib.import_module(name)
@@ -155,106 +146,7 @@ class RssSampler:
             self._stop.wait(self.interval_s)
 
 
-def http_get(url: str, timeout_s: float = 10) -> str:
-    """The body of a GET (for health checks and metrics scrapes)."""
-    with urllib.request.urlopen(url, timeout=timeout_s) as response:
-        body: bytes = response.read()
-    return body.decode()
-
-
-_METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
-
-
-def scrape(url: str) -> dict[str, float]:
-    """A Prometheus text page as ``{"name{labels}": value}``."""
-    values: dict[str, float] = {}
-    for line in http_get(url).splitlines():
-        match = _METRIC_LINE.match(line)
-        if match:
-            values[match.group(1) + (match.group(2) or "")] = float(match.group(3))
-    return values
-
-
-@dataclass
-class ServiceProcess:
-    """A ``storyboard`` process started by a benchmark."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        """The process id."""
-        return self.process.pid
-
-    def acked(self) -> int:
-        """Jobs its main consumer has finished, from its /metrics page."""
-        metrics = scrape(self.url + "/metrics")
-        return int(metrics.get('storyboard_consumer_acked_total{queue="main"}', 0))
-
-    def in_flight(self) -> int:
-        """Jobs its main consumer is running now."""
-        metrics = scrape(self.url + "/metrics")
-        return int(metrics.get('storyboard_jobs_in_flight{queue="main"}', 0))
-
-
 def bench_env(**extra: str) -> dict[str, str]:
-    """This environment without any ``STORYBOARD_``/AWS endpoint variables, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STORYBOARD_", "AWS_ENDPOINT"))}
-    env.update(STORYBOARD_LOG_FORMAT="json", STORYBOARD_LOG_LEVEL="warning")
-    env.update(extra)
-    return env
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes], within_s: float = 60) -> None:
-    """Poll ``/healthz`` until it answers 200, failing fast if the process dies."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited early with {process.returncode}")
-        try:
-            http_get(url + "/healthz", timeout_s=2)
-            return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not become healthy")
-
-
-def launch_service(
-    command: str, env: Mapping[str, str], log_path: Path
-) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``python -m service COMMAND`` on a free loopback port, its output in
-    ``log_path``; return the process and its base URL. Tests start services the same way."""
-    port = free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", command, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=dict(env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return process, f"http://127.0.0.1:{port}"
-
-
-@contextmanager
-def service_process(
-    command: str, env: Mapping[str, str], log_path: Path, *, wait: bool = True
-) -> Iterator[ServiceProcess]:
-    """Start ``python -m service COMMAND`` on a free loopback port; kill it afterwards."""
-    process, url = launch_service(command, env, log_path)
-    service = ServiceProcess(process, url, log_path)
-    try:
-        if wait:
-            wait_healthy(service.url, process)
-        yield service
-    finally:
-        stop_process(process)
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
-    """Kill a process we started (and reap it)."""
-    if process.poll() is None:
-        process.kill()
-    process.wait(timeout=timeout_s)
+    """A service process's environment for a measurement: warnings only, so the figures do
+    not include writing a log line per job."""
+    return process_env(**{"STORYBOARD_LOG_LEVEL": "warning", **extra})

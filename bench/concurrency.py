@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import cpu_seconds, save
-from bench.moto_process import AwsNames, MotoServer, moto_server, summarize, use_fake_credentials
+from bench.moto_process import MotoServer, moto_server, summarize
+from harness.aws import AwsNames, use_fake_credentials
 from service.analysis.sleeping import SleepAnalyzer
 from service.backends.backend import Backend
 from service.backends.selection import open_backend

@@ -22,16 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    ROOT,
-    bench_env,
-    free_port,
-    percentile,
-    save,
-    service_process,
-    stop_process,
-    wait_healthy,
-)
+from bench.common import bench_env, percentile, save
+from harness.processes import ROOT, free_port, running_service, stop_process, wait_until_healthy
 
 WARMUP = 100
 
@@ -105,7 +97,7 @@ def hello_process(log_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, process)
+        wait_until_healthy(url, process)
         yield url, process
     finally:
         stop_process(process)
@@ -120,7 +112,7 @@ def measure(connections: int, requests: int, max_s: float) -> dict[str, Any]:
             STORYBOARD_ANALYZER="sleep",
             STORYBOARD_SLEEP_ANALYZER_S="600",
         )
-        with service_process("serve", env, Path(data_dir) / "serve.log") as service:
+        with running_service("serve", env, Path(data_dir) / "serve.log") as service:
             novel_id = asyncio.run(upload(service.url))
             ours = asyncio.run(load(service.url, novel_id, connections, requests, max_s))
         with hello_process(Path(data_dir) / "hello.log") as (url, _):

@@ -16,14 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    RssSampler,
-    bench_env,
-    optional_module,
-    save,
-    service_process,
-    wait_healthy,
-)
+from bench.common import RssSampler, bench_env, optional_module, save
+from harness.processes import running_service, wait_until_healthy
 
 MIB = 1024 * 1024
 
@@ -59,10 +53,10 @@ def measure(jobs: int, latency_s: float, hold_s: float) -> dict[str, Any]:
             STORYBOARD_RECEIVE_WAIT_S="1",
         )
         with (
-            service_process("serve", env, Path(data_dir) / "serve.log", wait=False) as service,
+            running_service("serve", env, Path(data_dir) / "serve.log", wait=False) as service,
             RssSampler(service.pid) as sampler,
         ):
-            wait_healthy(service.url, service.process)
+            wait_until_healthy(service.url, service.process)
             time.sleep(0.5)
             idle_bytes = sampler.peak_bytes
             start = time.perf_counter()

@@ -1,73 +1,18 @@
-"""The counting moto server in a child process, and fresh AWS resources on it for each case."""
+"""The counting moto server in a child process, and per-job request figures from its counts."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from bench.common import ROOT, free_port
 from bench.moto_counting import COUNTS_PATH, RESET_PATH
-
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}
-"""botocore signs every request; moto accepts any credentials."""
-
-
-def use_fake_credentials() -> None:
-    """Make this process's AWS clients sign with moto's fake credentials."""
-    for name, value in FAKE_CREDENTIALS.items():
-        os.environ.setdefault(name, value)
-
-
-@dataclass(frozen=True, slots=True)
-class AwsNames:
-    """Resource names unique to one benchmark case."""
-
-    queue: str
-    dlq: str
-    table: str
-    bucket: str
-
-    @classmethod
-    def fresh(cls, label: str) -> AwsNames:
-        """New names, so cases never see each other's messages or records."""
-        suffix = f"{label}-{uuid.uuid4().hex[:8]}"
-        return cls(f"q-{suffix}", f"q-{suffix}-dlq", f"t-{suffix}", f"b-{suffix}")
-
-    def settings_env(self, endpoint: str) -> dict[str, str]:
-        """``STORYBOARD_*`` variables that point a service process at these resources."""
-        return {
-            "STORYBOARD_BACKEND": "aws",
-            "STORYBOARD_AWS_ENDPOINT_URL": endpoint,
-            "STORYBOARD_QUEUE_NAME": self.queue,
-            "STORYBOARD_DLQ_NAME": self.dlq,
-            "STORYBOARD_TABLE_NAME": self.table,
-            "STORYBOARD_BUCKET": self.bucket,
-            **FAKE_CREDENTIALS,
-        }
-
-    def settings_values(self, endpoint: str) -> dict[str, Any]:
-        """The same, as keyword arguments for :class:`~service.settings.Settings`."""
-        return {
-            "backend": "aws",
-            "aws_endpoint_url": endpoint,
-            "queue_name": self.queue,
-            "dlq_name": self.dlq,
-            "table_name": self.table,
-            "bucket": self.bucket,
-        }
+from harness.processes import ROOT, free_port
 
 
 @dataclass(frozen=True, slots=True)

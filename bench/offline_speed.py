@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, median, save
+from bench.common import median, save
+from harness.processes import ROOT
 from service.analysis.offline import OfflineAnalyzer
 from service.ports import NovelText
 from service.text import load_novel_bytes

@@ -20,16 +20,11 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    ServiceProcess,
-    bench_env,
-    cpu_seconds,
-    save,
-    service_process,
-    wait_healthy,
-)
+from bench.common import bench_env, cpu_seconds, save
 from bench.concurrency import submit_all
-from bench.moto_process import AwsNames, MotoServer, moto_server, use_fake_credentials
+from bench.moto_process import MotoServer, moto_server
+from harness.aws import AwsNames, use_fake_credentials
+from harness.processes import ServiceProcess, running_service, wait_until_healthy
 from service.backends.selection import open_backend
 from service.bootstrap import bootstrap
 from service.logs import configure_logging
@@ -45,12 +40,12 @@ def workers(count: int, env: dict[str, str], scratch: Path) -> Iterator[list[Ser
     with ExitStack() as stack:
         started = [
             stack.enter_context(
-                service_process("worker", env, scratch / f"worker-{i}.log", wait=False)
+                running_service("worker", env, scratch / f"worker-{i}.log", wait=False)
             )
             for i in range(count)
         ]
         for worker in started:
-            wait_healthy(worker.url, worker.process)
+            wait_until_healthy(worker.url, worker.process)
         yield started
 
 

@@ -2,46 +2,28 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
+from harness.aws import AwsNames, MotoThread, use_fake_credentials
 from service.settings import Settings
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CORPUS = SHARED / "corpus"
 
-# Fake credentials so botocore signs requests; moto accepts anything.
-for _name, _value in {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}.items():
-    os.environ.setdefault(_name, _value)
-
-
-def free_port() -> int:
-    """A TCP port that is free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+use_fake_credentials()
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """A moto server on a free loopback port, for the whole session."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    """A moto server on a loopback port of its own, for the whole session (one per worker
+    when the suite runs in parallel)."""
+    server = MotoThread.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server.endpoint
     finally:
         server.stop()
 
@@ -60,18 +42,10 @@ SettingsFactory = Callable[..., Settings]
 @pytest.fixture
 def aws_settings(moto_endpoint: str) -> SettingsFactory:
     """Settings for the AWS backend on moto, with resource names unique to the test."""
-    suffix = uuid.uuid4().hex[:10]
+    names = AwsNames.fresh("t")
 
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "backend": "aws",
-            "aws_endpoint_url": moto_endpoint,
-            "aws_region": "us-east-1",
-            "queue_name": f"jobs-{suffix}",
-            "dlq_name": f"jobs-{suffix}-dlq",
-            "table_name": f"storyboard-{suffix}",
-            "bucket": f"storyboard-{suffix}",
-        }
+        values: dict[str, Any] = {**names.settings_values(moto_endpoint), "aws_region": "us-east-1"}
         values.update(overrides)
         return Settings(**values)
 

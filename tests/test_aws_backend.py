@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from harness.processes import free_port
 from service.backends.aws_blobs import S3BlobStore
 from service.backends.aws_clients import open_clients
 from service.backends.aws_records import (
@@ -36,7 +37,7 @@ from service.jobs import ErrorInfo, Job, JobStatus, StoryboardSummary, complete,
 from service.novels import StoryboardRef
 from service.ports import Message, Pingable
 from service.settings import Settings
-from tests.conftest import SettingsFactory, free_port
+from tests.conftest import SettingsFactory
 
 NESTED: dict[str, Any] = {
     "int": 7,

@@ -6,8 +6,8 @@ import importlib.util
 import subprocess
 import sys
 
+from harness.processes import ROOT
 from tests.conftest import CORPUS
-from tests.processes import ROOT
 
 
 def _installed(name: str) -> bool:

@@ -17,9 +17,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from harness.processes import ServiceProcess, running_service, service_env
 from service.backends.selection import open_backend
 from service.settings import Settings
-from tests.processes import ServiceProcess, running_service, service_env
 
 
 def _call(url: str, body: bytes | None = None) -> Any:

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.processes import ROOT, running_service, service_env
 from tests.conftest import SettingsFactory
-from tests.processes import ROOT, running_service, service_env
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

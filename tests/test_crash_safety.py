@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.processes import running_service, service_env
+from harness.processes import running_service, service_env
 
 
 def _call(url: str, body: bytes | None = None, content_type: str = "text/plain") -> Any:

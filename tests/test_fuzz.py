@@ -15,8 +15,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from harness.processes import running_service, service_env
 from service.openapi import build_document
-from tests.processes import running_service, service_env
 
 schema = schemathesis.openapi.from_dict(build_document())
 EXAMPLES = int(os.environ.get("STORYBOARD_FUZZ_EXAMPLES", "25"))

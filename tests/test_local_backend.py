@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from harness.processes import ROOT
 from service import jobs
 from service.backends import local_db
 from service.backends.backend import Backend
@@ -27,7 +28,6 @@ from service.novels import Novel, StoryboardRef
 from service.ports import QueueDepth
 from service.settings import Settings
 from tests.conftest import SettingsFactory
-from tests.processes import ROOT
 
 SUMMARY = StoryboardSummary(title="T", chapters=1, scenes=1, panels=1, characters=1)
 

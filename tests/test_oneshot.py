@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.processes import service_env
 from tests.conftest import corpus_file
-from tests.processes import service_env
 
 
 def _analyze(

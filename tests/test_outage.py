@@ -7,32 +7,25 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from moto.server import ThreadedMotoServer
 
+from harness.aws import MotoThread
 from service.app import create_app
 from service.appkeys import RUNTIME
 from service.jobs import JobStatus
 from tests.analyzers import CountingAnalyzer
-from tests.conftest import SettingsFactory, free_port, prepare
+from tests.conftest import SettingsFactory, prepare
 from tests.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
-
-
-def _server(port: int) -> ThreadedMotoServer:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    return server
 
 
 async def test_outage_is_reported_backed_off_and_survived(
     aws_settings: SettingsFactory,
     aiohttp_client: Callable[[web.Application], Awaitable[Client]],
 ) -> None:
-    port = free_port()
-    server = _server(port)
+    server = MotoThread.start()
     settings = aws_settings(
-        aws_endpoint_url=f"http://127.0.0.1:{port}",
+        aws_endpoint_url=server.endpoint,
         aws_max_attempts=1,
         aws_connect_timeout_s=1,
         aws_read_timeout_s=2,
@@ -54,7 +47,7 @@ async def test_outage_is_reported_backed_off_and_survived(
     assert 1 <= failed_polls <= 5  # backing off (0.5, 1, 2 s ...), not spinning
     assert (await client.get("/healthz")).status == 200  # alive, just waiting
 
-    server = _server(port)  # the backend comes back (empty, as after a failover)
+    server = MotoThread.start(server.port)  # the backend comes back (empty, as after a failover)
     try:
         await prepare(settings)
 

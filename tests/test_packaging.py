@@ -13,8 +13,7 @@ import venv
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import free_port
-from tests.processes import ROOT, service_env, wait_until_healthy
+from harness.processes import ROOT, free_port, service_env, wait_until_healthy
 
 
 def _run(*command: str | Path, cwd: Path) -> None:

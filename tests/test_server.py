@@ -9,7 +9,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.processes import running_service, service_env
+from harness.processes import running_service, service_env
 
 
 def _post(url: str, body: bytes, content_type: str) -> dict[str, object]:

@@ -1,0 +1,90 @@
+"""AWS stand-ins: fake credentials, per-case resource names and an in-process moto server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+"""botocore signs every request, so it needs credentials; moto accepts any."""
+
+
+def use_fake_credentials() -> None:
+    """Make this process's AWS clients (and the processes it starts) sign with fake
+    credentials, keeping any a developer set on purpose."""
+    for name, value in FAKE_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+
+
+@dataclass(frozen=True, slots=True)
+class AwsNames:
+    """Resource names unique to one test or benchmark case."""
+
+    queue: str
+    dlq: str
+    table: str
+    bucket: str
+
+    @classmethod
+    def fresh(cls, label: str) -> AwsNames:
+        """New names, so cases sharing one moto server never see each other's data."""
+        suffix = f"{label}-{uuid.uuid4().hex[:8]}"
+        return cls(f"q-{suffix}", f"q-{suffix}-dlq", f"t-{suffix}", f"b-{suffix}")
+
+    def settings_env(self, endpoint: str) -> dict[str, str]:
+        """``STORYBOARD_*`` variables that point a service process at these resources."""
+        return {
+            "STORYBOARD_BACKEND": "aws",
+            "STORYBOARD_AWS_ENDPOINT_URL": endpoint,
+            "STORYBOARD_QUEUE_NAME": self.queue,
+            "STORYBOARD_DLQ_NAME": self.dlq,
+            "STORYBOARD_TABLE_NAME": self.table,
+            "STORYBOARD_BUCKET": self.bucket,
+            **FAKE_CREDENTIALS,
+        }
+
+    def settings_values(self, endpoint: str) -> dict[str, Any]:
+        """The same, as keyword arguments for :class:`~service.settings.Settings`."""
+        return {
+            "backend": "aws",
+            "aws_endpoint_url": endpoint,
+            "queue_name": self.queue,
+            "dlq_name": self.dlq,
+            "table_name": self.table,
+            "bucket": self.bucket,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MotoThread:
+    """A moto server answering on loopback from a thread of this process."""
+
+    server: Any
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        """Its base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    def start(cls, port: int = 0) -> MotoThread:
+        """Start one on ``port``; by default on a port the OS picks as it binds, so no other
+        process (a parallel test worker) can take it in between."""
+        from moto.server import ThreadedMotoServer
+
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        return cls(server, int(server.get_host_and_port()[1]))
+
+    def stop(self) -> None:
+        """Shut it down; its port is free again afterwards."""
+        self.server.stop()
