@@ -2,7 +2,8 @@
 
 ``python -m bench`` (``make bench``) runs the full set in about ten minutes on two cores and
 writes the page and ``bench/results/*.json``. ``python -m bench --quick`` runs one tiny case
-of each kind, writes nothing and is the test suite's smoke run. Parts whose optional
+of each kind and writes nothing; ``make bench-smoke`` runs it through
+``bench/smoke.py``, which checks that every part reported. Parts whose optional
 packages (psutil, celery with kombu's SQS transport) are missing are skipped with a note.
 """
 
@@ -108,7 +109,7 @@ def write_page(results: dict[str, Any], env: dict[str, Any], elapsed: float) -> 
 
 
 def main() -> None:
-    """Run everything; ``--quick`` runs one tiny case of each (used by the test suite)."""
+    """Run everything; ``--quick`` runs one tiny case of each (``make bench-smoke``)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny cases, no docs written")
     parser.add_argument(
