@@ -118,7 +118,8 @@ def test_sigterm_under_load_drains_within_the_grace_period(tmp_path: Path) -> No
         leaving = stack.enter_context(running_service("worker", env, tmp_path / "w1.log"))
         staying = stack.enter_context(running_service("worker", env, tmp_path / "w2.log"))
         job_ids = _submit(api.url, 40)
-        time.sleep(2)
+        # The signal has to find jobs in flight for there to be a drain to time.
+        leaving.wait_for_log('"job started"')
         started = time.monotonic()
         code = leaving.stop(signal.SIGTERM, timeout=30)
         took = time.monotonic() - started

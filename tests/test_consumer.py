@@ -249,7 +249,11 @@ async def test_cancelling_a_running_job_stops_it_at_the_next_chunk(
     async with open_runtime(settings, analyzer=analyzer) as runtime:
         job = await _submit(runtime)
         await asyncio.wait_for(analyzer.started.wait(), 30)
-        await asyncio.sleep(0.3)
+
+        async def chunks_done() -> bool:
+            return analyzer.steps_done >= 2
+
+        await eventually(chunks_done)  # cancel a job that is partway through, not one starting
         assert await runtime.backend.jobs.apply(job.job_id, jobs.cancel()) is not None
 
         async def drained() -> bool:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 from harness.processes import running_service, service_env
@@ -25,7 +23,7 @@ def test_sigterm_drains_a_running_job_and_exits_zero(tmp_path: Path) -> None:
     with running_service("serve", env, tmp_path / "serve.log") as service:
         novel = _post(f"{service.url}/v1/novels?title=t", b"some text", "text/plain")
         job = _post(f"{service.url}/v1/novels/{novel['novelId']}/analyze", b"", "text/plain")
-        _wait_for_log(service.log, '"job started"')
+        service.wait_for_log('"job started"')
         code = service.stop(signal.SIGTERM)
         log = service.log()
     assert code == 0, log
@@ -41,19 +39,10 @@ def test_second_signal_cuts_the_drain_and_releases_the_job(tmp_path: Path) -> No
     with running_service("serve", env, tmp_path / "serve.log") as service:
         novel = _post(f"{service.url}/v1/novels?title=t", b"some text", "text/plain")
         _post(f"{service.url}/v1/novels/{novel['novelId']}/analyze", b"", "text/plain")
-        _wait_for_log(service.log, '"job started"')
+        service.wait_for_log('"job started"')
         service.process.send_signal(signal.SIGTERM)
-        _wait_for_log(service.log, '"draining"')
+        service.wait_for_log('"draining"')
         code = service.stop(signal.SIGINT)
         log = service.log()
     assert code == 0, log
     assert '"released unfinished messages"' in log
-
-
-def _wait_for_log(read: Callable[[], str], fragment: str, within_s: float = 30) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if fragment in read():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{fragment} never appeared in the log:\n{read()}")
