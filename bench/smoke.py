@@ -1,6 +1,7 @@
 """``make bench-smoke``: run ``python -m bench --quick`` and check that every part reported.
 
-The quick run takes minutes, so it stays out of the test suite; CI runs this right after
+The quick run starts moto, a dozen service processes and a Celery worker and loads the
+machine while it measures, so it stays out of the test suite; CI runs this right after
 ``make test`` so that the benchmarks cannot stop working unnoticed. Exits 1, naming what is
 missing, when the run fails, a part's line is absent, or the run wrote any results.
 """
