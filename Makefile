@@ -26,8 +26,10 @@ lint: $(STAMP)
 	$(BIN)/cfn-lint deploy/aws/storyboard.yaml
 	$(BIN)/python deploy/validate.py
 
+# One pytest-xdist worker a core: every worker has its own moto server, and every test its
+# own ports, data directory and AWS resource names, so tests can run side by side.
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -37,7 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
-# One tiny case of each benchmark, checked by bench/smoke.py; minutes, so not in `make test`.
+# One tiny case of each benchmark, checked by bench/smoke.py; CI runs it after `make test`.
 bench-smoke: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.smoke
