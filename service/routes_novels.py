@@ -56,7 +56,11 @@ async def _read_upload(request: web.Request) -> tuple[str, str]:
 def _parse_json_upload(raw: bytes) -> NovelUpload:
     try:
         document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        # The decoder recurses once per level of nesting, so a document nested past the
+        # interpreter's limit cannot be read at all; no upload legitimately nests that deep.
+        raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
+    except ValueError as exc:  # UnicodeDecodeError included: the bytes are not UTF-8/16/32
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise ApiError(422, "validation_error", "request body must be a JSON object")
