@@ -3,21 +3,40 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, StringConstraints
 
 from service.jobs import ErrorInfo, JobStatus, Progress, StoryboardSummary
 from service.models import CamelModel
+from service.text import require_encodable
 
 MAX_TITLE = 500
 
 
-class NovelUpload(CamelModel):
-    """``POST /v1/novels`` as JSON."""
+def _encodable(value: object) -> object:
+    # Runs ahead of the type and length checks: a value that is no string still gets
+    # pydantic's own error, and a lone surrogate gets this clear one instead of a vague one.
+    return require_encodable(value) if isinstance(value, str) else value
 
-    title: str = Field(min_length=1, max_length=MAX_TITLE)
-    text: str
+
+NovelTitle = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE),
+    BeforeValidator(_encodable),
+]
+"""A title: valid Unicode, stripped of surrounding whitespace, then 1 to 500 characters."""
+
+NovelText = Annotated[str, BeforeValidator(_encodable)]
+"""A novel's text as uploaded: valid Unicode; emptiness and length are the route's rules."""
+
+
+class NovelUpload(CamelModel):
+    """``POST /v1/novels``: the JSON body, or the ``?title=`` and text/plain body, so both
+    kinds of upload meet the same rules."""
+
+    title: NovelTitle
+    text: NovelText
 
 
 class NovelCreated(CamelModel):

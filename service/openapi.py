@@ -8,7 +8,15 @@ from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
 from service import __version__
-from service.api_schema import ErrorBody, JobAccepted, JobView, NovelCreated, NovelUpload, NovelView
+from service.api_schema import (
+    MAX_TITLE,
+    ErrorBody,
+    JobAccepted,
+    JobView,
+    NovelCreated,
+    NovelUpload,
+    NovelView,
+)
 from service.storyboard import Storyboard
 
 _MODELS = (ErrorBody, JobAccepted, JobView, NovelCreated, NovelUpload, NovelView, Storyboard)
@@ -44,12 +52,19 @@ _UPLOAD_BODY = {
     },
 }
 
+# The text/plain upload's title; the server strips it, then applies NovelUpload's bounds.
+_TITLE_PARAM = {
+    "name": "title",
+    "in": "query",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE},
+}
+
 _HEALTH = {"200": {"description": "ok"}, **_errors(503)}
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/novels"): {
         "summary": "Upload a novel (JSON, or text/plain in UTF-8 or GB18030 with ?title=)",
-        "parameters": [{"name": "title", "in": "query", "schema": {"type": "string"}}],
+        "parameters": [_TITLE_PARAM],
         "requestBody": _UPLOAD_BODY,
         "responses": {"201": _json("NovelCreated", "created"), **_errors(400, 413, 415, 422)},
     },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -33,12 +34,13 @@ async def _read_upload(request: web.Request) -> tuple[str, str]:
         upload = _parse_json_upload(await request.read())
         title, text = upload.title, normalise_text(upload.text)
     elif request.content_type == "text/plain":
-        title = request.query.get("title", "").strip()
-        if not title or len(title) > 500:
+        if "title" not in request.query:
             raise ApiError(
                 422, "validation_error", "query parameter 'title' (1-500 chars) is required"
             )
         text = _decode_plain(await request.read())
+        upload = _validated({"title": request.query["title"], "text": text})
+        title = upload.title
     else:
         raise ApiError(
             415, "unsupported_media_type", "send application/json {title, text} or text/plain"
@@ -50,7 +52,7 @@ async def _read_upload(request: web.Request) -> tuple[str, str]:
         raise ApiError(
             422, "novel_too_large", f"the novel has {len(text)} characters; the limit is {limit}"
         )
-    return title.strip(), text
+    return title, text
 
 
 def _parse_json_upload(raw: bytes) -> NovelUpload:
@@ -64,6 +66,10 @@ def _parse_json_upload(raw: bytes) -> NovelUpload:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise ApiError(422, "validation_error", "request body must be a JSON object")
+    return _validated(document)
+
+
+def _validated(document: dict[str, Any]) -> NovelUpload:
     try:
         return NovelUpload.model_validate(document)
     except ValidationError as exc:

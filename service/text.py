@@ -15,10 +15,12 @@ import re
 __all__ = [
     "EmptyTextError",
     "TextDecodeError",
+    "UnencodableTextError",
     "count_chars",
     "decode_text",
     "load_novel_bytes",
     "normalise_text",
+    "require_encodable",
 ]
 
 # Longest marks first: the UTF-32-LE mark begins with the UTF-16-LE one.
@@ -41,6 +43,7 @@ _LINE_BREAKS = str.maketrans({"\v": "\n", "\f": "\n", "\u2028": "\n", "\u2029": 
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _TRAILING_SPACE = re.compile(r"[^\S\n]+$", re.MULTILINE)
 _EXCESS_BLANK_LINES = re.compile(r"\n{4,}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class TextDecodeError(ValueError):
@@ -49,6 +52,27 @@ class TextDecodeError(ValueError):
 
 class EmptyTextError(ValueError):
     """The upload holds no text once blanks and control characters are removed."""
+
+
+class UnencodableTextError(ValueError):
+    """The text holds a lone surrogate, half of a UTF-16 pair, which UTF-8 cannot store."""
+
+
+def require_encodable(text: str) -> str:
+    """Return ``text`` unchanged, or raise :class:`UnencodableTextError` at its first lone
+    surrogate.
+
+    Strict UTF-8 or GB18030 never decodes to one, but a JSON ``\\uD800`` escape or UTF-7
+    can spell half a pair on its own. Such a string cannot be written as UTF-8, so it is
+    refused where it comes in rather than failing where it is stored.
+    """
+    found = _SURROGATE.search(text)
+    if found is not None:
+        raise UnencodableTextError(
+            f"lone surrogate U+{ord(found.group()):04X} at character {found.start()} "
+            "is not valid Unicode text"
+        )
+    return text
 
 
 def decode_text(data: bytes) -> str:

@@ -55,3 +55,13 @@ def test_document_is_openapi_3_with_resolvable_refs() -> None:
 def test_job_view_schema_uses_camel_case() -> None:
     job = build_document()["components"]["schemas"]["JobView"]
     assert {"jobId", "novelId", "storyboardUrl", "createdAt"} <= job["properties"].keys()
+
+
+def test_plain_upload_title_parameter_has_the_json_title_bounds() -> None:
+    document = build_document()
+    operation = document["paths"]["/v1/novels"]["post"]
+    (title,) = [p for p in operation["parameters"] if p["name"] == "title"]
+    upload_title = document["components"]["schemas"]["NovelUpload"]["properties"]["title"]
+    assert title["in"] == "query"
+    assert title["schema"]["minLength"] == upload_title["minLength"] == 1
+    assert title["schema"]["maxLength"] == upload_title["maxLength"] == 500

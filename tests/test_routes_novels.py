@@ -83,3 +83,65 @@ async def test_json_upload_still_accepts_a_plain_document(client: Client) -> Non
     body = json.dumps({"title": "Tale", "text": "Once upon a time."})
     response = await client.post("/v1/novels", data=body, headers=JSON)
     assert response.status == 201, await response.text()
+
+
+async def _upload(client: Client, via: str, title: str, text: str = "some text") -> Any:
+    if via == "json":
+        return await client.post("/v1/novels", json={"title": title, "text": text})
+    return await client.post(
+        "/v1/novels", params={"title": title}, data=text.encode(), headers=PLAIN
+    )
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        '{"title": "t", "text": "abc \\ud800 def"}',
+        '{"title": "t", "text": "abc \\udfff"}',
+        '{"title": "t", "text": "\\ude00\\ud83d reversed pair"}',
+        '{"title": "\\ud800", "text": "abc"}',
+        '{"title": "a \\udc80 b", "text": "abc"}',
+    ],
+)
+async def test_json_lone_surrogate_is_422(client: Client, document: str) -> None:
+    response = await client.post("/v1/novels", data=document, headers=JSON)
+    message = await _error(response, 422, "validation_error")
+    assert "surrogate" in message, message
+
+
+async def test_json_surrogate_pair_is_one_character(client: Client) -> None:
+    document = '{"title": "\\ud83d\\ude00", "text": "smile \\ud83d\\ude00"}'
+    response = await client.post("/v1/novels", data=document, headers=JSON)
+    assert response.status == 201, await response.text()
+    body = await response.json()
+    assert body["title"] == "\U0001f600"
+    assert body["chars"] == len("smile \U0001f600")
+
+
+@pytest.mark.parametrize("via", ["json", "plain"])
+@pytest.mark.parametrize("title", ["", " ", "   ", "\t\n", "\u3000", " " * 600])
+async def test_blank_title_is_422_on_both_paths(client: Client, via: str, title: str) -> None:
+    response = await _upload(client, via, title)
+    message = await _error(response, 422, "validation_error")
+    assert "title" in message, message
+
+
+@pytest.mark.parametrize("via", ["json", "plain"])
+@pytest.mark.parametrize(
+    ("title", "stored"),
+    [(" Tale ", "Tale"), ("\u3000三国\u3000", "三国"), (" " + "x" * 500 + " ", "x" * 500)],
+)
+async def test_title_is_stripped_then_measured(
+    client: Client, via: str, title: str, stored: str
+) -> None:
+    response = await _upload(client, via, title)
+    assert response.status == 201, await response.text()
+    created = await response.json()
+    assert created["title"] == stored
+    novel = await (await client.get(f"/v1/novels/{created['novelId']}")).json()
+    assert novel["title"] == stored
+
+
+@pytest.mark.parametrize("via", ["json", "plain"])
+async def test_title_over_500_characters_is_422(client: Client, via: str) -> None:
+    await _error(await _upload(client, via, "x" * 501), 422, "validation_error")
