@@ -63,7 +63,8 @@ _HEALTH = {"200": {"description": "ok"}, **_errors(503)}
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/novels"): {
-        "summary": "Upload a novel (JSON, or text/plain in UTF-8 or GB18030 with ?title=)",
+        "summary": "Upload a novel (JSON, or text/plain with ?title= in its declared charset, "
+        "else detected as UTF-8, GB18030 or UTF-16 with a BOM)",
         "parameters": [_TITLE_PARAM],
         "requestBody": _UPLOAD_BODY,
         "responses": {"201": _json("NovelCreated", "created"), **_errors(400, 413, 415, 422)},

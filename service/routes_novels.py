@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -13,7 +14,13 @@ from service.errors import BlobNotFound
 from service.http_context import current_user, owned_novel, public_url, runtime_of
 from service.http_errors import ApiError, not_found
 from service.producers.enqueue import EnqueueError, Submission
-from service.text import EmptyTextError, TextDecodeError, load_novel_bytes, normalise_text
+from service.text import (
+    EmptyTextError,
+    TextDecodeError,
+    UnknownCharsetError,
+    load_novel_bytes,
+    normalise_text,
+)
 from service.uploads import store_novel
 
 routes = web.RouteTableDef()
@@ -34,13 +41,8 @@ async def _read_upload(request: web.Request) -> tuple[str, str]:
         upload = _parse_json_upload(await request.read())
         title, text = upload.title, normalise_text(upload.text)
     elif request.content_type == "text/plain":
-        if "title" not in request.query:
-            raise ApiError(
-                422, "validation_error", "query parameter 'title' (1-500 chars) is required"
-            )
-        text = _decode_plain(await request.read())
-        upload = _validated({"title": request.query["title"], "text": text})
-        title = upload.title
+        upload = await _read_plain_upload(request)
+        title, text = upload.title, upload.text
     else:
         raise ApiError(
             415, "unsupported_media_type", "send application/json {title, text} or text/plain"
@@ -76,9 +78,33 @@ def _validated(document: dict[str, Any]) -> NovelUpload:
         raise ApiError(422, "validation_error", _describe(exc)) from None
 
 
-def _decode_plain(raw: bytes) -> str:
+async def _read_plain_upload(request: web.Request) -> NovelUpload:
+    title = _query_title(request)
+    text = _decode_plain(await request.read(), request.charset)
+    return _validated({"title": title, "text": text})
+
+
+def _query_title(request: web.Request) -> str:
+    # request.query decodes with errors="replace", which would store bytes that are not
+    # UTF-8 as U+FFFD. So percent-decode the raw query byte for byte (latin-1 maps each
+    # byte to one character), then decode the title alone as strict UTF-8.
+    pairs = parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True, encoding="latin-1")
+    raw = next((value for name, value in pairs if name == "title"), None)
+    if raw is None:
+        raise ApiError(422, "validation_error", "query parameter 'title' (1-500 chars) is required")
     try:
-        return load_novel_bytes(raw)
+        return raw.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise ApiError(
+            422, "validation_error", "query parameter 'title' is not percent-encoded UTF-8"
+        ) from None
+
+
+def _decode_plain(raw: bytes, charset: str | None) -> str:
+    try:
+        return load_novel_bytes(raw, charset)
+    except UnknownCharsetError as exc:
+        raise ApiError(415, "unsupported_charset", f"{exc}; omit charset to detect it") from None
     except TextDecodeError as exc:
         raise ApiError(415, "undecodable_text", str(exc)) from None
     except EmptyTextError:

@@ -2,9 +2,10 @@
 
 Uploads arrive as raw bytes in whatever encoding the author's editor used. Chinese novels
 circulate mostly as GB18030/GBK, everything else as UTF-8, and a few Windows editors write
-UTF-16 with a byte order mark. :func:`load_novel_bytes` turns any of these into one
-canonical string that the analyzers can rely on: ``\\n`` line endings, no control
-characters, no trailing blanks, at most two blank lines in a row and nothing real lost.
+UTF-16 with a byte order mark; a client that knows the encoding can declare it instead.
+:func:`load_novel_bytes` turns any of these into one canonical string that the analyzers
+can rely on: ``\\n`` line endings, no control characters, no trailing blanks, at most two
+blank lines in a row and nothing real lost.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ __all__ = [
     "EmptyTextError",
     "TextDecodeError",
     "UnencodableTextError",
+    "UnknownCharsetError",
     "count_chars",
     "decode_text",
     "load_novel_bytes",
@@ -37,6 +39,15 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 # while GB18030 accepts most byte soup and so has to be the last resort.
 _FALLBACK_ENCODINGS = ("utf-8", "gb18030")
 
+# Python codecs a client must not pick by naming them as a charset: byte transforms, and
+# text codecs that parse escapes or IDNA labels (punycode decodes in quadratic time).
+_NOT_CHARSETS = frozenset(
+    {
+        "base64", "bz2", "hex", "quopri", "rot-13", "uu", "zlib",
+        "idna", "punycode", "raw-unicode-escape", "unicode-escape", "undefined",
+    }
+)  # fmt: skip
+
 # Vertical tab, form feed and the Unicode separators break lines in the source; turning
 # them into newlines keeps the words on either side apart instead of gluing them.
 _LINE_BREAKS = str.maketrans({"\v": "\n", "\f": "\n", "\u2028": "\n", "\u2029": "\n\n"})
@@ -48,6 +59,10 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 class TextDecodeError(ValueError):
     """The bytes are not text in any encoding the service accepts."""
+
+
+class UnknownCharsetError(ValueError):
+    """The declared charset names no character set the service decodes."""
 
 
 class EmptyTextError(ValueError):
@@ -75,27 +90,45 @@ def require_encodable(text: str) -> str:
     return text
 
 
-def decode_text(data: bytes) -> str:
-    """Decode novel bytes: a byte order mark decides, else strict UTF-8, else GB18030.
+def decode_text(data: bytes, charset: str | None = None) -> str:
+    """Decode novel bytes strictly in the declared ``charset``; without one, a byte order
+    mark decides, else strict UTF-8, else GB18030.
 
-    The byte order mark itself is not part of the result. Raises :class:`TextDecodeError`
-    when the bytes do not decode strictly in the chosen encoding(s).
+    The byte order mark itself is not part of the result. Raises
+    :class:`UnknownCharsetError` for a ``charset`` that is no character set, and
+    :class:`TextDecodeError` when the bytes do not decode in the chosen encoding(s).
     """
+    if charset is not None:
+        return _decode_strict(data, (_checked_charset(charset),))
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             return _decode_strict(data[len(bom) :], (encoding,))
     return _decode_strict(data, _FALLBACK_ENCODINGS)
 
 
+def _checked_charset(charset: str) -> str:
+    try:
+        name = codecs.lookup(charset).name
+    except (LookupError, ValueError):
+        name = None
+    if name is None or name in _NOT_CHARSETS:
+        raise UnknownCharsetError(f"unknown charset {charset[:40]!r}")
+    return charset
+
+
 def _decode_strict(data: bytes, encodings: tuple[str, ...]) -> str:
-    failure: UnicodeDecodeError | None = None
+    failure: UnicodeError | None = None
     for encoding in encodings:
         try:
             return data.decode(encoding, errors="strict")
-        except UnicodeDecodeError as exc:
+        except UnicodeError as exc:  # a few codecs raise the base class, not a decode error
             failure = exc
+        except LookupError:  # a codec Python knows, but for bytes to bytes
+            raise UnknownCharsetError(f"unknown charset {encoding[:40]!r}") from None
     tried = " or ".join(encodings)
-    where = f" (first bad byte at offset {failure.start})" if failure is not None else ""
+    where = ""
+    if isinstance(failure, UnicodeDecodeError):
+        where = f" (first bad byte at offset {failure.start})"
     raise TextDecodeError(f"the upload is not valid {tried} text{where}")
 
 
@@ -116,9 +149,10 @@ def normalise_text(text: str) -> str:
     return text.strip("\n")
 
 
-def load_novel_bytes(data: bytes) -> str:
-    """Decode and normalise an upload; raise :class:`EmptyTextError` if nothing is left."""
-    text = normalise_text(decode_text(data))
+def load_novel_bytes(data: bytes, charset: str | None = None) -> str:
+    """Decode (see :func:`decode_text`) and normalise an upload; raise
+    :class:`EmptyTextError` if nothing is left."""
+    text = normalise_text(decode_text(data, charset))
     if not text.strip():
         raise EmptyTextError("the upload contains no text")
     return text

@@ -11,6 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from service.app import create_app
+from service.appkeys import RUNTIME
+from service.novels import text_key
 from tests.analyzers import CountingAnalyzer
 from tests.conftest import SettingsFactory
 
@@ -145,3 +147,117 @@ async def test_title_is_stripped_then_measured(
 @pytest.mark.parametrize("via", ["json", "plain"])
 async def test_title_over_500_characters_is_422(client: Client, via: str) -> None:
     await _error(await _upload(client, via, "x" * 501), 422, "validation_error")
+
+
+async def _stored_text(client: Client, novel_id: str) -> str:
+    data = await client.app[RUNTIME].backend.blobs.get(text_key(novel_id))
+    return data.decode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["title=%ff%fe", "title=ok%C3", "title=%ED%A0%80", "title=%C0%AF", "x=1&%74itle=%ff"],
+    ids=["not-utf8", "truncated", "encoded-surrogate", "overlong", "encoded-name"],
+)
+async def test_plain_title_that_is_not_utf8_is_422(client: Client, query: str) -> None:
+    response = await client.post(f"/v1/novels?{query}", data=b"some text", headers=PLAIN)
+    message = await _error(response, 422, "validation_error")
+    assert "UTF-8" in message, message
+
+
+@pytest.mark.parametrize(
+    ("query", "title"),
+    [
+        ("title=%E4%B8%89%E5%9B%BD", "三国"),
+        ("title=a+b%20c", "a b c"),
+        ("title=x&title=%ff", "x"),  # the first title counts, as it always did
+        ("y=%ff&title=x", "x"),  # other parameters are not ours to judge
+    ],
+)
+async def test_plain_title_is_percent_decoded_as_utf8(
+    client: Client, query: str, title: str
+) -> None:
+    response = await client.post(f"/v1/novels?{query}", data=b"some text", headers=PLAIN)
+    assert response.status == 201, await response.text()
+    assert (await response.json())["title"] == title
+
+
+@pytest.mark.parametrize(
+    ("charset", "text"),
+    [
+        ("gb18030", "小说"),  # its bytes are also valid UTF-8: detection would read "С˵"
+        ("GBK", "话说天下大势"),
+        ("utf-16", "你好，世界"),
+        ("utf-16-le", "你好，世界"),
+        ("UTF-16BE", "你好，世界"),
+        ("latin-1", "café crème"),
+        ("shift_jis", "吾輩は猫である"),
+        ("big5", "天下大勢"),
+        ('"utf-8"', "quoted charset"),
+    ],
+)
+async def test_plain_upload_honours_the_declared_charset(
+    client: Client, charset: str, text: str
+) -> None:
+    encoding = charset.strip('"')
+    response = await client.post(
+        "/v1/novels?title=t",
+        data=text.encode(encoding),
+        headers={"Content-Type": f"text/plain; charset={charset}"},
+    )
+    assert response.status == 201, await response.text()
+    created = await response.json()
+    assert created["chars"] == len(text)
+    assert await _stored_text(client, created["novelId"]) == text
+
+
+@pytest.mark.parametrize(
+    "charset", ["klingon", '""', "base64", "rot13", "zlib", "punycode", "idna", "unicode_escape"]
+)
+async def test_plain_upload_in_an_unknown_charset_is_415(client: Client, charset: str) -> None:
+    response = await client.post(
+        "/v1/novels?title=t",
+        data=b"some text",
+        headers={"Content-Type": f"text/plain; charset={charset}"},
+    )
+    await _error(response, 415, "unsupported_charset")
+
+
+@pytest.mark.parametrize(
+    ("charset", "data"),
+    [
+        ("utf-8", "天下大势".encode("gb18030")),
+        ("ascii", "café".encode()),
+        ("utf-16", b"\xff\xfe\x00\xd8"),  # a BOM, then half a surrogate pair
+        ("utf-16-le", b"abc"),  # an odd number of bytes
+        ("shift_jis", b"\x81"),
+    ],
+)
+async def test_plain_upload_that_does_not_decode_in_its_charset_is_415(
+    client: Client, charset: str, data: bytes
+) -> None:
+    response = await client.post(
+        "/v1/novels?title=t",
+        data=data,
+        headers={"Content-Type": f"text/plain; charset={charset}"},
+    )
+    message = await _error(response, 415, "undecodable_text")
+    assert charset in message, message
+
+
+async def test_plain_upload_decoding_to_a_lone_surrogate_is_422(client: Client) -> None:
+    response = await client.post(
+        "/v1/novels?title=t",
+        data=b"half a pair: +2AA-",  # UTF-7 for U+D800 on its own
+        headers={"Content-Type": "text/plain; charset=utf-7"},
+    )
+    message = await _error(response, 422, "validation_error")
+    assert "surrogate" in message, message
+
+
+async def test_plain_upload_without_charset_still_detects_the_encoding(client: Client) -> None:
+    text = "第一回　宴桃园豪杰三结义"
+    for data in (text.encode(), text.encode("gb18030"), text.encode("utf-16")):
+        response = await client.post("/v1/novels?title=t", data=data, headers=PLAIN)
+        assert response.status == 201, await response.text()
+        assert await _stored_text(client, (await response.json())["novelId"]) == text
