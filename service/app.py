@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -10,7 +11,7 @@ from aiohttp import web
 from service import routes_health
 from service.api import PREFIX, create_v1_app
 from service.appkeys import RUNTIME, SETTINGS
-from service.http_errors import Handler, error_middleware
+from service.http_errors import CLIENT_CLOSED, Handler, error_middleware
 from service.openapi import openapi_handler
 from service.ports import Analyzer
 from service.runtime import open_runtime
@@ -19,16 +20,28 @@ from service.settings import Settings
 
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count requests by route template (not raw path, which would explode the labels)."""
+    """Count requests by route template (not raw path, which would explode the labels).
+
+    A request whose client hung up counts as :data:`CLIENT_CLOSED`, apart from failures.
+    """
     started = time.perf_counter()
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except asyncio.CancelledError:
+        # No response will go out; count the request, then let the cancellation go on.
+        _count_request(request, CLIENT_CLOSED, started)
+        raise
+    _count_request(request, response.status, started)
+    return response
+
+
+def _count_request(request: web.Request, status: int, started: float) -> None:
     runtime = request.config_dict.get(RUNTIME)
     if runtime is not None:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        runtime.metrics.http.labels(route, request.method, str(response.status)).inc()
+        runtime.metrics.http.labels(route, request.method, str(status)).inc()
         runtime.metrics.http_seconds.labels(route).observe(time.perf_counter() - started)
-    return response
 
 
 def create_app(

@@ -2,11 +2,13 @@
 
 Handlers raise :class:`ApiError`; the middleware also turns aiohttp's own HTTP exceptions
 (unknown route, wrong method, body too large) and unexpected failures into that shape, so a
-client never sees a traceback or an HTML page.
+client never sees a traceback or an HTML page. A client that hangs up mid-request is no
+failure of ours: it gets an info line and counts as :data:`CLIENT_CLOSED`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -17,6 +19,9 @@ from service.logs import get_logger
 log = get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CLIENT_CLOSED = 499
+"""The status a request counts as when its client hung up first (nginx's convention)."""
 
 _CODES = {
     400: "bad_request",
@@ -69,9 +74,28 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except BackendError as exc:
         log.warning("backend unavailable", path=request.path, error=str(exc))
         return error_response(503, "backend_unavailable", "a storage backend is unavailable")
-    except Exception:
+    except asyncio.CancelledError:
+        _log_abandoned(request)
+        raise
+    except Exception as exc:
+        # A reset from the client's own connection, not from a backend's: nobody is left to
+        # answer, and the status only tells the metrics what happened.
+        if isinstance(exc, ConnectionResetError) and client_gone(request):
+            _log_abandoned(request)
+            return error_response(CLIENT_CLOSED, "client_closed_request", "client disconnected")
         log.exception("unhandled error", path=request.path, method=request.method)
         return error_response(500, "internal_error", "internal error")
+
+
+def client_gone(request: web.BaseRequest) -> bool:
+    """Whether the request's connection has closed (aiohttp drops the transport then)."""
+    return request.transport is None
+
+
+def _log_abandoned(request: web.Request) -> None:
+    # A cancellation with the client still connected comes from the server's own shutdown.
+    event = "client disconnected" if client_gone(request) else "request cancelled"
+    log.info(event, path=request.path, method=request.method)
 
 
 def _http_message(exc: web.HTTPException) -> str:
