@@ -13,6 +13,7 @@ import signal
 from aiohttp import web
 
 from service.appkeys import RUNTIME
+from service.http_errors import JsonErrorAppRunner
 from service.logs import get_logger
 
 log = get_logger(__name__)
@@ -40,7 +41,8 @@ async def serve(app: web.Application, host: str, port: int) -> None:
 
     for signum in signals:
         loop.add_signal_handler(signum, on_signal, signum)
-    runner = web.AppRunner(
+    # Its connections answer requests aiohttp's parser rejects as JSON errors, too.
+    runner = JsonErrorAppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S
     )
     await runner.setup()

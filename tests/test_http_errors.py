@@ -1,4 +1,5 @@
-"""Errors at the edge of HTTP, through real sockets: clients that hang up mid-request."""
+"""Errors at the edge of HTTP, through real sockets: requests aiohttp's parser rejects, and
+clients that hang up mid-request."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import asyncio
 import json
 import re
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from aiohttp import web
 from harness.processes import ServiceProcess, running_service, scrape, service_env
 from service.app import create_app
 from service.appkeys import RUNTIME
+from service.http_errors import JsonErrorAppRunner
 from tests.analyzers import CountingAnalyzer
 from tests.conftest import SettingsFactory
 from tests.waiting import eventually
@@ -80,7 +83,7 @@ def test_client_hanging_up_mid_upload_is_an_info_line_and_a_499(tmp_path: Path) 
 async def cancelling_app(local_settings: SettingsFactory) -> AsyncIterator[web.AppRunner]:
     """The app on a real port, with aiohttp cancelling a handler whose client is gone."""
     app = create_app(local_settings(), analyzer=CountingAnalyzer(), worker=False)
-    runner = web.AppRunner(app, handler_cancellation=True)
+    runner = JsonErrorAppRunner(app, handler_cancellation=True)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
@@ -108,3 +111,95 @@ async def test_cancelled_handler_counts_499_and_logs_info(
     assert [entry for entry in logs if entry["log_level"] in ("error", "critical")] == []
     labels = {**UPLOADS, "status": "500"}
     assert metrics.registry.get_sample_value("storyboard_http_requests_total", labels) is None
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """One real API process for the parser cases, started as ``storyboard api`` is."""
+    root = tmp_path_factory.mktemp("parser")
+    with running_service("api", service_env(root / "data"), root / "api.log") as service:
+        yield service
+
+
+def _exchange(address: tuple[str, int], request: bytes) -> tuple[bytes, dict[str, str], bytes]:
+    """Send raw bytes; return the status line, headers and body the server sent back."""
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status, *fields = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (f.partition(":") for f in fields)}
+    return status.encode(), headers, body
+
+
+def _rejections(service: ServiceProcess) -> list[dict[str, Any]]:
+    return [line for line in _log_lines(service) if line["event"] == "bad http request"]
+
+
+GET = b"GET /healthz HTTP/1.1\r\nHost: test\r\n"
+POST = b"POST /v1/novels HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\n"
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        GET + b"X-Note: a\x01b\r\n\r\n",
+        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: test\r\n\r\n",
+        GET + b"X-Note: " + b"a" * 9000 + b"\r\n\r\n",
+        b"G@T /healthz HTTP/1.1\r\nHost: test\r\n\r\n",
+        POST + b"Content-Length: -1\r\n\r\n",
+        POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /v1/novels?title=\xff HTTP/1.1\r\nHost: test\r\n\r\n",
+        b"GET /healthz HTTP/9.9\r\nHost: test\r\n\r\n",
+        GET + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # TLS on the HTTP port
+    ],
+    ids=[
+        "control-char-in-header", "url-over-8k", "header-over-8k", "bad-method",
+        "negative-content-length", "content-length-and-chunked", "raw-byte-in-url",
+        "bad-version", "too-many-headers", "tls-hello",
+    ],
+)  # fmt: skip
+def test_parser_rejections_are_json_and_one_log_line(
+    api: ServiceProcess, request_bytes: bytes
+) -> None:
+    _assert_one_json_rejection(api, request_bytes)
+
+
+UPLOAD = POST.replace(b"/v1/novels", b"/v1/novels?title=t") + b"Connection: close\r\n"
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        UPLOAD + b"Content-Encoding: gzip\r\nContent-Length: 9\r\n\r\nnot gzip!",
+        UPLOAD + b"Content-Encoding: deflate\r\nContent-Length: 9\r\n\r\nnot zlib!",
+    ],
+    ids=["gzip", "deflate"],
+)
+def test_body_that_does_not_decode_is_json_and_one_log_line(
+    api: ServiceProcess, request_bytes: bytes
+) -> None:
+    _assert_one_json_rejection(api, request_bytes)
+
+
+def _assert_one_json_rejection(api: ServiceProcess, request_bytes: bytes) -> None:
+    before = len(_rejections(api))
+    status, headers, body = _exchange(_address(api), request_bytes)
+    assert status.split(b" ")[1] == b"400", status
+    assert headers["content-type"].startswith("application/json"), headers
+    error = json.loads(body)["error"]
+    assert set(error) == {"code", "message"}
+    assert error["code"] == "bad_request"
+    assert error["message"]
+    deadline = time.monotonic() + 10
+    while len(_rejections(api)) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (line,) = _rejections(api)[before:]
+    assert line["level"] == "info"
+    assert line["status"] == 400
+    assert line["error"] == error["message"]
+    assert "Traceback" not in api.log()
+    assert all(line.startswith("{") for line in api.log().splitlines()), api.log()
