@@ -77,7 +77,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/novels/{novelId}/analyze"): {
         "summary": "Queue a storyboard analysis",
         "parameters": [_id_param("novelId")],
-        "responses": {"202": _json("JobAccepted", "queued"), **_errors(404, 503)},
+        "responses": {"202": _json("JobAccepted", "queued"), **_errors(404, 409, 503)},
     },
     ("GET", "/v1/novels/{novelId}/storyboard"): {
         "summary": "The novel's latest storyboard",

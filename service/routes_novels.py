@@ -13,7 +13,7 @@ from service.api_schema import JobAccepted, NovelCreated, NovelUpload, NovelView
 from service.errors import BlobNotFound
 from service.http_context import current_user, owned_novel, public_url, runtime_of
 from service.http_errors import ApiError, not_found
-from service.producers.enqueue import EnqueueError, Submission
+from service.producers.enqueue import EnqueueError, IdempotencyConflict, Submission
 from service.text import (
     EmptyTextError,
     TextDecodeError,
@@ -147,6 +147,8 @@ async def analyze_novel(request: web.Request) -> web.Response:
             submission = await producer.submit_once(novel.novel_id, user, key)
     except EnqueueError as exc:
         raise ApiError(503, "queue_unavailable", str(exc)) from None
+    except IdempotencyConflict as exc:
+        raise ApiError(409, "idempotency_conflict", str(exc)) from None
     job = submission.job
     status_url = public_url(request, f"/v1/jobs/{job.job_id}")
     body = JobAccepted(job_id=job.job_id, status=job.status, status_url=status_url).to_doc()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 from service.app import create_app
+from service.appkeys import RUNTIME
 from service.backends.aws_clients import open_clients
-from service.jobs import JobStatus
-from service.producers.enqueue import EnqueueError
+from service.jobs import Job, JobStatus, Transition
+from service.ports import JobStore
+from service.producers import enqueue
+from service.producers.enqueue import EnqueueError, JobProducer
 from service.runtime import open_runtime
 from service.uploads import store_novel
 from tests.analyzers import CountingAnalyzer
@@ -62,3 +66,82 @@ async def test_api_answers_503_when_the_queue_is_gone(
     response = await client.post(f"/v1/novels/{created['novelId']}/analyze")
     assert response.status == 503
     assert (await response.json())["error"]["code"] == "queue_unavailable"
+
+
+@pytest.mark.parametrize("rounds", [12])
+async def test_concurrent_requests_with_one_idempotency_key_make_one_job(
+    make_settings: SettingsFactory, aiohttp_client: object, rounds: int
+) -> None:
+    settings = await prepare(make_settings())
+    app = create_app(settings, worker=False, analyzer=CountingAnalyzer())
+    client = await aiohttp_client(app)  # type: ignore[operator]
+    created = await (await client.post("/v1/novels", json={"title": "t", "text": "x"})).json()
+    url = f"/v1/novels/{created['novelId']}/analyze"
+
+    async def post(key: str) -> tuple[int, dict[str, object]]:
+        response = await client.post(url, headers={"Idempotency-Key": key})
+        return response.status, await response.json()
+
+    for round_number in range(rounds):
+        answers = await asyncio.gather(*(post(f"key-{round_number}") for _ in range(20)))
+        accepted = {body["jobId"] for status, body in answers if status == 202}
+        others = {status for status, _ in answers if status != 202}
+        assert len(accepted) == 1, f"round {round_number}: {len(accepted)} jobs for one key"
+        assert others <= {409}, others
+    depth = await app[RUNTIME].backend.queue.depth()
+    assert depth.visible + depth.in_flight == rounds  # one message per key, no strays
+
+
+class _SlowCreates:
+    """A job store whose creates wait for a signal: the window between a request's claim
+    of a key and its job record, held open."""
+
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+        self.release = asyncio.Event()
+
+    async def create(self, job: Job) -> None:
+        await self.release.wait()
+        await self._store.create(job)
+
+    async def get(self, job_id: str) -> Job | None:
+        return await self._store.get(job_id)
+
+    async def apply(self, job_id: str, transition: Transition) -> Job | None:
+        return await self._store.apply(job_id, transition)
+
+
+async def test_a_repeat_waits_for_the_first_requests_job_instead_of_making_its_own(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = await prepare(make_settings())
+    async with open_runtime(settings, worker=False) as runtime:
+        backend = runtime.backend
+        slow = _SlowCreates(backend.jobs)
+        producer = JobProducer(slow, backend.queue, backend.idempotency)
+        first = asyncio.create_task(producer.submit_once("n", "u", "key"))
+        await asyncio.sleep(0.2)  # the first has claimed the key and waits in create
+        repeat = asyncio.create_task(producer.submit_once("n", "u", "key"))
+        await asyncio.sleep(0.2)
+        slow.release.set()
+        one, two = await asyncio.gather(first, repeat)
+        depth = await backend.queue.depth()
+    assert (one.replayed, two.replayed) == (False, True)
+    assert one.job.job_id == two.job.job_id
+    assert depth.visible == 1
+
+
+async def test_a_repeat_whose_first_request_never_writes_its_job_answers_a_conflict(
+    local_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(enqueue, "OWNER_WAIT_S", 0.3)
+    async with open_runtime(local_settings(), worker=False) as runtime:
+        backend = runtime.backend
+        slow = _SlowCreates(backend.jobs)
+        producer = JobProducer(slow, backend.queue, backend.idempotency)
+        stuck = asyncio.create_task(producer.submit_once("n", "u", "key"))
+        await asyncio.sleep(0.1)
+        with pytest.raises(enqueue.IdempotencyConflict):
+            await producer.submit_once("n", "u", "key")
+        stuck.cancel()
+        await asyncio.gather(stuck, return_exceptions=True)

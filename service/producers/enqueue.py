@@ -7,6 +7,8 @@ rather than left ``queued`` forever.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 
 from service import jobs
@@ -28,7 +30,14 @@ class EnqueueError(Exception):
         self.job_id = job_id
 
 
+class IdempotencyConflict(Exception):
+    """Another request holds the key, and its job did not appear in time."""
+
+
 IDEMPOTENCY_TTL_S = 24 * 3600
+OWNER_WAIT_S = 5.0
+"""How long a repeat waits for the job of the request that claimed its key first."""
+OWNER_POLL_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +74,8 @@ class JobProducer:
         job = Job(job_id=new_id(), novel_id=novel_id, user_id=user_id, type=job_type)
         scope = f"{user_id}:{novel_id}:{job_type}"
         owner = await self._idempotency.claim(scope, key, job.job_id, IDEMPOTENCY_TTL_S)
-        earlier = await self._jobs.get(owner) if owner != job.job_id else None
-        if earlier is not None:
-            return Submission(earlier, replayed=True)
+        if owner != job.job_id:
+            return Submission(await self._owners_job(owner), replayed=True)
         try:
             await self._create_and_send(job)
         except BaseException:
@@ -75,6 +83,21 @@ class JobProducer:
             await self._idempotency.release(scope, key, job.job_id)
             raise
         return Submission(job)
+
+    async def _owners_job(self, owner: str) -> Job:
+        """The job of the request that claimed the key first.
+
+        Its record may not be written yet: that request claims, then creates. Starting a
+        job of our own instead would make two jobs for one key, so wait for it.
+        """
+        deadline = time.monotonic() + OWNER_WAIT_S
+        while (earlier := await self._jobs.get(owner)) is None:
+            if time.monotonic() > deadline:
+                raise IdempotencyConflict(
+                    "another request with this Idempotency-Key is still in progress; retry"
+                )
+            await asyncio.sleep(OWNER_POLL_S)
+        return earlier
 
     async def _create_and_send(self, job: Job) -> None:
         await self._jobs.create(job)
