@@ -22,6 +22,7 @@ from service import jobs
 from service.backends import local_db
 from service.backends.backend import Backend
 from service.backends.local import open_local_backend
+from service.backends.local_records import LocalJobStore
 from service.errors import BackendError, BlobNotFound
 from service.jobs import Guard, Job, JobStatus, StoryboardSummary, Transition
 from service.novels import Novel, StoryboardRef
@@ -188,6 +189,29 @@ async def test_a_full_disk_fails_at_start_naming_the_path(
         async with opened(settings):
             pass
     assert str(settings.data_dir) in str(caught.value)
+
+
+async def test_a_disk_that_fills_up_turns_the_ping_red_until_writes_fit_again(
+    tmp_path: Path,
+) -> None:
+    db = await local_db.Database.open(tmp_path / "storyboard.db")
+    store = LocalJobStore(db)
+    try:
+        await db.ping()
+        pages = await db.read(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+        # SQLite's own size limit gives the same SQLITE_FULL as a full disk.
+        await db.write(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
+        big = Job(job_id="big", novel_id="n", user_id="u" * 200_000)
+        with pytest.raises(BackendError, match="full"):
+            await store.create(big)
+        with pytest.raises(BackendError, match="full"):
+            await db.ping()  # a read alone would still answer
+
+        await db.write(lambda c: c.execute("PRAGMA max_page_count = 1073741823"))
+        await db.ping()
+        await store.create(Job(job_id="after", novel_id="n", user_id="u"))
+    finally:
+        await db.close()
 
 
 @pytest.mark.skipif(
@@ -383,6 +407,7 @@ CHILD = """
 import asyncio, sys
 from pathlib import Path
 from service.backends.local import open_local_backend
+from service.backends.local_records import LocalJobStore
 from service.settings import Settings
 
 async def main() -> None:

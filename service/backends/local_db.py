@@ -89,6 +89,8 @@ class Database:
         self._connection = connection
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._closed = False
+        self.storage_error: str | None = None
+        """Why the last write failed, while storage (the disk) is failing; else None."""
         self._thread = threading.Thread(target=self._serve, name=f"sqlite {path.name}", daemon=True)
         self._thread.start()
 
@@ -114,8 +116,12 @@ class Database:
         return await self._submit(work, write=True)
 
     async def ping(self) -> None:
-        """Raise :class:`BackendError` unless the database answers a trivial query."""
-        await self.read(lambda connection: connection.execute("SELECT 1").fetchone())
+        """Raise :class:`BackendError` unless the database answers, and can write again
+        after storage failed: a read alone would call a full disk healthy."""
+        if self.storage_error is None:
+            await self.read(lambda connection: connection.execute("SELECT 1").fetchone())
+        else:
+            await self.write(_probe_write)
 
     async def close(self) -> None:
         """Finish queued calls, then close; later calls raise :class:`BackendError`."""
@@ -131,9 +137,14 @@ class Database:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._calls.put(_Call(work, write, future))
         try:
-            return await future
+            result = await future
         except sqlite3.Error as exc:
+            if write and exc.sqlite_errorcode & 0xFF in _STORAGE_FAILURES:
+                self.storage_error = _describe(exc)
             raise BackendError(f"local database {self.path}: {_describe(exc)}") from exc
+        if write:
+            self.storage_error = None
+        return result
 
     def _serve(self) -> None:
         try:
@@ -289,6 +300,24 @@ def _require_free_space(directory: Path) -> None:
 def _create_schema(connection: sqlite3.Connection) -> None:
     for statement in SCHEMA:
         connection.execute(statement)
+
+
+_STORAGE_FAILURES = frozenset(
+    {
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_CORRUPT,
+    }
+)
+"""Primary result codes that mean the storage failed, not the statement."""
+
+
+def _probe_write(connection: sqlite3.Connection) -> None:
+    # A page's worth of new data: a full disk or a size limit refuses it.
+    connection.execute("CREATE TABLE IF NOT EXISTS health_probe (id INTEGER PRIMARY KEY, data)")
+    connection.execute("INSERT OR REPLACE INTO health_probe VALUES (1, randomblob(4096))")
 
 
 def _describe(exc: BaseException) -> str:
