@@ -5,15 +5,19 @@ the write to apply. Both job stores (DynamoDB and SQLite) evaluate the same guar
 so the transition rules live here once:
 
 * a ``completed`` job never goes back to ``running``;
-* a delivery only moves a job forward if its attempt number (the queue's receive count) is
-  newer than the last one recorded, so a stale redelivery never overwrites a newer attempt;
-* progress, completion and failure writes only apply for the attempt that owns the job.
+* a delivery only moves a job forward if its number (the queue's receive count) is newer
+  than the last one recorded, so a stale redelivery never overwrites a newer one;
+* progress, completion and failure writes only apply for the delivery that owns the job.
 
-The attempt number is the job's owner token (a fencing token): a worker owns the job from
+The delivery number is the job's owner token (a fencing token): a worker owns the job from
 the guarded ``start`` until a newer delivery's ``start`` succeeds, and its lease is the
 message's visibility timeout, which the worker keeps extending while it is alive. A newer
 delivery can only exist once that lease lapsed, and from then on every write of the older
-attempt is refused; before writing the storyboard a worker confirms it still owns the job.
+delivery is refused; before writing the storyboard a worker confirms it still owns the job.
+
+``attempts`` counts something else: the times the job really started. A delivery that never
+started the job (a duplicate, a receive cut short) does not count, and a worker that hands
+the job back at shutdown takes its attempt back, so retries are spent only on real runs.
 """
 
 from __future__ import annotations
@@ -94,6 +98,7 @@ class Job(CamelModel):
     status: JobStatus = JobStatus.QUEUED
     progress: Progress = Progress(percentage=0, stage="queued")
     attempts: int = 0
+    delivery: int = 0
     error: ErrorInfo | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -107,71 +112,74 @@ class Job(CamelModel):
 class Guard:
     """A condition on the stored job that a write requires.
 
-    ``statuses`` must contain the stored status. ``attempts_below`` requires the stored
-    ``attempts`` to be strictly less than it; ``attempts_equal`` requires equality.
+    ``statuses`` must contain the stored status. ``delivery_below`` requires the stored
+    ``delivery`` to be strictly less than it; ``delivery_equal`` requires equality.
     """
 
     statuses: frozenset[JobStatus]
-    attempts_below: int | None = None
-    attempts_equal: int | None = None
+    delivery_below: int | None = None
+    delivery_equal: int | None = None
 
     def allows(self, job: Job) -> bool:
         """Evaluate the guard in memory; stores that lack native conditions use this."""
         if job.status not in self.statuses:
             return False
-        if self.attempts_below is not None and not job.attempts < self.attempts_below:
+        if self.delivery_below is not None and not job.delivery < self.delivery_below:
             return False
-        return self.attempts_equal is None or job.attempts == self.attempts_equal
+        return self.delivery_equal is None or job.delivery == self.delivery_equal
 
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """A guarded write: the guard and the camelCase attributes it sets."""
+    """A guarded write: the guard, the camelCase attributes it sets, and the counters it
+    adds to (atomically, in the same write)."""
 
     guard: Guard
     changes: dict[str, Any] = field(default_factory=dict)
+    add: dict[str, int] = field(default_factory=dict)
 
 
 def _stamp(changes: dict[str, Any]) -> dict[str, Any]:
     return {**changes, "updatedAt": isoformat(utcnow())}
 
 
-def start(attempt: int) -> Transition:
-    """A delivery with receive count ``attempt`` takes the job.
+def start(delivery: int) -> Transition:
+    """The delivery with receive count ``delivery`` takes the job: one more attempt.
 
     A running job may be taken by a newer delivery: its previous worker died or lost the
     message, since a live worker keeps its message hidden.
     """
     return Transition(
-        Guard(LIVE, attempts_below=attempt),
+        Guard(LIVE, delivery_below=delivery),
         _stamp(
             {
                 "status": JobStatus.RUNNING.value,
-                "attempts": attempt,
+                "delivery": delivery,
                 "progress": Progress(percentage=10, stage="started").to_doc(),
                 "nextAttemptAt": None,
             }
         ),
+        add={"attempts": 1},
     )
 
 
-def progress(attempt: int, percentage: int, stage: str) -> Transition:
-    """The owning attempt reports progress."""
+def progress(delivery: int, percentage: int, stage: str) -> Transition:
+    """The owning delivery reports progress."""
     return Transition(
-        Guard(frozenset({JobStatus.RUNNING}), attempts_equal=attempt),
+        Guard(frozenset({JobStatus.RUNNING}), delivery_equal=delivery),
         _stamp({"progress": Progress(percentage=percentage, stage=stage).to_doc()}),
     )
 
 
 def complete(
-    attempt: int,
+    delivery: int,
     result_key: str | None,
     summary: Mapping[str, Any] | None = None,
     usage: dict[str, int] | None = None,
 ) -> Transition:
-    """The owning attempt finished and stored its result."""
+    """The owning delivery finished and stored its result."""
     return Transition(
-        Guard(frozenset({JobStatus.RUNNING}), attempts_equal=attempt),
+        Guard(frozenset({JobStatus.RUNNING}), delivery_equal=delivery),
         _stamp(
             {
                 "status": JobStatus.COMPLETED.value,
@@ -200,15 +208,15 @@ def _failed(guard: Guard, error: ErrorInfo) -> Transition:
     )
 
 
-def fail(attempt: int, error: ErrorInfo) -> Transition:
-    """The owning attempt failed for good."""
-    return _failed(Guard(frozenset({JobStatus.RUNNING}), attempts_equal=attempt), error)
+def fail(delivery: int, error: ErrorInfo) -> Transition:
+    """The owning delivery failed for good."""
+    return _failed(Guard(frozenset({JobStatus.RUNNING}), delivery_equal=delivery), error)
 
 
-def retry_later(attempt: int, error: ErrorInfo, next_attempt_at: datetime) -> Transition:
-    """The owning attempt failed transiently; the queue delivers the job again later."""
+def retry_later(delivery: int, error: ErrorInfo, next_attempt_at: datetime) -> Transition:
+    """The owning delivery failed transiently; the queue delivers the job again later."""
     return Transition(
-        Guard(frozenset({JobStatus.RUNNING}), attempts_equal=attempt),
+        Guard(frozenset({JobStatus.RUNNING}), delivery_equal=delivery),
         _stamp(
             {
                 "status": JobStatus.RETRYING.value,
@@ -220,16 +228,17 @@ def retry_later(attempt: int, error: ErrorInfo, next_attempt_at: datetime) -> Tr
     )
 
 
-def release(attempt: int) -> Transition:
-    """A worker shutting down hands the job back to the queue unfinished."""
+def release(delivery: int) -> Transition:
+    """A worker shutting down hands the job back unfinished and takes its attempt back."""
     return Transition(
-        Guard(frozenset({JobStatus.RUNNING}), attempts_equal=attempt),
+        Guard(frozenset({JobStatus.RUNNING}), delivery_equal=delivery),
         _stamp(
             {
                 "status": JobStatus.QUEUED.value,
                 "progress": Progress(percentage=0, stage="released by a stopping worker").to_doc(),
             }
         ),
+        add={"attempts": -1},
     )
 
 
@@ -260,6 +269,7 @@ def requeue() -> Transition:
             {
                 "status": JobStatus.QUEUED.value,
                 "attempts": 0,
+                "delivery": 0,
                 "error": None,
                 "nextAttemptAt": None,
                 "progress": Progress(percentage=0, stage="queued").to_doc(),
@@ -270,4 +280,4 @@ def requeue() -> Transition:
 
 def abandon(error: ErrorInfo) -> Transition:
     """A job whose message was never sent ends ``failed`` rather than staying queued."""
-    return _failed(Guard(frozenset({JobStatus.QUEUED}), attempts_equal=0), error)
+    return _failed(Guard(frozenset({JobStatus.QUEUED}), delivery_equal=0), error)

@@ -100,8 +100,10 @@ class NovelStore(Protocol):
         """The novel, or ``None``."""
         ...
 
-    async def set_latest_storyboard(self, novel_id: str, ref: StoryboardRef) -> None:
-        """Point the novel at its newest storyboard."""
+    async def set_latest_storyboard(self, novel_id: str, ref: StoryboardRef) -> bool:
+        """Point the novel at ``ref`` unless it points at one with a later ``created_at``
+        already (an older job finishing late never hides a newer storyboard); whether the
+        novel points at ``ref`` now."""
         ...
 
 

@@ -6,6 +6,7 @@ down again in reverse order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ def build_consumer(
     policy = FailurePolicy(
         backend.jobs,
         Backoff(settings.retry_base_s, settings.retry_max_s),
-        settings.max_receive_count,
+        settings.effective_max_attempts,
     )
     handlers = {job_type.name: job_type.build(deps) for job_type in job_types}
     runner = JobRunner(handlers, backend.jobs, policy, metrics)
@@ -68,6 +69,7 @@ def build_consumer(
         visibility_s=settings.visibility_timeout_s,
         delete_flush_s=settings.delete_flush_s,
         grace_s=settings.shutdown_grace_s,
+        crash_retry_s=math.ceil(settings.retry_base_s),
     )
     return Consumer(backend.queue, runner.dispatch, config, dlq=backend.dlq)
 

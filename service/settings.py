@@ -68,7 +68,11 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=32, ge=1, le=4096)
     receive_wait_s: float = Field(default=20.0, ge=0, le=20)
     visibility_timeout_s: int = Field(default=900, ge=1, le=MAX_VISIBILITY_S)
-    max_receive_count: int = Field(default=3, ge=1, le=1000)
+    max_attempts: int = Field(default=3, ge=1, le=1000)
+    """Started attempts before a job fails with ``retries_exhausted`` and is dead-lettered."""
+    max_receive_count: int = Field(default=10, ge=1, le=1000)
+    """The queue's own redrive limit on receives: a backstop above ``max_attempts`` for a
+    message that keeps being received without its job ever starting or settling."""
     delete_flush_s: float = Field(default=0.1, gt=0)
     heartbeat_stale_s: float = Field(default=90.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
@@ -127,6 +131,11 @@ class Settings(BaseSettings):
         if self.receive_wait_s >= self.visibility_timeout_s:
             raise ValueError("receive_wait_s must be shorter than visibility_timeout_s")
         return self
+
+    @property
+    def effective_max_attempts(self) -> int:
+        """Attempts a job gets: a queue backstop set lower than ``max_attempts`` wins."""
+        return min(self.max_attempts, self.max_receive_count)
 
     @property
     def resolved_backend(self) -> Literal["local", "aws"]:

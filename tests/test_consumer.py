@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
+
+import pytest
 
 from service import jobs
-from service.jobs import Job, JobStatus
-from service.runtime import Runtime, open_runtime
+from service.consumers.consumer import Consumer, ConsumerConfig
+from service.consumers.outcome import DELETE, Outcome
+from service.errors import BackendError
+from service.jobs import Job, JobStatus, Transition
+from service.ports import JobStore, Message
+from service.runtime import Runtime, build_consumer, open_runtime
 from service.uploads import store_novel
 from tests.analyzers import (
     CountingAnalyzer,
@@ -293,3 +300,106 @@ async def test_a_superseded_attempt_never_writes_its_storyboard(
     assert (current.status, current.attempts) == (JobStatus.RUNNING, 2)  # left to its owner
     assert novel is not None
     assert novel.latest_storyboard is None
+
+
+class _FailingWrites:
+    """The real job store, except that the next ``count`` writes setting one of
+    ``statuses`` fail as a storage outage would."""
+
+    def __init__(self, store: JobStore, statuses: set[str], count: int = 1) -> None:
+        self._store = store
+        self._statuses = statuses
+        self.remaining = count
+
+    async def create(self, job: Job) -> None:
+        await self._store.create(job)
+
+    async def get(self, job_id: str) -> Job | None:
+        return await self._store.get(job_id)
+
+    async def apply(self, job_id: str, transition: Transition) -> Job | None:
+        if self.remaining and transition.changes.get("status") in self._statuses:
+            self.remaining -= 1
+            raise BackendError("storage is failing")
+        return await self._store.apply(job_id, transition)
+
+
+@pytest.mark.parametrize(
+    ("failing", "analyzer_failures", "attempts"),
+    # The failed start never ran the job, so only the repaired delivery counts.
+    [({"retrying"}, 1, 2), ({"running"}, 0, 1)],
+    ids=["failure-record-fails", "start-record-fails"],
+)
+async def test_a_storage_failure_brings_the_message_back_soon_not_after_the_timeout(
+    make_settings: SettingsFactory, failing: set[str], analyzer_failures: int, attempts: int
+) -> None:
+    settings = await prepare(
+        make_settings(receive_wait_s=0.5, visibility_timeout_s=900, retry_base_s=1)
+    )
+    analyzer = FlakyAnalyzer(failures=analyzer_failures)
+    async with open_runtime(settings, worker=False) as runtime:
+        job = await _submit(runtime)
+        store = _FailingWrites(runtime.backend.jobs, failing)
+        backend = replace(runtime.backend, jobs=store)
+        async with build_consumer(settings, backend, analyzer):
+            # A whole visibility timeout would be 900 s; the wait below is far shorter.
+            ended = await eventually(
+                lambda: _completed(runtime, job.job_id), within_s=30, every_s=0.1
+            )
+    assert store.remaining == 0  # the outage did happen
+    assert ended.attempts == attempts
+
+
+async def _completed(runtime: Runtime, job_id: str) -> Job | None:
+    job = await runtime.backend.jobs.get(job_id)
+    return job if job is not None and job.status is JobStatus.COMPLETED else None
+
+
+async def test_a_job_handed_back_at_shutdown_does_not_use_up_an_attempt(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = await prepare(
+        make_settings(receive_wait_s=0.5, max_attempts=1, max_receive_count=5, retry_base_s=1)
+    )
+    async with open_runtime(settings, analyzer=CountingAnalyzer(latency_s=60)) as runtime:
+        job = await _submit(runtime)
+        assert runtime.consumer is not None
+        consumer = runtime.consumer
+
+        async def running() -> bool:
+            return consumer.in_flight == 1
+
+        await eventually(running)
+        consumer.cut_grace()  # a rolling deploy: released at once, never finished
+    async with open_runtime(settings, analyzer=RejectingAnalyzer()) as runtime:
+        ended = await _finished(runtime, job.job_id)
+    # Its one real run failed permanently; the run cut short by the shutdown did not count.
+    assert ended.status is JobStatus.FAILED
+    assert ended.error is not None
+    assert ended.error.code == "content_rejected"
+    assert ended.attempts == 1
+
+
+async def test_a_receive_in_flight_at_shutdown_gives_its_messages_back(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = await prepare(make_settings(receive_wait_s=3))
+    handled: list[Message] = []
+
+    async def dispatch(message: Message) -> Outcome:
+        handled.append(message)
+        return DELETE
+
+    config = ConsumerConfig(concurrency=4, wait_s=3, visibility_s=900)
+    async with open_runtime(settings, worker=False) as runtime:
+        consumer = Consumer(runtime.backend.queue, dispatch, config)
+        consumer.start()
+        await asyncio.sleep(0.5)  # the first long poll is waiting at the queue
+        stopping = asyncio.create_task(consumer.stop(grace_s=5))
+        await asyncio.sleep(0.1)
+        await runtime.backend.queue.send("arrives during the drain")
+        await stopping
+        depth = await runtime.backend.queue.depth()
+    assert handled == []
+    # Visible again at once: not hidden for 900 s behind a receive nobody read.
+    assert (depth.visible, depth.in_flight) == (1, 0)

@@ -10,7 +10,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -329,7 +329,8 @@ async def test_release_cancel_and_requeue(backend: Backend) -> None:
         await backend.jobs.apply(job_id, jobs.start(1))
     released = await backend.jobs.apply("released", jobs.release(1))
     assert released is not None
-    assert (released.status, released.attempts) == (JobStatus.QUEUED, 1)
+    # Handing the job back takes its attempt back: a shutdown is not a failed run.
+    assert (released.status, released.attempts) == (JobStatus.QUEUED, 0)
     assert await backend.jobs.apply("released", jobs.start(1)) is None  # same delivery: stale
     assert await backend.jobs.apply("released", jobs.start(2)) is not None
 
@@ -406,6 +407,35 @@ async def test_set_latest_storyboard_points_the_novel_at_it(backend: Backend) ->
     assert await backend.novels.get("novel-1") == novel.model_copy(
         update={"latest_storyboard": second}
     )
+
+
+async def test_an_older_storyboard_never_replaces_a_newer_one(backend: Backend) -> None:
+    novel = Novel(novel_id="novel-1", user_id="u", title="T", chars=1, text_key="k")
+    await backend.novels.create(novel)
+    early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    older = StoryboardRef(key="a", job_id="j1", summary=SUMMARY, created_at=early)
+    newer = StoryboardRef(key="b", job_id="j2", summary=SUMMARY, created_at=late)
+
+    assert await backend.novels.set_latest_storyboard("novel-1", newer)
+    assert not await backend.novels.set_latest_storyboard("novel-1", older)
+    assert await backend.novels.set_latest_storyboard("novel-1", newer), "idempotent"
+
+    stored = await backend.novels.get("novel-1")
+    assert stored is not None
+    assert stored.latest_storyboard == newer
+
+
+async def test_attempts_count_starts_not_deliveries(backend: Backend) -> None:
+    await backend.jobs.create(new_job())
+    await backend.jobs.apply("job-1", jobs.start(1))
+    assert await backend.jobs.apply("job-1", jobs.start(1)) is None  # a duplicate
+    await backend.jobs.apply("job-1", jobs.release(1))  # a shutdown hands it back
+    again = await backend.jobs.apply("job-1", jobs.start(3))  # receive 2 never started it
+
+    assert again is not None
+    assert (again.attempts, again.delivery) == (1, 3)
+    assert await backend.jobs.apply("job-1", jobs.progress(1, 50, "stale")) is None
+    assert await backend.jobs.apply("job-1", jobs.progress(3, 50, "owner")) is not None
 
 
 async def test_set_latest_storyboard_never_creates_a_novel(backend: Backend) -> None:

@@ -9,8 +9,8 @@ from service.jobs import ErrorInfo, Job, JobStatus, StoryboardSummary
 from service.models import utcnow
 
 
-def _job(status: JobStatus, attempts: int) -> Job:
-    return Job(job_id="j", novel_id="n", user_id="u", status=status, attempts=attempts)
+def _job(status: JobStatus, delivery: int) -> Job:
+    return Job(job_id="j", novel_id="n", user_id="u", status=status, delivery=delivery)
 
 
 SUMMARY = StoryboardSummary(title="t", chapters=1, scenes=1, panels=1, characters=0)

@@ -44,6 +44,9 @@ class ChecksumJob:
         await self._blobs.put(key, digest.encode(), content_type="text/plain")
         return JobResult(key=key, summary={"sha256": digest})
 
+    async def on_completed(self, job: Job) -> None:
+        """Nothing to publish: the checksum is read from its blob."""
+
 
 def _build(deps: HandlerDeps) -> ChecksumJob:
     return ChecksumJob(deps.backend.novels, deps.backend.blobs)

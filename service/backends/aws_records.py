@@ -177,21 +177,26 @@ def guard_condition(guard: Guard, expr: _Expression) -> str:
     """The ConditionExpression that holds exactly when ``guard.allows`` the stored job."""
     statuses = ", ".join(expr.value(status.value) for status in sorted(guard.statuses))
     parts = [f"attribute_exists({expr.name('pk')})", f"{expr.name('status')} IN ({statuses})"]
-    if guard.attempts_below is not None:
-        parts.append(f"{expr.name('attempts')} < {expr.value(guard.attempts_below)}")
-    if guard.attempts_equal is not None:
-        parts.append(f"{expr.name('attempts')} = {expr.value(guard.attempts_equal)}")
+    if guard.delivery_below is not None:
+        parts.append(f"{expr.name('delivery')} < {expr.value(guard.delivery_below)}")
+    if guard.delivery_equal is not None:
+        parts.append(f"{expr.name('delivery')} = {expr.value(guard.delivery_equal)}")
     return " AND ".join(parts)
 
 
-def set_clause(changes: Mapping[str, Any], expr: _Expression) -> str:
-    """The UpdateExpression setting every changed attribute (``None`` sets NULL)."""
-    clash = set(changes) & set(KEY_ATTRIBUTES)
+def set_clause(
+    changes: Mapping[str, Any], expr: _Expression, add: Mapping[str, int] | None = None
+) -> str:
+    """The UpdateExpression setting every changed attribute (``None`` sets NULL) and adding
+    to every counter in ``add`` (a missing counter counts as zero)."""
+    clash = (set(changes) | set(add or {})) & set(KEY_ATTRIBUTES)
     if clash:
         raise ValueError(f"a record update cannot change the table key: {sorted(clash)}")
-    return "SET " + ", ".join(
-        f"{expr.name(attribute)} = {expr.value(value)}" for attribute, value in changes.items()
-    )
+    sets = [f"{expr.name(attribute)} = {expr.value(value)}" for attribute, value in changes.items()]
+    for attribute, amount in (add or {}).items():
+        name = expr.name(attribute)
+        sets.append(f"{name} = if_not_exists({name}, {expr.value(0)}) + {expr.value(amount)}")
+    return "SET " + ", ".join(sets)
 
 
 class _Table:
@@ -288,14 +293,14 @@ class DynamoJobStore:
         """One conditional UpdateItem: the new job if the guard held, else ``None``."""
         if not transition.guard.statuses:
             return None
-        if not transition.changes:
+        if not transition.changes and not transition.add:
             # An update needs at least one action; with nothing to write, a consistent
             # read answers the guard just as atomically.
             job = await self.get(job_id)
             return job if job is not None and transition.guard.allows(job) else None
         expr = _Expression()
         condition = guard_condition(transition.guard, expr)
-        update = set_clause(transition.changes, expr)
+        update = set_clause(transition.changes, expr, transition.add)
         document = await self._table.update(job_key(job_id), update, condition, expr)
         return Job.model_validate(document) if document is not None else None
 
@@ -321,15 +326,25 @@ class DynamoNovelStore:
         document = await self._table.get(novel_key(novel_id))
         return Novel.model_validate(document) if document is not None else None
 
-    async def set_latest_storyboard(self, novel_id: str, ref: StoryboardRef) -> None:
-        """Point the novel at ``ref``; a novel that does not exist is left absent."""
+    async def set_latest_storyboard(self, novel_id: str, ref: StoryboardRef) -> bool:
+        """Point the novel at ``ref`` unless it points at a newer one; whether it does now.
+
+        A novel that does not exist is left absent: the condition keeps a stray update from
+        creating a partial novel item.
+        """
         expr = _Expression()
-        # The condition keeps a stray update from creating a partial novel item.
-        condition = f"attribute_exists({expr.name('pk')})"
-        update = set_clause({"latestStoryboard": ref.to_doc()}, expr)
+        doc = ref.to_doc()
+        latest = expr.name("latestStoryboard")
+        condition = (
+            f"attribute_exists({expr.name('pk')}) AND (attribute_not_exists({latest})"
+            f" OR attribute_type({latest}, {expr.value('NULL')})"
+            f" OR {latest}.{expr.name('createdAt')} <= {expr.value(doc['createdAt'])})"
+        )
+        update = set_clause({"latestStoryboard": doc}, expr)
         written = await self._table.update(novel_key(novel_id), update, condition, expr)
         if written is None:
-            log.warning("storyboard for a missing novel not recorded", novel_id=novel_id)
+            log.info("storyboard not made the latest", novel_id=novel_id, job_id=ref.job_id)
+        return written is not None
 
     async def ping(self) -> None:
         """Raise :class:`~service.ports.BackendError` unless the table is reachable."""

@@ -64,7 +64,8 @@ def _apply(connection: sqlite3.Connection, job_id: str, transition: Transition) 
         return None
     # Validating the merged document keeps a bad change from ever being stored; the
     # exception rolls the transaction back.
-    updated = Job.model_validate({**doc, **transition.changes})
+    counters = {name: int(doc.get(name) or 0) + amount for name, amount in transition.add.items()}
+    updated = Job.model_validate({**doc, **transition.changes, **counters})
     connection.execute(
         "UPDATE jobs SET status = ?, attempts = ?, doc = ? WHERE id = ?",
         (updated.status.value, updated.attempts, updated.model_dump_json(by_alias=True), job_id),
@@ -101,18 +102,25 @@ class LocalNovelStore:
         )
         return None if row is None else Novel.model_validate_json(row[0])
 
-    async def set_latest_storyboard(self, novel_id: str, ref: StoryboardRef) -> None:
-        """Point the novel at ``ref``; a missing novel is left missing, not created."""
+    async def set_latest_storyboard(self, novel_id: str, ref: StoryboardRef) -> bool:
+        """Point the novel at ``ref`` unless it points at a newer one; whether it does now.
+
+        A missing novel is left missing, not created.
+        """
         value = ref.model_dump_json(by_alias=True)
+        created_at = ref.to_doc()["createdAt"]
 
-        def update(connection: sqlite3.Connection) -> None:
+        def update(connection: sqlite3.Connection) -> int:
             # json_set changes the one field in place, with no read-modify-write round trip.
-            connection.execute(
-                "UPDATE novels SET doc = json_set(doc, '$.latestStoryboard', json(?)) WHERE id = ?",
-                (value, novel_id),
+            cursor = connection.execute(
+                "UPDATE novels SET doc = json_set(doc, '$.latestStoryboard', json(?))"
+                " WHERE id = ? AND coalesce("
+                "json_extract(doc, '$.latestStoryboard.createdAt') <= ?, 1)",
+                (value, novel_id, created_at),
             )
+            return cursor.rowcount
 
-        await self._db.write(update)
+        return await self._db.write(update) == 1
 
     async def ping(self) -> None:
         """Raise :class:`~service.ports.BackendError` unless the database answers."""

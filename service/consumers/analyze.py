@@ -11,7 +11,7 @@ import time
 
 from service.consumers.job_types import HandlerDeps, JobContext, JobResult, JobType
 from service.errors import BlobNotFound, JobError
-from service.jobs import Job
+from service.jobs import Job, StoryboardSummary
 from service.messages import ANALYZE
 from service.metrics import Metrics
 from service.novels import StoryboardRef, storyboard_key
@@ -57,6 +57,16 @@ class AnalyzeHandler:
         summary = storyboard.summary().to_doc()
         return JobResult(key=key, summary=summary, usage=storyboard.meta.usage)
 
+    async def on_completed(self, job: Job) -> None:
+        """Point the novel at the job's storyboard, unless a newer one is there already."""
+        if job.result_key is None or job.summary is None:
+            return
+        summary = StoryboardSummary.model_validate(job.summary)
+        ref = StoryboardRef(
+            key=job.result_key, job_id=job.job_id, summary=summary, created_at=job.updated_at
+        )
+        await self._novels.set_latest_storyboard(job.novel_id, ref)
+
     def _stage(self, stage: str, since: float) -> float:
         now = time.perf_counter()
         if self._metrics is not None:
@@ -74,12 +84,11 @@ class AnalyzeHandler:
         return data.decode("utf-8"), novel.title
 
     async def _store(self, job: Job, storyboard: Storyboard) -> str:
-        # The key is the job's own, so a retry or duplicate overwrites rather than adds.
+        # The key is the job's own, so a retry or duplicate overwrites rather than adds. The
+        # novel is pointed at it only once the job has completed (``on_completed``).
         key = storyboard_key(job.novel_id, job.job_id)
         body = storyboard.model_dump_json(by_alias=True).encode("utf-8")
         await self._blobs.put(key, body, content_type="application/json")
-        ref = StoryboardRef(key=key, job_id=job.job_id, summary=storyboard.summary())
-        await self._novels.set_latest_storyboard(job.novel_id, ref)
         return key
 
 

@@ -18,7 +18,7 @@ from typing import Self
 import structlog
 
 from service.consumers.batching import DeleteBatcher, Lease, LeaseExtender
-from service.consumers.outcome import RETRY, Action, Outcome
+from service.consumers.outcome import Action, Outcome
 from service.consumers.slots import Slots
 from service.consumers.stats import ConsumerStats
 from service.logs import get_logger
@@ -30,6 +30,7 @@ log = get_logger(__name__)
 Dispatch = Callable[[Message], Awaitable[Outcome]]
 
 IDLE_CHECK_S = 5.0
+RECEIVE_MARGIN_S = 5.0
 MAX_BACKOFF_S = 30.0
 
 
@@ -44,6 +45,9 @@ class ConsumerConfig:
     grace_s: float = 30.0
     idle_pause_s: float = 0.0
     """Pause after an empty receive; a rarely read queue (the DLQ) polls less often."""
+    crash_retry_s: int = 30
+    """How soon a message whose handler crashed comes back (rather than after a whole
+    visibility timeout): a crash is usually a backend failing, which may pass."""
 
 
 class Consumer:
@@ -72,6 +76,7 @@ class Consumer:
         self._receiver: asyncio.Task[None] | None = None
         self._stopped: asyncio.Future[None] | None = None
         self._cut = asyncio.Event()
+        self._in_receive = False
         self.draining = False
         # The receive loop's liveness heartbeat, which /healthz reads; message visibility is
         # the lease extender's business, not this.
@@ -123,15 +128,22 @@ class Consumer:
             log.error("consumer loop died", loop=task.get_name(), error=repr(task.exception()))
 
     def begin_drain(self) -> None:
-        """Stop receiving now (readiness turns 503); ``stop()`` finishes the shutdown."""
+        """Stop receiving (readiness turns 503); ``stop()`` finishes the shutdown.
+
+        A receive already in flight is let finish, and what it returns is released at once:
+        cancelling it would not cancel it at SQS, which would hand its messages to a call
+        nobody reads, hidden for a whole visibility timeout and counted as a delivery.
+        """
         self.draining = True
-        if self._receiver is not None:
+        if self._receiver is not None and not self._in_receive:
             self._receiver.cancel()
 
     def cut_grace(self) -> None:
         """End the drain early: unfinished jobs are released at once."""
         self.begin_drain()
         self._cut.set()
+        if self._receiver is not None:
+            self._receiver.cancel()
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop receiving, drain for up to ``grace_s`` (default: the configured grace), then
@@ -147,9 +159,7 @@ class Consumer:
 
     async def _shutdown(self, grace_s: float) -> None:
         self.begin_drain()
-        if self._receiver is not None:
-            await asyncio.gather(self._receiver, return_exceptions=True)
-        await self._drain(grace_s)
+        await asyncio.gather(self._finish_receiving(), self._drain(grace_s))
         await self._release_unfinished()
         for task in self._services:
             task.cancel()
@@ -174,6 +184,15 @@ class Consumer:
             finally:
                 cut.cancel()
 
+    async def _finish_receiving(self) -> None:
+        receiver = self._receiver
+        if receiver is None:
+            return
+        # A long poll returns within its wait; the margin covers a slow network.
+        await asyncio.wait({receiver}, timeout=self._config.wait_s + RECEIVE_MARGIN_S)
+        receiver.cancel()
+        await asyncio.gather(receiver, return_exceptions=True)
+
     async def _release_unfinished(self) -> None:
         unfinished = [task for task in self._jobs if not task.done()]
         for task in unfinished:
@@ -192,17 +211,13 @@ class Consumer:
 
     async def _receive_loop(self) -> None:
         backoff = 0.0
-        while True:
+        while not self.draining:
             self.last_beat = time.monotonic()
             free = await self._slots.wait_free(IDLE_CHECK_S)
-            if free == 0:
+            if free == 0 or self.draining:
                 continue
             try:
-                messages = await self._queue.receive(
-                    max_messages=min(MAX_BATCH, free),
-                    wait_s=self._config.wait_s,
-                    visibility_s=self._config.visibility_s,
-                )
+                messages = await self._receive(free)
             except Exception as exc:
                 backoff = min(MAX_BACKOFF_S, max(0.5, backoff * 2))
                 self.stats.receive_errors += 1
@@ -211,10 +226,36 @@ class Consumer:
                 continue
             backoff = 0.0
             self._count_receive(len(messages))
+            if self.draining:
+                await self._release_received(messages)
+                return
             for message in messages:
                 self._launch(message)
             if not messages and self._config.idle_pause_s:
                 await asyncio.sleep(self._config.idle_pause_s)
+
+    async def _receive(self, free: int) -> list[Message]:
+        self._in_receive = True
+        try:
+            return await self._queue.receive(
+                max_messages=min(MAX_BATCH, free),
+                wait_s=self._config.wait_s,
+                visibility_s=self._config.visibility_s,
+            )
+        finally:
+            self._in_receive = False
+
+    async def _release_received(self, messages: list[Message]) -> None:
+        """Make messages received during the drain visible again at once, unstarted."""
+        if not messages:
+            return
+        try:
+            outcome = await self._queue.change_visibility_batch([m.receipt for m in messages], 0)
+        except Exception:
+            log.exception("could not release messages; they reappear after their timeout")
+            return
+        self.stats.released += len(messages) - len(outcome.failed)
+        log.info("released messages received while draining", count=len(messages))
 
     def _count_receive(self, count: int) -> None:
         self.stats.receives += 1
@@ -232,7 +273,7 @@ class Consumer:
 
     async def _run(self, message: Message) -> None:
         structlog.contextvars.bind_contextvars(
-            messageId=message.message_id, attempt=message.receive_count
+            messageId=message.message_id, delivery=message.receive_count
         )
         try:
             outcome = await self._handle(message)
@@ -250,10 +291,11 @@ class Consumer:
             raise
         except Exception:
             # The message stays, so the queue redelivers it and, past maxReceiveCount,
-            # moves it to the dead-letter queue; nothing is lost.
+            # moves it to the dead-letter queue; nothing is lost. It comes back soon rather
+            # than after the visibility timeout, and its next delivery takes over the job.
             self.stats.crashed += 1
             log.exception("handler crashed")
-            return RETRY
+            return Outcome.retry(self._config.crash_retry_s)
 
     async def _settle(self, message: Message, outcome: Outcome) -> None:
         if outcome.action is Action.DELETE:

@@ -35,6 +35,7 @@ class JobContext:
 
     job: Job
     attempt: int
+    """Which attempt this is: 1 for the first time the job starts."""
     progress: ProgressWriter
 
 
@@ -42,7 +43,15 @@ class JobHandler(Protocol):
     """Does a job's work; raises :class:`~service.errors.JobError` to fail or retry it."""
 
     async def __call__(self, context: JobContext) -> JobResult:
-        """Run one attempt."""
+        """Run one attempt. Nothing it writes may be visible to users yet."""
+        ...
+
+    async def on_completed(self, job: Job) -> None:
+        """Make a completed job's result visible (e.g. point its novel at it).
+
+        Runs only after the guarded completion succeeded, and again if the message is
+        redelivered after completion, so it must be idempotent.
+        """
         ...
 
 

@@ -29,12 +29,14 @@ class JobStopped(Exception):
 
 
 class ProgressWriter:
-    """Coalescing, ordered progress writes for one attempt of one job."""
+    """Coalescing, ordered progress writes for one delivery of one job."""
 
-    def __init__(self, store: JobStore, job_id: str, attempt: int, interval_s: float = 2.0) -> None:
+    def __init__(
+        self, store: JobStore, job_id: str, delivery: int, interval_s: float = 2.0
+    ) -> None:
         self._store = store
         self._job_id = job_id
-        self._attempt = attempt
+        self._delivery = delivery
         self._interval_s = interval_s
         # The start transition has just written progress, so the clock starts now.
         self._next_write_at = time.monotonic() + interval_s
@@ -78,7 +80,7 @@ class ProgressWriter:
         await self.close()
         await self.check()
         written = await self._store.apply(
-            self._job_id, jobs.progress(self._attempt, percentage, stage)
+            self._job_id, jobs.progress(self._delivery, percentage, stage)
         )
         self._last = (percentage, stage)
         if written is None:
@@ -121,7 +123,7 @@ class ProgressWriter:
         self._writing = True
         try:
             written = await self._store.apply(
-                self._job_id, jobs.progress(self._attempt, percentage, stage)
+                self._job_id, jobs.progress(self._delivery, percentage, stage)
             )
         except Exception as exc:
             # Progress is advisory; the job's outcome is written separately and checked.

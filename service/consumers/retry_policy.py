@@ -11,7 +11,7 @@ from service import jobs
 from service.consumers.outcome import DEAD_LETTER, DELETE, Outcome
 from service.errors import JobError
 from service.failures import mark_failed
-from service.jobs import ErrorInfo
+from service.jobs import ErrorInfo, Job, JobStatus, Transition
 from service.logs import get_logger
 from service.models import utcnow
 from service.ports import JobStore
@@ -45,25 +45,40 @@ class FailurePolicy:
     """Turns a failed attempt into the job's next state and the message's fate.
 
     The same for every job type: a permanent failure ends the job ``failed``; a transient
-    one is retried after a backoff until the delivery limit, and then dead-lettered.
+    one is retried after a backoff until ``max_attempts`` attempts have started, and then
+    dead-lettered. When the store cannot record the failure either, the message still
+    comes back after the backoff, not after a whole visibility timeout, and the next
+    delivery takes the job over from the stale ``running`` record.
     """
 
     store: JobStore
     backoff: Backoff
-    max_receive_count: int
+    max_attempts: int
 
-    async def settle(self, job_id: str, attempt: int, error: JobError) -> tuple[Outcome, str]:
+    async def settle(self, job: Job, delivery: int, error: JobError) -> tuple[Outcome, str]:
         """Record the failure; the outcome for the message and a label for metrics."""
         info = ErrorInfo.of(error.code, error.message)
         if not error.transient:
-            await mark_failed(self.store, job_id, jobs.fail(attempt, info))
-            return DELETE, "failed"
-        if attempt >= self.max_receive_count:
-            exhausted = jobs.retries_exhausted(attempt, error.message)
-            await mark_failed(self.store, job_id, jobs.fail(attempt, exhausted))
-            return DEAD_LETTER, "exhausted"
-        delay = self.backoff.delay_s(attempt)
+            return await self._record(job, jobs.fail(delivery, info), DELETE, "failed")
+        if job.attempts >= self.max_attempts:
+            exhausted = jobs.retries_exhausted(job.attempts, error.message)
+            return await self._record(job, jobs.fail(delivery, exhausted), DEAD_LETTER, "exhausted")
+        delay = self.backoff.delay_s(job.attempts)
         next_at = utcnow() + timedelta(seconds=delay)
-        await self.store.apply(job_id, jobs.retry_later(attempt, info, next_at))
+        later = jobs.retry_later(delivery, info, next_at)
         log.warning("job attempt failed; will retry", code=error.code, retry_in_s=delay)
-        return Outcome.retry(delay), "retried"
+        return await self._record(job, later, Outcome.retry(delay), "retried")
+
+    async def _record(
+        self, job: Job, transition: Transition, outcome: Outcome, label: str
+    ) -> tuple[Outcome, str]:
+        try:
+            if transition.changes.get("status") == JobStatus.FAILED.value:
+                await mark_failed(self.store, job.job_id, transition)
+            else:
+                await self.store.apply(job.job_id, transition)
+        except Exception as exc:
+            delay = self.backoff.delay_s(job.attempts)
+            log.warning("could not record the failure; retrying soon", error=str(exc))
+            return Outcome.retry(delay), "unrecorded"
+        return outcome, label

@@ -2,9 +2,10 @@
 
 Parse the body (a poison message goes to the dead-letter queue at once), take the job with
 the attempt-guarded ``start``, run the handler, then complete the job or hand the failure
-to the :class:`FailurePolicy`. The delivery's receive count is the attempt number, and
+to the :class:`FailurePolicy`. The message's receive count is the delivery number, and
 every write is guarded by it (see ``service.jobs``), so a stale or duplicate delivery can
-never move a job backwards or overwrite a newer attempt.
+never move a job backwards or overwrite a newer one. Only a delivery that starts the job
+counts as an attempt.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from service.consumers.outcome import DEAD_LETTER, DELETE, Outcome
 from service.consumers.progress import JobStopped, ProgressWriter
 from service.consumers.retry_policy import FailurePolicy
 from service.errors import JobError
-from service.jobs import Job
+from service.jobs import Job, JobStatus
 from service.logs import get_logger
 from service.messages import JobMessage
 from service.metrics import Metrics
@@ -71,64 +72,76 @@ class JobRunner:
             return DEAD_LETTER
         return await self._run(handler, body.job_id, message.receive_count)
 
-    async def _run(self, handler: JobHandler, job_id: str, attempt: int) -> Outcome:
-        job = await self._store.apply(job_id, jobs.start(attempt))
+    async def _run(self, handler: JobHandler, job_id: str, delivery: int) -> Outcome:
+        try:
+            job = await self._store.apply(job_id, jobs.start(delivery))
+        except asyncio.CancelledError:
+            # Shut down mid-write: the start may have landed, and an unreleased start
+            # would keep an attempt that never ran. A release that finds no start is refused.
+            await self._release(job_id, delivery)
+            raise
         if job is None:
-            return await self._not_started(job_id)
-        log.info("job started", type=job.type)
+            return await self._not_started(handler, job_id)
+        structlog.contextvars.bind_contextvars(attempt=job.attempts)
+        log.info("job started", type=job.type, delivery=delivery)
         started = time.perf_counter()
-        outcome, label = await self._attempt(handler, job, attempt)
+        outcome, label = await self._attempt(handler, job, delivery)
         if self._metrics is not None:
             self._metrics.job_finished(label, time.perf_counter() - started)
         return outcome
 
-    async def _attempt(self, handler: JobHandler, job: Job, attempt: int) -> tuple[Outcome, str]:
-        progress = ProgressWriter(self._store, job.job_id, attempt)
+    async def _attempt(self, handler: JobHandler, job: Job, delivery: int) -> tuple[Outcome, str]:
+        progress = ProgressWriter(self._store, job.job_id, delivery)
         try:
-            result = await handler(JobContext(job, attempt, progress))
+            result = await handler(JobContext(job, job.attempts, progress))
             await progress.close()
-            await self._complete(job.job_id, attempt, result)
+            await self._complete(handler, job.job_id, delivery, result)
         except asyncio.CancelledError:
             progress.cancel()
-            await self._release(job.job_id, attempt)
+            await self._release(job.job_id, delivery)
             raise
         except JobStopped as stopped:
             log.info("job attempt stopped", reason=stopped.reason)
             return DELETE, "stopped"
         except JobError as exc:
             await progress.close()
-            return await self._policy.settle(job.job_id, attempt, exc)
+            return await self._policy.settle(job, delivery, exc)
         except Exception as exc:
             await progress.close()
             log.exception("job attempt crashed")
             crash = JobError("internal_error", str(exc), transient=True)
-            return await self._policy.settle(job.job_id, attempt, crash)
+            return await self._policy.settle(job, delivery, crash)
         return DELETE, "completed"
 
-    async def _complete(self, job_id: str, attempt: int, result: JobResult) -> None:
+    async def _complete(
+        self, handler: JobHandler, job_id: str, delivery: int, result: JobResult
+    ) -> None:
         done = await self._store.apply(
-            job_id, jobs.complete(attempt, result.key, result.summary, result.usage)
+            job_id, jobs.complete(delivery, result.key, result.summary, result.usage)
         )
         if done is None:
             log.warning("completion refused: the job was cancelled or taken over")
-        else:
-            log.info("job completed", result_key=result.key)
+            return
+        log.info("job completed", result_key=result.key)
+        # Only a completed job's result is published: a cancel that won the race leaves
+        # nothing visible.
+        await handler.on_completed(done)
 
-    async def _not_started(self, job_id: str) -> Outcome:
+    async def _not_started(self, handler: JobHandler, job_id: str) -> Outcome:
         current = await self._store.get(job_id)
         if current is None:
             log.error("message for an unknown job")
             return DEAD_LETTER
-        log.info(
-            "delivery skipped",
-            status=current.status.value,
-            recorded_attempts=current.attempts,
-        )
+        log.info("delivery skipped", status=current.status.value, attempts=current.attempts)
+        if current.status is JobStatus.COMPLETED:
+            # A worker may have died between completing and publishing; publishing again
+            # is idempotent, so a redelivery repairs it.
+            await handler.on_completed(current)
         return DELETE
 
-    async def _release(self, job_id: str, attempt: int) -> None:
+    async def _release(self, job_id: str, delivery: int) -> None:
         try:
-            await self._store.apply(job_id, jobs.release(attempt))
+            await self._store.apply(job_id, jobs.release(delivery))
         except Exception as exc:
             log.warning("could not hand the job back", error=str(exc))
 
