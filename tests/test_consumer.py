@@ -23,7 +23,7 @@ from tests.analyzers import (
     SteppingAnalyzer,
 )
 from tests.conftest import SettingsFactory, prepare
-from tests.waiting import eventually, job_finished
+from tests.waiting import eventually, job_finished, one_message_dead_lettered
 
 
 async def _submit(runtime: Runtime, text: str = "It was a dark night.") -> Job:
@@ -123,13 +123,7 @@ async def test_retries_exhausted_fail_the_job_and_dead_letter_at_once(
     analyzer = FlakyAnalyzer(failures=100)
     async with open_runtime(settings, analyzer=analyzer) as runtime:
         job = await _finished(runtime, (await _submit(runtime)).job_id)
-
-        async def dead_lettered() -> bool:
-            parked = await runtime.backend.dlq.depth()
-            main = await runtime.backend.queue.depth()
-            return parked.visible + parked.in_flight == 1 and main.visible + main.in_flight == 0
-
-        await eventually(dead_lettered)
+        await one_message_dead_lettered(runtime.backend.queue, runtime.backend.dlq)
     assert job.status is JobStatus.FAILED
     assert job.attempts == 2
     assert job.error is not None

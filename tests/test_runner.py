@@ -20,7 +20,7 @@ from service.ports import BlobStore, NovelStore
 from service.runtime import JOB_TYPES, Runtime, open_runtime
 from service.uploads import store_novel
 from tests.conftest import SettingsFactory, prepare
-from tests.waiting import eventually, job_finished
+from tests.waiting import eventually, job_finished, one_message_dead_lettered
 
 
 class ChecksumJob:
@@ -87,13 +87,7 @@ async def test_a_second_type_is_dead_lettered_when_its_retries_run_out(
     settings = await prepare(make_settings(receive_wait_s=0.5, max_receive_count=2, retry_base_s=1))
     async with open_runtime(settings, job_types=(*JOB_TYPES, CHECKSUM)) as runtime:
         job = await _ended(runtime, (await _submit(runtime)).job_id)
-
-        async def dead_lettered() -> bool:
-            parked = await runtime.backend.dlq.depth()
-            main = await runtime.backend.queue.depth()
-            return parked.visible + parked.in_flight == 1 and main.visible + main.in_flight == 0
-
-        await eventually(dead_lettered)
+        await one_message_dead_lettered(runtime.backend.queue, runtime.backend.dlq)
     assert (job.status, job.attempts, ChecksumJob.seen) == (JobStatus.FAILED, 2, [1, 2])
     assert job.error is not None
     assert job.error.code == "retries_exhausted"

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from service.jobs import Job, JobStatus
-from service.ports import JobStore
+from service.ports import JobStore, Queue
 
 T = TypeVar("T")
 
@@ -36,3 +36,13 @@ async def job_finished(store: JobStore, job_id: str) -> Job:
         return job if done else None
 
     return await eventually(probe)
+
+
+async def one_message_dead_lettered(queue: Queue, dlq: Queue) -> None:
+    """Wait until the only message has left ``queue`` for ``dlq``."""
+
+    async def moved() -> bool:
+        parked, main = await dlq.depth(), await queue.depth()
+        return parked.visible + parked.in_flight == 1 and main.visible + main.in_flight == 0
+
+    await eventually(moved)
