@@ -38,7 +38,10 @@ LABEL org.opencontainers.image.title="storyboard-service" \
       org.opencontainers.image.description="Turns uploaded novels into comic storyboards: aiohttp API and SQS worker" \
       org.opencontainers.image.licenses="MIT"
 
-ENV STORYBOARD_DATA_DIR=/data \
+# The service listens on loopback by default; in a container it must take traffic from
+# outside, which the port mapping or the Service then limits.
+ENV STORYBOARD_HOST=0.0.0.0 \
+    STORYBOARD_DATA_DIR=/data \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -29,7 +29,11 @@ def authenticator_for(settings: Settings) -> Authenticator:
         user_claim=settings.auth_jwt_user_claim,
     )
     if not authenticator.enabled:
-        log.warning("authentication is off: every caller is the anonymous user 'local'")
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        log.warning(
+            f"authentication is off: every caller reaching {host}:{settings.port} "
+            "is the anonymous user 'local'"
+        )
     return authenticator
 
 

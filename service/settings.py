@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     backend: Literal["local", "aws"] | None = None
     data_dir: Path = Path("data")
 
-    host: str = "0.0.0.0"  # a container must listen on every interface
+    # Loopback only: the API has no authentication until it is configured, so listening on
+    # every interface is a choice made where it is safe (the image and manifests make it).
+    host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=20 * MIB, gt=0)
     max_novel_chars: int = Field(default=3_000_000, gt=0)

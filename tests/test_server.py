@@ -46,3 +46,11 @@ def test_second_signal_cuts_the_drain_and_releases_the_job(tmp_path: Path) -> No
         log = service.log()
     assert code == 0, log
     assert '"released unfinished messages"' in log
+
+
+def test_open_api_warning_names_the_address_it_is_exposed_on(tmp_path: Path) -> None:
+    with running_service("api", service_env(tmp_path / "data"), tmp_path / "api.log") as service:
+        address = service.url.removeprefix("http://")
+        service.wait_for_log("authentication is off")
+        log = service.log()
+    assert f"every caller reaching {address} is the anonymous user" in log, log

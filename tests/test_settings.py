@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+import yaml
 
 from service.settings import Settings, SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +24,21 @@ def test_defaults_follow_the_design() -> None:
     assert settings.worker_concurrency == 32
     assert settings.receive_wait_s == 20
     assert settings.max_body_bytes == 20 * 1024 * 1024
-    assert (settings.host, settings.port) == ("0.0.0.0", 8080)
+    assert settings.port == 8080
+
+
+def test_default_host_is_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STORYBOARD_HOST", raising=False)
+    assert load_settings().host == "127.0.0.1"
+
+
+def test_the_image_and_the_manifests_choose_every_interface() -> None:
+    # The default keeps an unauthenticated API off the network; where a container has to be
+    # reachable from outside, the image and the ConfigMap say so themselves.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^(ENV)?\s+STORYBOARD_HOST=0\.0\.0\.0\s", dockerfile, re.MULTILINE)
+    configmap = yaml.safe_load((ROOT / "deploy/k8s/base/configmap.yaml").read_text())
+    assert configmap["data"]["STORYBOARD_HOST"] == "0.0.0.0"
 
 
 def test_backend_is_local_unless_aws_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
