@@ -74,10 +74,16 @@ def _settings_for(args: argparse.Namespace) -> Settings:
 
 async def _run_server(settings: Settings, *, serve_api: bool, worker: bool) -> int:
     from service.app import create_app
-    from service.server import serve
+    from service.server import listen, serve
 
-    app = create_app(settings, serve_api=serve_api, worker=worker)
-    await serve(app, settings.host, settings.port)
+    # Bound first: a taken port is one line on stderr, before any backend has been opened.
+    listener = await listen(settings.host, settings.port)
+    try:
+        app = create_app(settings, serve_api=serve_api, worker=worker)
+    except BaseException:
+        listener.close()
+        raise
+    await serve(app, listener)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,17 @@ def test_a_corrupt_database_stops_serve_with_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"storyboard: cannot open local database {data / 'storyboard.db'}: file is not a database"
     ]
+
+
+def test_a_taken_port_stops_serve_with_one_line_before_opening_anything(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        data = tmp_path / "data"
+        result = _run("serve", "--host", "127.0.0.1", "--port", str(port), env=service_env(data))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"storyboard: port {port} is in use (STORYBOARD_PORT / --port)"
+    ]
+    assert not data.exists(), "the database was opened before the port was bound"
