@@ -11,7 +11,7 @@ from aiohttp import web
 from service import routes_health
 from service.api import PREFIX, create_v1_app
 from service.appkeys import RUNTIME, SETTINGS
-from service.http_errors import CLIENT_CLOSED, Handler, error_middleware
+from service.http_errors import CLIENT_CLOSED, Handler, error_middleware, error_response
 from service.openapi import openapi_handler
 from service.ports import Analyzer
 from service.runtime import open_runtime
@@ -44,6 +44,27 @@ def _count_request(request: web.Request, status: int, started: float) -> None:
         runtime.metrics.http_seconds.labels(route).observe(time.perf_counter() - started)
 
 
+_NEW_WORK = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@web.middleware
+async def draining_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """While the process drains, refuse writes under /v1 with 503 ``draining``.
+
+    The API stays up through the drain so probes and status reads are answered; work sent
+    now would only queue behind a shutdown, and the caller's retry reaches another replica.
+    """
+    runtime = request.config_dict.get(RUNTIME)
+    if (
+        runtime is not None
+        and runtime.draining
+        and request.method in _NEW_WORK
+        and (request.path == PREFIX or request.path.startswith(PREFIX + "/"))
+    ):
+        return error_response(503, "draining", "the service is shutting down; retry")
+    return await handler(request)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -58,7 +79,7 @@ def create_app(
     """
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[metrics_middleware, error_middleware],
+        middlewares=[metrics_middleware, error_middleware, draining_middleware],
     )
     app[SETTINGS] = settings
     app.add_routes(routes_health.routes)

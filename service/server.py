@@ -3,9 +3,10 @@
 The listening sockets are bound before anything else opens, so a taken port fails at once
 with one line instead of after the database and the consumers have started.
 
-The first signal stops receiving and turns readiness to 503 at once; the runner's cleanup
-then drains in-flight jobs for up to the grace period and releases the rest. A second
-signal cuts the drain short, still releasing unfinished messages.
+The first signal stops receiving and turns readiness to 503 at once; in-flight jobs then
+get up to the grace period and the rest are released. The API answers all the while
+(status reads work, new submissions get 503 ``draining``); only after the drain does the
+listener close. A second signal cuts the drain short, still releasing unfinished messages.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from service.appkeys import RUNTIME
+from service.consumers.consumer import Consumer
 from service.errors import CliError
 from service.http_errors import JsonErrorAppRunner
 from service.logs import get_logger
@@ -30,6 +32,8 @@ log = get_logger(__name__)
 HTTP_SHUTDOWN_S = 5.0
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Listener:
@@ -104,25 +108,40 @@ class _ListenerSite(web.BaseSite):
         await self._listener.server.start_serving()
 
 
-async def serve(app: web.Application, listener: Listener) -> None:
-    """Serve on ``listener`` until a stop signal."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT)
+class _StopSignals:
+    """The stop signals so far: the first begins the drain, another cuts its grace short."""
 
-    def on_signal(signum: int) -> None:
-        runtime = app.get(RUNTIME)
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self.count = 0
+        self.received = asyncio.Event()
+
+    def handle(self, signum: int) -> None:
+        """Record a signal and pass it on to the consumer, if the runtime is open yet."""
+        self.count += 1
+        log.info("stop signal", signal=signal.Signals(signum).name, again=self.count > 1)
+        self.received.set()
+        self.apply()
+
+    def apply(self) -> Consumer | None:
+        """Put the consumer in the state the signals so far ask for; it has none before
+        the runtime is open, or in an API-only process."""
+        runtime = self._app.get(RUNTIME)
         consumer = runtime.consumer if runtime is not None else None
-        log.info("stop signal", signal=signal.Signals(signum).name, again=stop.is_set())
-        if consumer is not None:
-            if stop.is_set():
+        if consumer is not None and self.count:
+            if self.count > 1:
                 consumer.cut_grace()
             else:
                 consumer.begin_drain()
-        stop.set()
+        return consumer
 
-    for signum in signals:
-        loop.add_signal_handler(signum, on_signal, signum)
+
+async def serve(app: web.Application, listener: Listener) -> None:
+    """Serve on ``listener`` until a stop signal, drain, then close the listener."""
+    loop = asyncio.get_running_loop()
+    stops = _StopSignals(app)
+    for signum in SIGNALS:
+        loop.add_signal_handler(signum, stops.handle, signum)
     # Its connections answer requests aiohttp's parser rejects as JSON errors, too.
     runner = JsonErrorAppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S
@@ -133,11 +152,22 @@ async def serve(app: web.Application, listener: Listener) -> None:
             await _ListenerSite(runner, listener).start()
             host, port = listener.address
             log.info("listening", host=host, port=port)
-            await stop.wait()
+            await stops.received.wait()
+            await _drain(stops)
         finally:
+            # Closes the site first, then the connections, then the runtime (whose consumer
+            # has already stopped: stopping it again only waits for the first stop).
             await runner.cleanup()
     finally:
         listener.close()
-        for signum in signals:
+        for signum in SIGNALS:
             loop.remove_signal_handler(signum)
         log.info("stopped")
+
+
+async def _drain(stops: _StopSignals) -> None:
+    # The site stays open meanwhile: /readyz answers 503 so the load balancer moves on,
+    # status reads go on, and the app refuses new work with 503 draining.
+    consumer = stops.apply()
+    if consumer is not None:
+        await consumer.stop()
