@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     # every interface is a choice made where it is safe (the image and manifests make it).
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    """How long a connection may take to send a whole request head before it is closed."""
+    http_keepalive_s: float = Field(default=75.0, gt=0)
+    """How long an idle connection is kept open; above a load balancer's own idle timeout
+    (60 s on AWS), so the balancer never reuses a connection the service just closed."""
+    http_max_connections: int = Field(default=1000, ge=1)
+    """Connections open at once; more are closed on accept. Lowered to fit under the
+    process's open-file limit, so a connection flood cannot take every descriptor."""
     max_body_bytes: int = Field(default=20 * MIB, gt=0)
     max_novel_chars: int = Field(default=3_000_000, gt=0)
     public_base_url: str = ""

@@ -54,6 +54,18 @@ def test_queue_url_selects_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().resolved_backend == "aws"
 
 
+def test_http_limits_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = load_settings()
+    assert (defaults.http_header_timeout_s, defaults.http_keepalive_s) == (10, 75)
+    assert defaults.http_max_connections == 1000
+    monkeypatch.setenv("STORYBOARD_HTTP_HEADER_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("STORYBOARD_HTTP_KEEPALIVE_S", "30")
+    monkeypatch.setenv("STORYBOARD_HTTP_MAX_CONNECTIONS", "200")
+    settings = load_settings()
+    assert (settings.http_header_timeout_s, settings.http_keepalive_s) == (2.5, 30)
+    assert settings.http_max_connections == 200
+
+
 def test_environment_is_read_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STORYBOARD_WORKER_CONCURRENCY", "7")
     assert load_settings().worker_concurrency == 7
@@ -66,6 +78,9 @@ def test_environment_is_read_with_prefix(monkeypatch: pytest.MonkeyPatch) -> Non
         ("STORYBOARD_PORT", "http", "port"),
         ("STORYBOARD_BACKEND", "redis", "backend"),
         ("STORYBOARD_RECEIVE_WAIT_S", "25", "receive_wait_s"),
+        ("STORYBOARD_HTTP_HEADER_TIMEOUT_S", "0", "http_header_timeout_s"),
+        ("STORYBOARD_HTTP_KEEPALIVE_S", "-1", "http_keepalive_s"),
+        ("STORYBOARD_HTTP_MAX_CONNECTIONS", "0", "http_max_connections"),
     ],
 )
 def test_bad_settings_fail_with_one_line(
