@@ -1,7 +1,9 @@
 """Runs the aiohttp app until SIGTERM or SIGINT, then shuts down within the grace period.
 
 The listening sockets are bound before anything else opens, so a taken port fails at once
-with one line instead of after the database and the consumers have started.
+with one line instead of after the database and the consumers have started. Every
+connection goes through a :class:`ConnectionGuard`: a cap on open connections, a deadline
+for each request head, and aiohttp's keep-alive timeout for idle ones.
 
 The first signal stops receiving and turns readiness to 503 at once; in-flight jobs then
 get up to the grace period and the rest are released. The API answers all the while
