@@ -22,7 +22,8 @@ HEALTH_POLL_S = 0.05
 START_ATTEMPTS = 3
 """How often a start is retried when the chosen port was taken before the service bound it."""
 
-_PORT_TAKEN = "address already in use"
+_PORT_TAKEN = ("address already in use", "is in use")
+"""What a service that lost its port says: the OS's words, and the CLI's own line."""
 _METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
 
 
@@ -159,7 +160,7 @@ def start_service(command: str, env: Mapping[str, str], log_path: Path) -> Servi
             wait_until_healthy(service.url, service.process)
             return service
         except ServiceExited:
-            if attempt < START_ATTEMPTS and _PORT_TAKEN in service.log().lower():
+            if attempt < START_ATTEMPTS and any(m in service.log().lower() for m in _PORT_TAKEN):
                 continue
             code = service.process.returncode
             raise ServiceExited(f"{command} exited with {code}:\n{service.log()[-3000:]}") from None

@@ -60,6 +60,8 @@ async def draining_middleware(request: web.Request, handler: Handler) -> web.Str
         and runtime.draining
         and request.method in _NEW_WORK
         and (request.path == PREFIX or request.path.startswith(PREFIX + "/"))
+        # A cancel takes work away, so it is still welcome.
+        and not request.path.endswith("/cancel")
     ):
         return error_response(503, "draining", "the service is shutting down; retry")
     return await handler(request)

@@ -67,7 +67,10 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "else detected as UTF-8, GB18030 or UTF-16 with a BOM)",
         "parameters": [_TITLE_PARAM],
         "requestBody": _UPLOAD_BODY,
-        "responses": {"201": _json("NovelCreated", "created"), **_errors(400, 413, 415, 422)},
+        "responses": {
+            "201": _json("NovelCreated", "created"),
+            **_errors(400, 413, 415, 422, 503),
+        },
     },
     ("GET", "/v1/novels/{novelId}"): {
         "summary": "A novel's metadata",

@@ -67,6 +67,7 @@ def test_the_api_keeps_answering_during_the_drain_and_refuses_new_work(tmp_path:
         status = _call("GET", f"{service.url}/v1/jobs/{job['jobId']}")
         upload = _call("POST", f"{service.url}/v1/novels?title=u", b"more text")
         analyze = _call("POST", f"{service.url}/v1/novels/{novel['novelId']}/analyze", b"")
+        cancel = _call("POST", f"{service.url}/v1/jobs/{job['jobId']}/cancel", b"")
         assert service.process.poll() is None, "the drain ended before the checks"
         code = service.stop(signal.SIGINT)
         log = service.log()
@@ -75,6 +76,7 @@ def test_the_api_keeps_answering_during_the_drain_and_refuses_new_work(tmp_path:
     assert (status[0], status[1]["status"]) == (200, "running")
     assert (upload[0], upload[1]["error"]["code"]) == (503, "draining")
     assert (analyze[0], analyze[1]["error"]["code"]) == (503, "draining")
+    assert (cancel[0], cancel[1]["status"]) == (200, "cancelled")  # takes work away: allowed
     assert '"released unfinished messages"' in log
 
 
