@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -13,6 +14,7 @@ from service.logs import configure_logging
 from service.settings import Settings, SettingsError, load_settings
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+TOKEN_ENV = "STORYBOARD_TOKEN"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,10 +32,13 @@ def _parser() -> argparse.ArgumentParser:
     submit = commands.add_parser("submit", help="upload a novel and queue its analysis")
     submit.add_argument("file", help="novel text file (UTF-8 or GB18030), or - for stdin")
     submit.add_argument("--title", help="title (default: the file name)")
-    submit.add_argument("--url", default=DEFAULT_URL, help=f"service URL (default {DEFAULT_URL})")
     status = commands.add_parser("status", help="show a job's status")
     status.add_argument("job_id")
-    status.add_argument("--url", default=DEFAULT_URL, help=f"service URL (default {DEFAULT_URL})")
+    for client in (submit, status):
+        client.add_argument(
+            "--url", default=DEFAULT_URL, help=f"service URL (default {DEFAULT_URL})"
+        )
+        client.add_argument("--token", help=f"API key or JWT (default: {TOKEN_ENV})")
     dlq = commands.add_parser("dlq", help="inspect or redrive the dead-letter queue")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
     dlq_commands.add_parser("list", help="list dead-lettered messages")
@@ -117,15 +122,20 @@ async def _bootstrap(args: argparse.Namespace, settings: Settings) -> int:
 async def _submit(args: argparse.Namespace, settings: Settings) -> int:
     from service.client import submit_file
 
-    print(await submit_file(args.url, args.file, args.title))
+    print(await submit_file(args.url, args.file, args.title, token=_token(args)))
     return 0
 
 
 async def _status(args: argparse.Namespace, settings: Settings) -> int:
     from service.client import job_status
 
-    print(await job_status(args.url, args.job_id))
+    print(await job_status(args.url, args.job_id, token=_token(args)))
     return 0
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    # The environment variable keeps the token out of the shell history and `ps` output.
+    return args.token or os.environ.get(TOKEN_ENV) or None
 
 
 async def _dlq(args: argparse.Namespace, settings: Settings) -> int:

@@ -29,13 +29,18 @@ def default_title(path: str) -> str:
     return "stdin" if path == "-" else Path(path).stem
 
 
+def _session(token: str | None) -> aiohttp.ClientSession:
+    # The token travels only in this header; it is never part of a message or a log line.
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return aiohttp.ClientSession(timeout=TIMEOUT, headers=headers)
+
+
 async def _call(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> Any:
     try:
         async with session.request(method, url, **kw) as response:
             body = await response.json(content_type=None)
             if response.status >= 400:
-                error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
-                raise CliError(f"{response.status} {error.get('code')}: {error.get('message')}")
+                raise CliError(_error_line(response.status, body))
             return body
     except aiohttp.ClientError as exc:
         raise CliError(f"cannot reach {url}: {exc}") from None
@@ -43,11 +48,24 @@ async def _call(session: aiohttp.ClientSession, method: str, url: str, **kw: Any
         raise CliError(f"{url} did not answer with JSON") from None
 
 
-async def submit_file(base_url: str, path: str, title: str | None) -> str:
-    """Upload the file and queue its analysis; return the job id."""
+def _error_line(status: int, body: Any) -> str:
+    error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
+    line = f"{status} {error.get('code')}: {error.get('message')}"
+    if status == 401:
+        line += " (pass --token or set STORYBOARD_TOKEN)"
+    return line
+
+
+async def submit_file(
+    base_url: str, path: str, title: str | None, *, token: str | None = None
+) -> str:
+    """Upload the file and queue its analysis; return the job id.
+
+    ``token`` (an API key or a JWT) is sent as a bearer token when given.
+    """
     data = read_input(path)
     base = base_url.rstrip("/")
-    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+    async with _session(token) as session:
         novel = await _call(
             session,
             "POST",
@@ -60,8 +78,8 @@ async def submit_file(base_url: str, path: str, title: str | None) -> str:
     return str(job["jobId"])
 
 
-async def job_status(base_url: str, job_id: str) -> str:
-    """The job's status document, pretty-printed."""
-    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+async def job_status(base_url: str, job_id: str, *, token: str | None = None) -> str:
+    """The job's status document, pretty-printed; ``token`` as for :func:`submit_file`."""
+    async with _session(token) as session:
         job = await _call(session, "GET", f"{base_url.rstrip('/')}/v1/jobs/{job_id}")
     return json.dumps(job, ensure_ascii=False, indent=2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import subprocess
@@ -82,6 +83,40 @@ def test_submit_and_status_against_a_live_service(tmp_path: Path) -> None:
         missing = _run("status", "0" * 32, "--url", service.url, env=env)
     assert missing.returncode == 2
     assert "404 not_found" in missing.stderr
+
+
+def test_submit_and_status_send_the_token_to_a_service_with_auth_on(tmp_path: Path) -> None:
+    token = "platform-team-key"
+    keys = json.dumps({hashlib.sha256(token.encode()).hexdigest(): "platform"})
+    env = service_env(
+        tmp_path / "data",
+        STORYBOARD_ANALYZER="sleep",
+        STORYBOARD_SLEEP_ANALYZER_S="0",
+        STORYBOARD_AUTH_API_KEYS=keys,
+    )
+    novel = tmp_path / "novel.txt"
+    novel.write_text("Chapter 1\nIt begins.", encoding="utf-8")
+    with running_service("serve", env, tmp_path / "serve.log") as service:
+        refused = _run("submit", str(novel), "--url", service.url, env=env)
+        by_flag = _run("submit", str(novel), "--url", service.url, "--token", token, env=env)
+        by_env = {**env, "STORYBOARD_TOKEN": token}
+        job_id = by_flag.stdout.strip()
+        status = _run("status", job_id, "--url", service.url, env=by_env)
+        status_refused = _run("status", job_id, "--url", service.url, env=env)
+        log = service.log()
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1
+    assert "401" in refused.stderr
+    assert "--token" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert by_flag.returncode == 0, by_flag.stderr
+    assert len(job_id) == 32
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["jobId"] == job_id
+    assert status_refused.returncode == 2
+    assert "401" in status_refused.stderr
+    for output in (refused.stdout, refused.stderr, by_flag.stderr, status.stderr, log):
+        assert token not in output
 
 
 def test_submit_of_an_unreadable_file_fails_clearly(tmp_path: Path) -> None:
