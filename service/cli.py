@@ -7,11 +7,14 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.errors import BackendError, CliError
 from service.logs import configure_logging
 from service.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from service.producers.redrive import RedriveReport
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 TOKEN_ENV = "STORYBOARD_TOKEN"
@@ -152,6 +155,10 @@ async def _dlq(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{len(letters)} dead-lettered, {hidden} hidden right now", file=sys.stderr)
             return 0
         report = await redrive(backend, None if args.all else set(args.job_ids))
+    return _print_redrive(report, [] if args.all else args.job_ids)
+
+
+def _print_redrive(report: RedriveReport, asked: Sequence[str]) -> int:
     for job_id in report.moved:
         print(f"redriven {job_id}")
     print(
@@ -159,7 +166,12 @@ async def _dlq(args: argparse.Namespace, settings: Settings) -> int:
         "(run again once the dead-letter consumer releases them)",
         file=sys.stderr,
     )
-    return 0
+    # An id that was neither moved nor seen is most likely a typo; a script must notice.
+    seen = set(report.moved) | {letter.job_id for letter in report.kept}
+    missing = [job_id for job_id in dict.fromkeys(asked) if job_id not in seen]
+    for job_id in missing:
+        print(f"storyboard: job {job_id} is not in the dead-letter queue", file=sys.stderr)
+    return 1 if missing else 0
 
 
 async def _analyze(args: argparse.Namespace, settings: Settings) -> int:

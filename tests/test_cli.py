@@ -139,6 +139,17 @@ def test_dlq_commands_on_an_empty_queue(tmp_path: Path) -> None:
     assert "either --all or one or more JOB_IDs" in bad.stderr
 
 
+def test_redrive_of_a_job_not_in_the_dlq_says_so_and_exits_1(tmp_path: Path) -> None:
+    env = service_env(tmp_path / "data")
+    absent = "f" * 32
+    result = _run("dlq", "redrive", absent, env=env)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == f"storyboard: job {absent} is not in the dead-letter queue"
+    assert "0 redriven" in lines[0]
+    assert result.stdout == ""
+
+
 def test_a_corrupt_database_stops_serve_with_one_line(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
