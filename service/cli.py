@@ -52,8 +52,11 @@ def _parser() -> argparse.ArgumentParser:
         "analyze", help="one-shot: analyze a file on the embedded backend"
     )
     analyze.add_argument("file", help="novel text file (UTF-8 or GB18030), or - for stdin")
-    analyze.add_argument("--out", default="storyboard.json", help="where to write the storyboard")
-    analyze.add_argument("--title", help="title (default: the file name)")
+    analyze.add_argument(
+        "--out", help="output file, - for stdout (default: <file stem>.storyboard.json)"
+    )
+    analyze.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    analyze.add_argument("--title", help="title (default: the file name without its suffixes)")
     return parser
 
 
@@ -177,7 +180,7 @@ def _print_redrive(report: RedriveReport, asked: Sequence[str]) -> int:
 async def _analyze(args: argparse.Namespace, settings: Settings) -> int:
     from service.oneshot import run_oneshot
 
-    return await run_oneshot(settings, args.file, out=args.out, title=args.title)
+    return await run_oneshot(settings, args.file, out=args.out, title=args.title, force=args.force)
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import sys
 from pathlib import Path
@@ -25,8 +26,21 @@ def read_input(path: str) -> bytes:
 
 
 def default_title(path: str) -> str:
-    """The title used when none is given: the file's name without its suffix."""
-    return "stdin" if path == "-" else Path(path).stem
+    """The title used when none is given: the file's name without its suffix, nor an
+    encoding suffix before it (``sanguo-yanyi.gb18030.txt`` → ``sanguo-yanyi``)."""
+    if path == "-":
+        return "stdin"
+    stem = Path(Path(path).stem)
+    return stem.stem if _is_codec_name(stem.suffix[1:]) else stem.name
+
+
+def _is_codec_name(name: str) -> bool:
+    # Any name Python can decode with counts, so every spelling (gb18030, utf8, big5…) does.
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return False
+    return bool(name)
 
 
 def _session(token: str | None) -> aiohttp.ClientSession:

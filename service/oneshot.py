@@ -1,13 +1,14 @@
 """``storyboard analyze FILE``: one novel through the real queue → worker → store path.
 
 It runs the embedded backend in a temporary data directory inside this process, shows a
-live progress bar, writes the storyboard and prints a summary.
+live progress bar and a summary on stderr, and writes the storyboard to a file or stdout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,10 +25,20 @@ from service.text import EmptyTextError, TextDecodeError, load_novel_bytes
 from service.uploads import store_novel
 
 POLL_S = 0.1
+STDOUT = "-"
 
 
-async def run_oneshot(settings: Settings, path: str, *, out: str, title: str | None) -> int:
-    """Analyze one file; 0 on success, 1 if the job failed."""
+async def run_oneshot(
+    settings: Settings, path: str, *, out: str | None, title: str | None, force: bool = False
+) -> int:
+    """Analyze one file; 0 on success, 1 if the job failed.
+
+    ``out`` defaults to ``<title>.storyboard.json`` in the current directory; ``-`` is
+    stdout. An existing file is replaced only with ``force``.
+    """
+    target = out if out is not None else f"{default_title(path)}.storyboard.json"
+    # Checked first: a refusal after minutes of analysis would waste them.
+    _check_target(target, force=force)
     text = _load(path)
     console = Console(stderr=True)
     started = time.perf_counter()
@@ -44,9 +55,29 @@ async def run_oneshot(settings: Settings, path: str, *, out: str, title: str | N
                 return 1
             document = await _fetch_storyboard(runtime, job)
     rendered = json.dumps(document, ensure_ascii=False, indent=2)
-    await asyncio.to_thread(Path(out).write_text, rendered, encoding="utf-8")
-    _print_summary(console, job, out, time.perf_counter() - started)
+    await asyncio.to_thread(_write, target, rendered, force=force)
+    _print_summary(console, job, target, time.perf_counter() - started)
     return 0
+
+
+def _check_target(target: str, *, force: bool) -> None:
+    if target != STDOUT and not force and Path(target).exists():
+        raise CliError(f"{target} already exists; pass --force to overwrite it")
+
+
+def _write(target: str, rendered: str, *, force: bool) -> None:
+    if target == STDOUT:
+        sys.stdout.write(rendered + "\n")
+        sys.stdout.flush()
+        return
+    try:
+        # "x" also refuses a file that appeared while the analysis ran.
+        with Path(target).open("w" if force else "x", encoding="utf-8") as file:
+            file.write(rendered)
+    except FileExistsError:
+        raise CliError(f"{target} already exists; pass --force to overwrite it") from None
+    except OSError as exc:
+        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
 def _load(path: str) -> str:
@@ -97,4 +128,5 @@ def _print_summary(console: Console, job: Job, out: str, elapsed_s: float) -> No
             f"[bold]{summary.title}[/bold]: {summary.chapters} chapters, {summary.scenes} scenes, "
             f"{summary.panels} panels, {summary.characters} characters"
         )
-    console.print(f"storyboard written to {out} in {elapsed_s:.1f} s")
+    where = "stdout" if out == STDOUT else out
+    console.print(f"storyboard written to {where} in {elapsed_s:.1f} s")

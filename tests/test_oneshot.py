@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from harness.processes import service_env
+from service.client import default_title
 from tests.conftest import corpus_file
 
 
@@ -59,3 +60,41 @@ def test_empty_or_unreadable_input_fails_with_one_line(tmp_path: Path) -> None:
         assert result.returncode != 0
         assert len(lines) == 1, lines
         assert lines[0].startswith("storyboard: ")
+
+
+SHORT = "第一回　桃园结义\n刘备曰：「吾欲伸大义于天下。」\n\n第二回　张飞怒鞭督邮\n张飞大怒。"
+
+
+def test_default_title_drops_the_suffix_and_an_encoding_suffix() -> None:
+    assert default_title("corpus/sanguo-yanyi.gb18030.txt") == "sanguo-yanyi"
+    assert default_title("notes.utf8.md") == "notes"
+    assert default_title("alice.txt") == "alice"
+    assert default_title("volume.2.txt") == "volume.2"  # not a codec: part of the name
+    assert default_title("-") == "stdin"
+
+
+def test_default_out_is_the_stem_in_the_current_directory(tmp_path: Path) -> None:
+    source = tmp_path / "in" / "sanguo-yanyi.gb18030.txt"
+    source.parent.mkdir()
+    source.write_bytes(SHORT.encode("gb18030"))
+    result = _analyze(str(source), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    out = tmp_path / "sanguo-yanyi.storyboard.json"
+    storyboard = json.loads(out.read_text(encoding="utf-8"))
+    assert storyboard["title"] == "sanguo-yanyi"
+    assert f"storyboard written to {out.name}" in result.stderr.decode()
+
+
+def test_an_existing_out_is_kept_unless_forced(tmp_path: Path) -> None:
+    source = tmp_path / "novel.txt"
+    source.write_text(SHORT, encoding="utf-8")
+    out = tmp_path / "novel.storyboard.json"
+    out.write_text("keep me", encoding="utf-8")
+    refused = _analyze(str(source), cwd=tmp_path)
+    lines = refused.stderr.decode().strip().splitlines()
+    assert refused.returncode == 2
+    assert lines == [f"storyboard: {out.name} already exists; pass --force to overwrite it"]
+    assert out.read_text(encoding="utf-8") == "keep me"
+    forced = _analyze(str(source), "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr.decode()
+    assert json.loads(out.read_text(encoding="utf-8"))["title"] == "novel"
