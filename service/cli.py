@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from service.errors import BackendError, CliError
 from service.logs import configure_logging
 from service.settings import Settings, SettingsError, load_settings
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 TOKEN_ENV = "STORYBOARD_TOKEN"
+SERVERS = frozenset({"serve", "api", "worker"})
+"""Commands that run the service; their log lines go to stdout, as containers expect."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     analyze.add_argument("--title", help="title (default: the file name without its suffixes)")
+    analyze.add_argument("-v", "--verbose", action="store_true", help="show log lines on stderr")
     return parser
 
 
@@ -65,13 +70,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = _settings_for(args)
-        configure_logging(settings.log_level, settings.log_format)
+        _configure_logging(args, settings)
         return asyncio.run(_COMMANDS[args.command](args, settings))
     except (SettingsError, CliError, BackendError) as exc:
         print(f"storyboard: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _configure_logging(args: argparse.Namespace, settings: Settings) -> None:
+    level: str = settings.log_level
+    if args.command == "analyze" and not args.verbose:
+        # A one-shot run shows its progress bar and summary; a crash is still logged.
+        level = "critical"
+    configure_logging(level, settings.log_format)
+    if args.command not in SERVERS:
+        # These commands' stdout is their data (a job id, a storyboard), so logs go to stderr.
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 
 def _settings_for(args: argparse.Namespace) -> Settings:

@@ -98,3 +98,26 @@ def test_an_existing_out_is_kept_unless_forced(tmp_path: Path) -> None:
     forced = _analyze(str(source), "--force", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr.decode()
     assert json.loads(out.read_text(encoding="utf-8"))["title"] == "novel"
+
+
+def test_out_dash_writes_only_the_storyboard_to_stdout(tmp_path: Path) -> None:
+    source = tmp_path / "novel.txt"
+    source.write_text(SHORT, encoding="utf-8")
+    result = _analyze(str(source), "--out", "-", cwd=tmp_path)
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr
+    assert json.loads(result.stdout.decode("utf-8"))["meta"]["chapterCount"] == 2
+    assert not (tmp_path / "-").exists()
+    assert "storyboard written to stdout" in stderr
+    assert "100%" in stderr
+    assert not [line for line in stderr.splitlines() if line.lstrip().startswith("{")]
+
+
+def test_verbose_shows_log_lines_on_stderr_only(tmp_path: Path) -> None:
+    source = tmp_path / "novel.txt"
+    source.write_text(SHORT, encoding="utf-8")
+    result = _analyze(str(source), "--out", "-", "-v", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    json.loads(result.stdout.decode("utf-8"))
+    logged = [json.loads(line) for line in result.stderr.decode().splitlines() if line[:1] == "{"]
+    assert logged, result.stderr.decode()
