@@ -7,13 +7,14 @@ and panels ``p1, …`` in reading order. A dialogue line's ``speakerId`` is a ch
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Self
 
 from pydantic import Field, model_validator
 
 from service.jobs import StoryboardSummary
-from service.models import CamelModel
+from service.models import CamelModel, utcnow
 
 NARRATOR = "narrator"
 
@@ -71,14 +72,35 @@ class Scene(CamelModel):
 
 
 class Meta(CamelModel):
-    """How the storyboard was made."""
+    """How the storyboard was made, and by which run.
+
+    The provenance fields are optional so storyboards stored before they existed still
+    read; every new storyboard carries them, so a client can tell which job made it.
+    """
 
     analyzer: str
+    analyzer_version: str | None = None
+    job_id: str | None = None
+    created_at: datetime | None = None
+    prompt_version: str | None = None
     chunk_count: int = 0
     chapter_count: int = 0
     timings: dict[str, float] = Field(default_factory=dict)
     model: str | None = None
     usage: dict[str, int] = Field(default_factory=dict)
+
+
+def provenance_meta(analyzer: str, version: str, job_id: str, **fields: object) -> Meta:
+    """A ``Meta`` naming the analyzer, its version, the job (if any) and the time now."""
+    return Meta.model_validate(
+        {
+            "analyzer": analyzer,
+            "analyzer_version": version,
+            "job_id": job_id or None,
+            "created_at": utcnow(),
+            **fields,
+        }
+    )
 
 
 class Storyboard(CamelModel):

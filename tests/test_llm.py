@@ -15,7 +15,7 @@ from pytest_aiohttp import AiohttpServer
 from service.analysis import llm, llm_client
 from service.analysis.chapters import split_chapters
 from service.analysis.llm import LlmAnalyzer, Registry, chunk_chars, plan_chunks
-from service.analysis.llm_prompts import CharacterReply
+from service.analysis.llm_prompts import PROMPT_VERSION, CharacterReply
 from service.errors import BlobNotFound, JobError
 from service.jobs import Job, JobStatus
 from service.logs import configure_logging
@@ -259,6 +259,14 @@ async def test_a_novel_through_the_smart_fake(fake: FakeLlm, make_analyzer: Make
     assert meta.usage["inputTokens"] > 0
     assert meta.usage["outputTokens"] > 0
     assert set(meta.timings) == {"charactersS", "panelsS", "analyzeS"}
+    assert meta.job_id == "job-1"
+    assert meta.created_at is not None
+    assert meta.analyzer_version == LlmAnalyzer.version
+    assert meta.prompt_version == PROMPT_VERSION
+    doc = board.to_doc()["meta"]
+    assert {"jobId", "createdAt", "analyzer", "analyzerVersion", "model", "promptVersion"} <= set(
+        doc
+    )
 
     fractions = [f for f, _ in progress]
     assert fractions == sorted(fractions)
@@ -498,6 +506,8 @@ async def test_a_job_runs_end_to_end_on_the_fake_model(
     assert (job.attempts, job.progress.percentage) == (1, 100)
     board = Storyboard.model_validate_json(data)
     assert board.meta.analyzer == "llm"
+    assert board.meta.job_id == job.job_id
+    assert board.meta.prompt_version == PROMPT_VERSION
     assert board.meta.usage["inputTokens"] > 0
     assert board.meta.usage["requests"] == fake.calls() == 6
     assert [s.chapter_index for s in board.scenes] == [1, 2, 3]

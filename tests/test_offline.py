@@ -70,6 +70,7 @@ def _spoken_by(board: Storyboard) -> dict[str, str]:
 def _comparable(board: Storyboard) -> dict[str, Any]:
     doc = board.to_doc()
     doc["meta"].pop("timings")
+    doc["meta"].pop("createdAt")  # the time of the run, the one thing a re-run changes
     return doc
 
 
@@ -173,8 +174,21 @@ def test_meta_describes_the_run() -> None:
     assert board.meta.analyzer == "offline"
     assert board.meta.chapter_count == board.meta.chunk_count == 1
     assert set(board.meta.timings) == {"analyzeS"}
+    assert board.meta.analyzer_version == OfflineAnalyzer.version
+    assert board.meta.created_at is not None
+    assert board.meta.job_id is None  # no job: a storyboard built outside the pipeline
+    assert board.meta.prompt_version is None
     assert board.novel_id == "n1"
     assert board.title == "Tea"
+
+
+def test_meta_names_the_job_that_made_it() -> None:
+    board = build_storyboard(NovelText("n1", "Tea", ENGLISH_SAMPLE, job_id="job-7"))
+    doc = board.to_doc()["meta"]
+    assert doc["jobId"] == "job-7"
+    assert doc["analyzer"] == "offline"
+    assert doc["analyzerVersion"] == OfflineAnalyzer.version
+    assert doc["createdAt"].endswith("Z")
 
 
 def test_empty_text_is_a_permanent_analysis_error() -> None:

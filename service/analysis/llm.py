@@ -76,7 +76,15 @@ from service.errors import BlobNotFound, JobError
 from service.logs import get_logger
 from service.ports import BlobStore, NovelText, ProgressCallback
 from service.settings import Settings, SettingsError
-from service.storyboard import NARRATOR, Character, DialogueLine, Meta, Panel, Scene, Storyboard
+from service.storyboard import (
+    NARRATOR,
+    Character,
+    DialogueLine,
+    Panel,
+    Scene,
+    Storyboard,
+    provenance_meta,
+)
 
 __all__ = [
     "AnalyzerOptions",
@@ -555,6 +563,8 @@ class LlmAnalyzer:
     """Builds storyboards with a chat model; one instance (and one limiter) per process."""
 
     name = "llm"
+    # Bumped whenever chunking or assembly changes; the prompts have their own version.
+    version = "1"
 
     def __init__(self, client: LlmClient, blobs: BlobStore, options: AnalyzerOptions) -> None:
         self._client = client
@@ -712,11 +722,14 @@ class LlmAnalyzer:
         for board in boards:
             builder.add(board)
         usage = {**run.usage.to_meta(), "reusedChunks": run.reused}
-        meta = Meta(
-            analyzer=self.name,
+        meta = provenance_meta(
+            self.name,
+            self.version,
+            run.novel.job_id,
             chunk_count=len(run.chunks),
             chapter_count=len(chapters),
             model=self.options.model,
+            prompt_version=PROMPT_VERSION,
             usage=usage,
         )
         return Storyboard(

@@ -45,7 +45,7 @@ from service.analysis.offline_scenes import (
 from service.analysis.offline_text import detect_language
 from service.errors import JobError
 from service.ports import NovelText, ProgressCallback
-from service.storyboard import Character, Meta, Storyboard
+from service.storyboard import Character, Storyboard, provenance_meta
 
 __all__ = [
     "MAX_PANELS_PER_SCENE",
@@ -75,8 +75,10 @@ def build_storyboard(novel: NovelText) -> Storyboard:
         title=novel.title,
         characters=characters,
         scenes=storyboard_scenes(drafts, {c.name: c for c in characters}),
-        meta=Meta(
-            analyzer=OfflineAnalyzer.name,
+        meta=provenance_meta(
+            OfflineAnalyzer.name,
+            OfflineAnalyzer.version,
+            novel.job_id,
             chunk_count=len(chapters),
             chapter_count=len(chapters),
             timings={"analyzeS": round(time.perf_counter() - started, 3)},
@@ -123,6 +125,8 @@ class OfflineAnalyzer:
     """Heuristic analyzer that needs no model, network or randomness."""
 
     name = "offline"
+    # Bumped whenever the heuristics change what a given text yields.
+    version = "1"
 
     async def analyze(self, novel: NovelText, on_progress: ProgressCallback) -> Storyboard:
         """Build the storyboard in a worker thread, reporting start and finish."""

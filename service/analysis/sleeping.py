@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 
 from service.ports import NovelText, ProgressCallback
-from service.storyboard import Meta, Panel, Scene, ShotType, Storyboard
+from service.storyboard import Panel, Scene, ShotType, Storyboard, provenance_meta
 
 
 class SleepAnalyzer:
     """Sleeps ``latency_s`` and returns a one-panel storyboard."""
 
     name = "sleep"
+    version = "1"
 
     def __init__(self, latency_s: float) -> None:
         self.latency_s = latency_s
@@ -40,5 +41,7 @@ class SleepAnalyzer:
             location="unspecified",
             panels=[panel],
         )
-        meta = Meta(analyzer=self.name, chunk_count=1, chapter_count=1)
+        meta = provenance_meta(
+            self.name, self.version, novel.job_id, chunk_count=1, chapter_count=1
+        )
         return Storyboard(novel_id=novel.novel_id, title=novel.title, scenes=[scene], meta=meta)

@@ -14,6 +14,7 @@ from service.errors import BlobNotFound, JobError
 from service.jobs import Job, StoryboardSummary
 from service.messages import ANALYZE
 from service.metrics import Metrics
+from service.models import utcnow
 from service.novels import StoryboardRef, storyboard_key
 from service.ports import Analyzer, BlobStore, NovelStore, NovelText
 from service.storyboard import Storyboard
@@ -48,7 +49,7 @@ class AnalyzeHandler:
             await progress.on_fraction(50, 90, fraction, stage)
 
         novel = NovelText(job.novel_id, title, text, job.job_id)
-        storyboard = await self._analyzer.analyze(novel, on_progress)
+        storyboard = _stamped(await self._analyzer.analyze(novel, on_progress), job)
         mark = self._stage("analyze", mark)
         # The guarded write doubles as the ownership check before any effect.
         await progress.confirm(90, "storyboard generated")
@@ -90,6 +91,19 @@ class AnalyzeHandler:
         body = storyboard.model_dump_json(by_alias=True).encode("utf-8")
         await self._blobs.put(key, body, content_type="application/json")
         return key
+
+
+def _stamped(storyboard: Storyboard, job: Job) -> Storyboard:
+    """The storyboard with this job's provenance, whatever the analyzer filled in.
+
+    The job id is what ties a served storyboard to the run that made it, so the handler
+    sets it rather than trusting every analyzer to copy it from ``NovelText``.
+    """
+    meta = storyboard.meta
+    meta.job_id = job.job_id
+    if meta.created_at is None:
+        meta.created_at = utcnow()
+    return storyboard
 
 
 def build(deps: HandlerDeps) -> AnalyzeHandler:
