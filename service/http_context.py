@@ -9,7 +9,7 @@ from typing import Protocol, TypeVar
 from aiohttp import web
 
 from service.appkeys import RUNTIME, USER_ID
-from service.http_errors import not_found
+from service.http_errors import ApiError, not_found
 from service.jobs import Job
 from service.novels import Novel
 from service.runtime import Runtime
@@ -72,3 +72,9 @@ async def owned_job(request: web.Request) -> Job:
     if job_type is None or not job_type.user_visible:
         raise not_found("job")
     return job
+
+
+def storyboard_pending(request: web.Request, job_id: str) -> ApiError:
+    """The 404 for a storyboard a live job is still making; it names the job to follow."""
+    url = public_url(request, f"/v1/jobs/{job_id}")
+    return ApiError(404, "storyboard_pending", f"the storyboard is not ready yet; see {url}")

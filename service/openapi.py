@@ -92,6 +92,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": [_id_param("jobId")],
         "responses": {"200": _json("JobView", "the job"), **_errors(404)},
     },
+    ("GET", "/v1/jobs/{jobId}/storyboard"): {
+        "summary": "The storyboard this job made (404 storyboard_pending while it runs)",
+        "parameters": [_id_param("jobId")],
+        "responses": {"200": _json("Storyboard", "the job's storyboard"), **_errors(404)},
+    },
     ("POST", "/v1/jobs/{jobId}/cancel"): {
         "summary": "Cancel a job (a running one stops at its next stage or chunk)",
         "parameters": [_id_param("jobId")],

@@ -1,4 +1,4 @@
-"""Routes for jobs: status and cancellation."""
+"""Routes for jobs: status, cancellation and the storyboard a job made."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from aiohttp import web
 
 from service import jobs
 from service.api_schema import JobView
-from service.http_context import owned_job, public_url, runtime_of
-from service.http_errors import ApiError
+from service.errors import BlobNotFound
+from service.http_context import owned_job, public_url, runtime_of, storyboard_pending
+from service.http_errors import ApiError, not_found
 from service.jobs import Job, JobStatus
 
 routes = web.RouteTableDef()
@@ -17,6 +18,22 @@ routes = web.RouteTableDef()
 async def get_job(request: web.Request) -> web.Response:
     """A job's status, progress, attempts, error and storyboard URL."""
     return web.json_response(job_view(request, await owned_job(request)).to_doc())
+
+
+@routes.get("/jobs/{jobId}/storyboard")
+async def get_job_storyboard(request: web.Request) -> web.Response:
+    """The storyboard this job made, even after a newer job's replaced it on the novel."""
+    job = await owned_job(request)
+    if job.status in jobs.LIVE:
+        raise storyboard_pending(request, job.job_id)
+    # A failed or cancelled job never will have one: that is a plain 404, not "pending".
+    if job.status is not JobStatus.COMPLETED or job.result_key is None:
+        raise not_found("storyboard")
+    try:
+        data = await runtime_of(request).backend.blobs.get(job.result_key)
+    except BlobNotFound:
+        raise not_found("storyboard") from None
+    return web.Response(body=data, content_type="application/json")
 
 
 @routes.post("/jobs/{jobId}/cancel")
