@@ -372,11 +372,14 @@ class DynamoIdempotencyStore:
             raise ValueError(f"ttl_s must be at least 1, not {ttl_s}")
         item_key = idempotency_key(scope, key)
         for _ in range(CLAIM_ATTEMPTS):
-            if await self._bind(item_key, job_id, ttl_s):
-                return job_id
+            bound = await self._bind(item_key, job_id, ttl_s)
+            # Read back even after a successful bind: the stored binding is the answer, so
+            # two callers can never both go on as owners, whatever the store let through.
             owner = await self._live_owner(item_key)
             if owner is not None:
                 return owner
+            if bound:
+                return job_id
         raise BackendError(f"idempotency key in {scope} kept changing hands; try again")
 
     async def release(self, scope: str, key: str, job_id: str) -> None:
