@@ -8,7 +8,9 @@ transiently a set number of times first, and is internal (not user-visible).
 from __future__ import annotations
 
 import hashlib
+import json
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from service.app import create_app
@@ -16,6 +18,7 @@ from service.appkeys import RUNTIME
 from service.consumers.job_types import HandlerDeps, JobContext, JobResult, JobType
 from service.errors import JobError
 from service.jobs import Job, JobStatus
+from service.logs import configure_logging
 from service.ports import BlobStore, NovelStore
 from service.runtime import JOB_TYPES, Runtime, open_runtime
 from service.uploads import store_novel
@@ -130,3 +133,24 @@ async def test_jobs_of_an_internal_type_are_hidden_from_the_api(
         stored = await runtime.backend.jobs.get(job.job_id)
         assert stored is not None
         assert stored.status is JobStatus.QUEUED  # the refused cancel changed nothing
+
+
+async def test_job_log_lines_carry_job_message_attempt_and_user(
+    local_settings: SettingsFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("info", "json")
+    ChecksumJob.failures, ChecksumJob.seen = 0, []
+    settings = local_settings(receive_wait_s=0.5)
+    async with open_runtime(settings, job_types=(*JOB_TYPES, CHECKSUM)) as runtime:
+        novel = await store_novel(runtime.backend, "reader-7", "A Title", TEXT)
+        job = await runtime.producer.submit(novel.novel_id, "reader-7", job_type="checksum")
+        await _ended(runtime, job.job_id)
+    lines = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
+    started = [line for line in lines if line.get("event") == "job started"]
+    assert len(started) == 1, lines
+    assert started[0]["jobId"] == job.job_id
+    assert started[0]["userId"] == "reader-7"
+    assert started[0]["attempt"] == 1
+    assert started[0]["messageId"]

@@ -30,6 +30,6 @@ class DeadLetterHandler:
             body = JobMessage.model_validate_json(message.body)
         except ValidationError:
             return self._hold  # poison: kept for an operator to inspect
-        structlog.contextvars.bind_contextvars(jobId=body.job_id)
+        structlog.contextvars.bind_contextvars(jobId=body.job_id, userId=body.user_id)
         await mark_failed(self._store, body.job_id, jobs.exhausted(jobs.retries_exhausted(None)))
         return self._hold

@@ -65,7 +65,7 @@ class JobRunner:
         except ValidationError as exc:
             log.error("poison message", **_fingerprint(message.body), problems=exc.error_count())
             return DEAD_LETTER
-        structlog.contextvars.bind_contextvars(jobId=body.job_id)
+        structlog.contextvars.bind_contextvars(jobId=body.job_id, userId=body.user_id)
         handler = self._handlers.get(body.type)
         if handler is None:
             log.error("poison message: unknown type", type=body.type[:64], known=self.types)
