@@ -11,21 +11,29 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
+from types import TracebackType
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from service.client import default_title, read_input
+from service.consumers.analyze import ANALYZE_JOB
+from service.consumers.job_types import HandlerDeps, JobHandler, JobType
 from service.errors import BlobNotFound, CliError
 from service.jobs import Job, JobStatus, StoryboardSummary
+from service.ports import Analyzer, NovelText, ProgressCallback
 from service.runtime import Runtime, open_runtime
 from service.settings import Settings
+from service.storyboard import Storyboard
 from service.text import EmptyTextError, TextDecodeError, load_novel_bytes
 from service.uploads import store_novel
 
 POLL_S = 0.1
 STDOUT = "-"
+# The analyze handler maps the analyzer's own fraction onto this span of the job's bar.
+ANALYSIS_SPAN = (50, 90)
 
 
 async def run_oneshot(
@@ -42,13 +50,16 @@ async def run_oneshot(
     text = _load(path)
     console = Console(stderr=True)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="storyboard-") as data_dir:
+    with (
+        tempfile.TemporaryDirectory(prefix="storyboard-") as data_dir,
+        ProgressDisplay(console) as display,
+    ):
         local = settings.model_copy(
             update={"backend": "local", "data_dir": Path(data_dir), "receive_wait_s": 1.0}
         )
-        async with open_runtime(local) as runtime:
+        async with open_runtime(local, job_types=(_shown_analysis(display),)) as runtime:
             job = await _submit(runtime, title or default_title(path), text)
-            job = await _follow(runtime, job.job_id, console)
+            job = await _follow(runtime, job.job_id, display)
             if job.status is not JobStatus.COMPLETED:
                 error = job.error.message if job.error else "unknown error"
                 console.print(f"[red]analysis failed[/red]: {error}")
@@ -94,22 +105,101 @@ async def _submit(runtime: Runtime, title: str, text: str) -> Job:
     return await runtime.producer.submit(novel.novel_id, "local")
 
 
-async def _follow(runtime: Runtime, job_id: str, console: Console) -> Job:
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-    )
-    with Progress(*columns, TimeElapsedColumn(), console=console, transient=False) as bar:
-        task = bar.add_task("queued", total=100)
-        while True:
-            job = await runtime.backend.jobs.get(job_id)
-            if job is None:
-                raise CliError("the job record disappeared")
-            bar.update(task, completed=job.progress.percentage, description=job.progress.stage)
-            if job.status in (JobStatus.COMPLETED, JobStatus.FAILED):
-                return job
-            await asyncio.sleep(POLL_S)
+async def _follow(runtime: Runtime, job_id: str, display: ProgressDisplay) -> Job:
+    while True:
+        job = await runtime.backend.jobs.get(job_id)
+        if job is None:
+            raise CliError("the job record disappeared")
+        # While the job runs, the analyzer's own reports are ahead of the record's
+        # throttled writes; any other state (a retry wait, the end) is shown as it is.
+        display.show(
+            job.progress.percentage, job.progress.stage, ahead_ok=job.status is JobStatus.RUNNING
+        )
+        if job.status in (JobStatus.COMPLETED, JobStatus.FAILED):
+            return job
+        await asyncio.sleep(POLL_S)
+
+
+class ProgressDisplay:
+    """The progress of the one job: a live bar on a terminal, else a line per tenth.
+
+    Lines keep a log or a pipe readable, where a redrawn bar would be one final line.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._lines = not console.is_terminal
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+        )
+        self._bar = Progress(*columns, console=console, disable=self._lines)
+        self._task = self._bar.add_task("queued", total=100)
+        self._shown = (0, "queued")
+        self._tenth = -1
+
+    def __enter__(self) -> ProgressDisplay:
+        self._bar.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._bar.stop()
+
+    def show(self, percentage: int, stage: str, *, ahead_ok: bool = False) -> None:
+        """Show ``percentage`` and ``stage``; with ``ahead_ok`` a lower percentage than the
+        one shown is ignored (an older report arriving after a newer one)."""
+        if (percentage, stage) == self._shown or (ahead_ok and percentage < self._shown[0]):
+            return
+        self._shown = (percentage, stage)
+        self._bar.update(self._task, completed=percentage, description=stage)
+        if self._lines and (percentage // 10 != self._tenth or not ahead_ok):
+            self._tenth = percentage // 10
+            self._console.print(f"{percentage:>3}% {stage}", highlight=False)
+
+    def notice(self, text: str) -> None:
+        """A line above the bar (or among the lines)."""
+        self._console.print(text, highlight=False)
+
+
+class _ShownAnalyzer:
+    """The configured analyzer, its progress reports also shown as they happen."""
+
+    def __init__(self, inner: Analyzer, display: ProgressDisplay) -> None:
+        self.name = inner.name
+        self._inner = inner
+        self._display = display
+
+    async def analyze(self, novel: NovelText, on_progress: ProgressCallback) -> Storyboard:
+        """Analyze with ``inner``, showing each report before passing it on."""
+        low, high = ANALYSIS_SPAN
+
+        async def shown(fraction: float, stage: str) -> None:
+            percentage = low + round((high - low) * max(0.0, min(1.0, fraction)))
+            self._display.show(percentage, stage, ahead_ok=True)
+            await on_progress(fraction, stage)
+
+        return await self._inner.analyze(novel, shown)
+
+
+def _shown_analysis(display: ProgressDisplay) -> JobType:
+    """The analyze job type, with its analyzer's reports shown on ``display``.
+
+    The job record gets progress at most every two seconds, which is all of a short run.
+    """
+
+    def build(deps: HandlerDeps) -> JobHandler:
+        if deps.analyzer is None:
+            return ANALYZE_JOB.build(deps)
+        return ANALYZE_JOB.build(replace(deps, analyzer=_ShownAnalyzer(deps.analyzer, display)))
+
+    return replace(ANALYZE_JOB, build=build)
 
 
 async def _fetch_storyboard(runtime: Runtime, job: Job) -> object:

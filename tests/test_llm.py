@@ -268,10 +268,15 @@ async def test_a_novel_through_the_smart_fake(fake: FakeLlm, make_analyzer: Make
         doc
     )
 
+    # One report when planned, then one per chunk of each pass, always moving forward.
     fractions = [f for f, _ in progress]
     assert fractions == sorted(fractions)
+    assert len(set(fractions)) == len(progress) == 1 + 2 * 4
+    assert progress[0] == (0.0, "4 chunks planned")
     assert progress[-1] == (1.0, "panels 4/4")
-    assert ("characters 4/4") in {stage for _, stage in progress}
+    stages = [stage for _, stage in progress]
+    assert stages[1:5] == [f"characters {i}/4" for i in range(1, 5)]
+    assert stages[5:] == [f"panels {i}/4" for i in range(1, 5)]
 
 
 async def test_every_request_asks_for_json_with_the_key(

@@ -213,6 +213,67 @@ async def test_analyze_reports_progress_and_returns_a_storyboard() -> None:
     assert _comparable(board) == _comparable(build_storyboard(novel))
 
 
+Reports = list[tuple[float, str]]
+
+
+async def _progress_of(title: str, text: str) -> tuple[Storyboard, Reports]:
+    reports: Reports = []
+
+    async def on_progress(fraction: float, stage: str) -> None:
+        reports.append((fraction, stage))
+
+    board = await OfflineAnalyzer().analyze(NovelText("n1", title, text), on_progress)
+    return board, reports
+
+
+def _assert_moves_per_chapter(reports: Reports, chapters: int) -> None:
+    fractions = [fraction for fraction, _ in reports]
+    assert fractions == sorted(fractions)
+    assert (fractions[0], fractions[-1]) == (0.0, 1.0)
+    # Each chapter moves the bar twice: once for its paragraphs, once for its scenes.
+    assert len(set(fractions)) >= 2 * chapters
+    stages = {stage for _, stage in reports}
+    assert {f"paragraphs {chapters}/{chapters}", f"scenes {chapters}/{chapters}"} <= stages
+    assert f"scenes 1/{chapters}" in stages
+
+
+def _days(count: int) -> str:
+    return "\n\n".join(
+        f"CHAPTER {n}. Day {n}\n\n'Good morning,' said Alice on day {n}.\n\n"
+        f"The Hatter poured the tea for the {n}th time."
+        for n in range(1, count + 1)
+    )
+
+
+async def test_progress_moves_per_chapter_of_a_generated_novel() -> None:
+    board, reports = await _progress_of("Days", _days(25))
+    assert board.meta.chapter_count == 25
+    _assert_moves_per_chapter(reports, 25)
+
+
+async def test_progress_moves_per_chapter_of_sanguo() -> None:
+    text = load_novel_bytes(corpus_file("sanguo-yanyi.gb18030.txt").read_bytes())
+    board, reports = await _progress_of("三国演义", text)
+    assert board.meta.chapter_count == 120
+    _assert_moves_per_chapter(reports, 120)
+    # Stepping through threads builds exactly what the one-call build does.
+    assert _comparable(board) == _comparable(build_storyboard(NovelText("n1", "三国演义", text)))
+
+
+async def test_a_failing_progress_report_stops_the_analysis() -> None:
+    # The job's callback raises when the job was cancelled; no later step may run.
+    reports: Reports = []
+
+    async def on_progress(fraction: float, stage: str) -> None:
+        reports.append((fraction, stage))
+        if stage.startswith("paragraphs 2/"):
+            raise RuntimeError("cancelled")
+
+    with pytest.raises(RuntimeError):
+        await OfflineAnalyzer().analyze(NovelText("n1", "Days", _days(5)), on_progress)
+    assert reports[-1][1].startswith("paragraphs 2/")
+
+
 async def test_analyze_wraps_failures_as_analysis_errors() -> None:
     async def on_progress(fraction: float, stage: str) -> None:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,30 @@ def test_verbose_shows_log_lines_on_stderr_only(tmp_path: Path) -> None:
     json.loads(result.stdout.decode("utf-8"))
     logged = [json.loads(line) for line in result.stderr.decode().splitlines() if line[:1] == "{"]
     assert logged, result.stderr.decode()
+
+
+def _percentages(stderr: str) -> list[int]:
+    """The percentages of the progress lines written when stderr is not a terminal."""
+    return [int(m[1]) for m in re.finditer(r"^\s*(\d+)% ", stderr, re.MULTILINE)]
+
+
+def test_progress_moves_through_the_chapters(tmp_path: Path) -> None:
+    source = tmp_path / "days.txt"
+    source.write_text(
+        "\n\n".join(
+            f"CHAPTER {n}. Day {n}\n\n'Good morning,' said Alice on day {n}.\n\n"
+            f"The Hatter poured the tea for the {n}th time."
+            for n in range(1, 31)
+        ),
+        encoding="utf-8",
+    )
+    result = _analyze(str(source), "--out", "-", cwd=tmp_path)
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr
+    shown = _percentages(stderr)
+    assert shown == sorted(shown), stderr
+    assert shown[-1] == 100
+    # The analyzer's reports per chapter fill the span between "analyzer ready" and the end.
+    between = {p for p in shown if 50 < p < 90}
+    assert len(between) >= 3, stderr
+    assert re.search(r"% scenes \d+/30$", stderr, re.MULTILINE), stderr

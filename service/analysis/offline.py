@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Generator
 
 from service.analysis.chapters import Chapter, split_chapters
 from service.analysis.offline_names import discover_cast
@@ -59,16 +60,53 @@ __all__ = [
 TOP_CHARACTERS = 30
 
 
+Step = tuple[float, str]
+"""A fraction of the offline analyzer's work done, and a stage name to show for it."""
+
+# Shares of the work, roughly as the phases take time on a long novel (三国演义): scenes
+# are most of it; splitting, paragraphs and the cast share the rest.
+_SPLIT_DONE = 0.1
+_PARAGRAPHS_DONE = 0.25
+_CAST_DONE = 0.4
+_SCENES_DONE = 0.95
+
+
 def build_storyboard(novel: NovelText) -> Storyboard:
     """The offline storyboard of a novel; CPU-bound, so call it off the event loop."""
+    steps = storyboard_steps(novel)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            board: Storyboard = done.value
+            return board
+
+
+def storyboard_steps(novel: NovelText) -> Generator[Step, None, Storyboard]:
+    """:func:`build_storyboard` one step at a time: it yields after splitting, after each
+    chapter's paragraphs, after finding the cast and after each chapter's scenes, and
+    returns the storyboard. The caller may do other work (report progress) between steps.
+    """
     started = time.perf_counter()
     if not novel.text.strip():
         raise JobError("empty_text", "the novel has no text to analyze", transient=False)
+    yield 0.0, "splitting chapters"
     language = detect_language(novel.text)
     chapters = split_chapters(novel.text)
-    beats = [chapter_beats(chapter.body, language) for chapter in chapters]
+    total = len(chapters)
+    yield _SPLIT_DONE, f"{total} chapters found"
+    beats: list[list[str]] = []
+    for chapter in chapters:
+        beats.append(chapter_beats(chapter.body, language))
+        done = len(beats)
+        yield _share(_SPLIT_DONE, _PARAGRAPHS_DONE, done, total), f"paragraphs {done}/{total}"
     reader = Reader(discover_cast(language, [beat for bs in beats for beat in bs]))
-    drafts = _draft_scenes(novel, chapters, beats, reader)
+    yield _CAST_DONE, f"cast of {len(reader.cast.people)} found"
+    drafts: list[SceneDraft] = []
+    cap = panel_cap(total)
+    for done, (chapter, texts) in enumerate(zip(chapters, beats, strict=True), start=1):
+        drafts.extend(_chapter_drafts(novel, chapter, total, texts, reader, cap))
+        yield _share(_CAST_DONE, _SCENES_DONE, done, total), f"scenes {done}/{total}"
     characters = _characters(reader, _rank(reader, drafts))
     return Storyboard(
         novel_id=novel.novel_id,
@@ -79,25 +117,30 @@ def build_storyboard(novel: NovelText) -> Storyboard:
             OfflineAnalyzer.name,
             OfflineAnalyzer.version,
             novel.job_id,
-            chunk_count=len(chapters),
-            chapter_count=len(chapters),
+            chunk_count=total,
+            chapter_count=total,
             timings={"analyzeS": round(time.perf_counter() - started, 3)},
         ),
     )
 
 
-def _draft_scenes(
-    novel: NovelText, chapters: list[Chapter], beats: list[list[str]], reader: Reader
+def _share(low: float, high: float, done: int, total: int) -> float:
+    return low + (high - low) * done / total
+
+
+def _chapter_drafts(
+    novel: NovelText,
+    chapter: Chapter,
+    chapters: int,
+    texts: list[str],
+    reader: Reader,
+    cap: int,
 ) -> list[SceneDraft]:
-    """Every chapter's scenes, reading its beats in order."""
-    cap = panel_cap(len(chapters))
-    drafts: list[SceneDraft] = []
-    for chapter, texts in zip(chapters, beats, strict=True):
-        if chapter.title == "" and len(chapters) == 1:
-            chapter = Chapter(chapter.index, novel.title, chapter.body, chapter.start)
-        paras = [reader.read(text) for text in texts]
-        drafts.extend(chapter_scenes(chapter, paras, cap, reader.cast.language))
-    return drafts
+    """One chapter's scenes, reading its beats in order."""
+    if chapter.title == "" and chapters == 1:
+        chapter = Chapter(chapter.index, novel.title, chapter.body, chapter.start)
+    paras = [reader.read(text) for text in texts]
+    return chapter_scenes(chapter, paras, cap, reader.cast.language)
 
 
 def _rank(reader: Reader, scenes: list[SceneDraft]) -> list[str]:
@@ -129,16 +172,32 @@ class OfflineAnalyzer:
     version = "1"
 
     async def analyze(self, novel: NovelText, on_progress: ProgressCallback) -> Storyboard:
-        """Build the storyboard in a worker thread, reporting start and finish."""
-        await on_progress(0.0, "splitting chapters")
-        try:
-            storyboard = await asyncio.to_thread(build_storyboard, novel)
-        except JobError:
-            raise
-        except Exception as exc:
-            # A deterministic analyzer fails the same way every time: retrying cannot help.
-            raise JobError(
-                "offline_failed", f"offline analysis failed: {exc}", transient=False
-            ) from exc
-        await on_progress(1.0, "storyboard built")
-        return storyboard
+        """Build the storyboard in worker threads one step at a time, reporting progress
+        after each chapter's paragraphs and scenes.
+
+        Stepping between threads keeps the event loop free, and a report between steps is
+        where a cancelled job stops (the callback raises).
+        """
+        steps = storyboard_steps(novel)
+        while True:
+            step = await asyncio.to_thread(_advance, steps)
+            if isinstance(step, Storyboard):
+                await on_progress(1.0, "storyboard built")
+                return step
+            await on_progress(*step)
+
+
+def _advance(steps: Generator[Step, None, Storyboard]) -> Step | Storyboard:
+    """The next step, or the storyboard at the end (a future cannot carry StopIteration)."""
+    try:
+        return next(steps)
+    except StopIteration as done:
+        board: Storyboard = done.value
+        return board
+    except JobError:
+        raise
+    except Exception as exc:
+        # A deterministic analyzer fails the same way every time: retrying cannot help.
+        raise JobError(
+            "offline_failed", f"offline analysis failed: {exc}", transient=False
+        ) from exc
