@@ -100,6 +100,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("STORYBOARD_LLM_API_KEY", "DASHSCOPE_API_KEY"),
     )
     llm_api_key_file: Path | None = None
+    llm_api_key_secret_id: str | None = Field(default=None, min_length=1)
+    """A Secrets Manager secret (name or ARN) holding the model API key, as the plain key or
+    a JSON object with an ``apiKey`` field. Read at start and again when the model refuses
+    the key, so a rotation needs no restart. The only key source when set."""
     llm_model: str = "qwen-plus"
     llm_timeout_s: float = Field(default=120.0, gt=0)
     llm_connect_timeout_s: float = Field(default=10.0, gt=0)
@@ -142,6 +146,17 @@ class Settings(BaseSettings):
             raise ValueError("receive_wait_s must be shorter than visibility_timeout_s")
         return self
 
+    @model_validator(mode="after")
+    def _one_model_key_source(self) -> Self:
+        # A key in the environment beside the secret would leave it unclear which one a
+        # rotation replaces, so the two kinds of source are not combined.
+        if self.llm_api_key_secret_id and (self.llm_api_key or self.llm_api_key_file):
+            raise ValueError(
+                "STORYBOARD_LLM_API_KEY_SECRET_ID cannot be combined with STORYBOARD_LLM_API_KEY, "
+                "DASHSCOPE_API_KEY or STORYBOARD_LLM_API_KEY_FILE: choose one key source"
+            )
+        return self
+
     @property
     def effective_max_attempts(self) -> int:
         """Attempts a job gets: a queue backstop set lower than ``max_attempts`` wins."""
@@ -157,10 +172,15 @@ class Settings(BaseSettings):
 
     @property
     def resolved_analyzer(self) -> Literal["offline", "llm", "sleep"]:
-        """``llm`` when a key, key file or base URL is configured, else ``offline``."""
+        """``llm`` when a key, key file, key secret or base URL is configured, else ``offline``."""
         if self.analyzer is not None:
             return self.analyzer
-        configured = self.llm_api_key or self.llm_api_key_file or self.llm_base_url
+        configured = (
+            self.llm_api_key
+            or self.llm_api_key_file
+            or self.llm_api_key_secret_id
+            or self.llm_base_url
+        )
         return "llm" if configured else "offline"
 
     @property

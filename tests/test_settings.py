@@ -103,3 +103,47 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValueError, match="frozen"):
         settings.port = 1  # type: ignore[misc]
+
+
+def _without_model_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("STORYBOARD_LLM_API_KEY", "DASHSCOPE_API_KEY", "STORYBOARD_LLM_API_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("STORYBOARD_ANALYZER", raising=False)
+    monkeypatch.delenv("STORYBOARD_LLM_BASE_URL", raising=False)
+
+
+def test_a_key_secret_chooses_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_model_keys(monkeypatch)
+    assert load_settings().llm_api_key_secret_id is None
+    arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:storyboard/llm-AbCdEf"
+    monkeypatch.setenv("STORYBOARD_LLM_API_KEY_SECRET_ID", arn)
+    settings = load_settings()
+    assert settings.llm_api_key_secret_id == arn
+    assert settings.resolved_analyzer == "llm"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("STORYBOARD_LLM_API_KEY", "sk-env"),
+        ("DASHSCOPE_API_KEY", "sk-env"),
+        ("STORYBOARD_LLM_API_KEY_FILE", "/run/secrets/api-key"),
+    ],
+)
+def test_a_key_secret_is_the_only_key_source(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    _without_model_keys(monkeypatch)
+    monkeypatch.setenv("STORYBOARD_LLM_API_KEY_SECRET_ID", "storyboard/llm")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match="choose one key source") as caught:
+        load_settings()
+    assert "\n" not in str(caught.value)
+    assert "sk-env" not in str(caught.value)
+
+
+def test_an_empty_key_secret_id_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_model_keys(monkeypatch)
+    monkeypatch.setenv("STORYBOARD_LLM_API_KEY_SECRET_ID", "")
+    with pytest.raises(SettingsError, match="llm_api_key_secret_id"):
+        load_settings()
