@@ -3,7 +3,8 @@
 ``POST /v1/chat/completions`` answers from, in order: the first rule that returns a reply
 for the request, the queue of scripted replies, and otherwise a "smart" reply derived from
 the prompt (a cast for pass A, scenes and panels for pass B), so whole novels work without
-scripting. Every request is recorded with its body and headers.
+scripting. Every request is recorded with its body and headers. With ``required_key`` set,
+a request without that bearer key is refused with a 401 before any of that.
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ class FakeLlm:
         self.requests: list[Seen] = []
         self.base_url = ""
         self.latency_s = 0.0
+        self.required_key: str | None = None
+        self.refused = 0
         self.in_flight = 0
         self.peak_in_flight = 0
         self._released = asyncio.Event()
@@ -175,7 +178,18 @@ class FakeLlm:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._released.wait(), seconds)
 
+    @property
+    def keys(self) -> list[str]:
+        """The bearer key of every request, in order."""
+        return [
+            seen.headers.get("Authorization", "").removeprefix("Bearer ") for seen in self.requests
+        ]
+
     def _choose(self, seen: Seen) -> Reply:
+        wanted = self.required_key
+        if wanted is not None and seen.headers.get("Authorization") != f"Bearer {wanted}":
+            self.refused += 1
+            return error(401, "invalid_api_key", "Incorrect API key provided.")
         for rule in self.rules:
             chosen = rule(seen)
             if chosen is not None:

@@ -19,12 +19,13 @@ from service.analysis.llm_client import (
     ClientConfig,
     InvalidReply,
     LlmClient,
+    RotatingKey,
     load_api_key,
     parse_json_object,
     retry_after_s,
 )
 from service.analysis.llm_limits import LlmLimiter
-from service.errors import JobError
+from service.errors import BackendError, JobError
 from service.settings import Settings, SettingsError
 from tests.fake_llm import FakeLlm, Reply, error, hang, html, ok, start_fake_llm
 
@@ -365,6 +366,94 @@ async def test_the_key_never_reaches_errors_or_logs(fake: FakeLlm, make_client: 
     assert "***" in bad_request.message
     assert logs
     assert KEY not in json.dumps(logs, default=str)
+
+
+# --------------------------------------------------------------------------- rotating keys
+
+
+class MemorySource:
+    """A key store in memory: what the source holds, how often it was read, a failure."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.reads = 0
+        self.failure: Exception | None = None
+
+    async def read(self) -> str:
+        self.reads += 1
+        if self.failure is not None:
+            raise self.failure
+        return self.key
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def rotating(fake: FakeLlm) -> AsyncIterator[tuple[MemorySource, Clock, LlmClient]]:
+    """A client whose key comes from a source in memory, on a fake that wants ``KEY``."""
+    source, clock = MemorySource("sk-stale"), Clock()
+    key = await RotatingKey.load(source, recheck_s=60.0, clock=clock)
+    config = ClientConfig(base_url=fake.base_url, api_key=key.current, model="m", max_retries=0)
+    client = LlmClient(config, LlmLimiter(concurrency=4), rotating_key=key)
+    fake.required_key = KEY
+    fake.rules.append(lambda _: ok({"fine": True}))
+    yield source, clock, client
+    await client.aclose()
+
+
+async def test_a_key_still_refused_is_read_again_only_after_the_recheck_interval(
+    fake: FakeLlm, rotating: tuple[MemorySource, Clock, LlmClient]
+) -> None:
+    source, clock, client = rotating
+    for _ in range(2):
+        with pytest.raises(JobError, match="refused the credentials"):
+            await client.complete_json(MESSAGES, max_tokens=10)
+    assert source.reads == 2  # at start, then once for the first refusal
+    clock.now += 59.0
+    source.key = KEY
+    with pytest.raises(JobError, match="refused the credentials"):
+        await client.complete_json(MESSAGES, max_tokens=10)
+    assert source.reads == 2
+    clock.now += 1.0
+    data, _ = await client.complete_json(MESSAGES, max_tokens=10)
+    assert data == {"fine": True}
+    assert source.reads == 3
+    assert fake.keys == ["sk-stale"] * 4 + [KEY]
+
+
+async def test_a_replacement_that_is_refused_too_fails_after_one_more_request(
+    fake: FakeLlm, rotating: tuple[MemorySource, Clock, LlmClient]
+) -> None:
+    source, _, client = rotating
+    source.key = "sk-also-wrong"
+    with pytest.raises(JobError) as caught:
+        await client.complete_json(MESSAGES, max_tokens=10)
+    assert caught.value.code == "llm_auth_failed"
+    assert fake.keys == ["sk-stale", "sk-also-wrong"]
+    assert source.reads == 2
+
+
+async def test_a_source_that_cannot_be_read_again_fails_the_request_as_refused(
+    fake: FakeLlm, rotating: tuple[MemorySource, Clock, LlmClient]
+) -> None:
+    source, _, client = rotating
+    source.failure = BackendError("reading the model API key from secret s failed: Throttled")
+    with structlog.testing.capture_logs() as logs:
+        with pytest.raises(JobError) as caught:
+            await client.complete_json(MESSAGES, max_tokens=10)
+        with pytest.raises(JobError):
+            await client.complete_json(MESSAGES, max_tokens=10)
+    assert (caught.value.code, caught.value.transient) == ("llm_auth_failed", False)
+    assert source.reads == 2  # the failed read counts: no read per request after it
+    (warning,) = [e for e in logs if e["event"] == "could not read the model API key again"]
+    assert "secret s" in warning["error"]
+    assert "sk-stale" not in json.dumps(logs, default=str)
 
 
 # --------------------------------------------------------------------------- helpers

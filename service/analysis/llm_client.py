@@ -9,6 +9,10 @@ whether redelivery can help.
 
 The API key never reaches a log line or an error message: logs carry status codes, sizes
 and a SHA-256 of each reply, and provider messages are scrubbed of the key before use.
+
+A key held in a store that rotates it (an :class:`ApiKeySource`, wired in by the
+composition layer) is a :class:`RotatingKey`: when the model refuses the key, the source is
+read again and, if it now holds another key, the request is sent once more with that one.
 """
 
 from __future__ import annotations
@@ -29,18 +33,21 @@ import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from service.analysis.llm_limits import LlmLimiter
-from service.errors import JobError
+from service.errors import BackendError, JobError
 from service.logs import get_logger
 from service.settings import Settings, SettingsError
 
 __all__ = [
+    "KEY_RECHECK_S",
     "NO_KEY",
+    "ApiKeySource",
     "ChatMessage",
     "ClientConfig",
     "Failure",
     "InvalidReply",
     "LlmClient",
     "MalformedResponse",
+    "RotatingKey",
     "Usage",
     "classify_error",
     "load_api_key",
@@ -75,6 +82,11 @@ _QUOTA_CODES = frozenset(
 _ALLOCATION_QUOTA = "throttling.allocationquota"
 _DETAIL_CHARS = 300
 _FENCE = "```"
+_AUTH_FAILED = "llm_auth_failed"
+
+KEY_RECHECK_S = 60.0
+"""How long a key the model refused, but its source still holds, goes without another
+read of the source: a key that stays wrong costs one read a minute, not one per request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +167,9 @@ class ClientConfig:
 def load_api_key(settings: Settings) -> str | None:
     """The API key from ``llm_api_key`` (which wins) or the file ``llm_api_key_file``.
 
+    A key in Secrets Manager (``llm_api_key_secret_id``, never combined with these) is not
+    read here but by a :class:`RotatingKey` the composition layer hands the analyzer.
+
     Surrounding whitespace is stripped, since mounted secrets usually end in a newline.
     Raises :class:`SettingsError` naming the file (never its contents) when it cannot be
     read or is empty; returns ``None`` when no key is configured.
@@ -176,6 +191,78 @@ def load_api_key(settings: Settings) -> str | None:
     if not key:
         raise SettingsError(f"the model API key file {path} is empty")
     return key
+
+
+class ApiKeySource(Protocol):
+    """Where the model API key lives when it may change under a running process."""
+
+    async def read(self) -> str:
+        """The key the source holds now. Raises :class:`BackendError` or
+        :class:`SettingsError` naming the source, never the value, when it cannot."""
+        ...
+
+
+class RotatingKey:
+    """The model API key from an :class:`ApiKeySource`, read again when the model refuses it.
+
+    Requests refused together share one read (the lock, and the check that the key they were
+    refused with is still current), and a key the source still holds is not read again for
+    ``recheck_s`` seconds.
+    """
+
+    def __init__(
+        self,
+        source: ApiKeySource,
+        key: str,
+        *,
+        recheck_s: float = KEY_RECHECK_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._key = key
+        self._recheck_s = recheck_s
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._confirmed_at: float | None = None
+
+    @classmethod
+    async def load(
+        cls,
+        source: ApiKeySource,
+        *,
+        recheck_s: float = KEY_RECHECK_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> RotatingKey:
+        """Read the key once, as the process starts; the source's error if it cannot."""
+        return cls(source, await source.read(), recheck_s=recheck_s, clock=clock)
+
+    @property
+    def current(self) -> str:
+        """The key to send."""
+        return self._key
+
+    async def refresh(self, refused: str) -> bool:
+        """Whether a key other than ``refused`` is now current, reading the source when no
+        other request has just done so."""
+        async with self._lock:
+            if self._key != refused:
+                return True
+            now = self._clock()
+            if self._confirmed_at is not None and now - self._confirmed_at < self._recheck_s:
+                return False
+            try:
+                key = await self._source.read()
+            except (BackendError, SettingsError) as exc:
+                # The message names the source and the cause; the source never puts the key in it.
+                log.warning("could not read the model API key again", error=str(exc))
+                key = refused
+            if key == refused:
+                self._confirmed_at = now
+                log.warning("the model refused the API key, and its source still holds it")
+                return False
+            self._key, self._confirmed_at = key, None
+            log.info("the model refused the API key; sending its replacement from the source")
+            return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,9 +411,13 @@ class LlmClient:
         sleep: Sleep = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
         observer: RequestObserver | None = None,
+        rotating_key: RotatingKey | None = None,
     ) -> None:
+        """``rotating_key``, when given, is sent instead of ``config.api_key`` and re-read
+        once per request that the model refuses."""
         self.config = config
         self._observer = observer
+        self._rotating_key = rotating_key
         self._limiter = limiter
         self._sleep = sleep
         self._jitter = jitter
@@ -350,11 +441,18 @@ class LlmClient:
         caller may ask it to repair), and :class:`JobError` for every other failure.
         """
         attempt = 0
+        rotated = False
         while True:
+            key = self._key()
             try:
-                completion = await self._send(messages, max_tokens)
+                completion = await self._send(messages, max_tokens, key)
             except openai.OpenAIError as exc:
-                failure = classify_error(exc, self.config.api_key)
+                failure = classify_error(exc, key)
+                if failure.code == _AUTH_FAILED and not rotated:
+                    # One more try, and only with a key that differs from the refused one.
+                    rotated = True
+                    if self._rotating_key is not None and await self._rotating_key.refresh(key):
+                        continue
                 if not failure.transient:
                     raise failure.error() from None
                 if attempt >= self.config.max_retries:
@@ -376,7 +474,14 @@ class LlmClient:
         """Close the HTTP connections."""
         await self._openai.close()
 
-    async def _send(self, messages: Sequence[ChatMessage], max_tokens: int) -> ChatCompletion:
+    def _key(self) -> str:
+        if self._rotating_key is not None:
+            return self._rotating_key.current
+        return self.config.api_key or NO_KEY
+
+    async def _send(
+        self, messages: Sequence[ChatMessage], max_tokens: int, key: str
+    ) -> ChatCompletion:
         # Pessimistic for the rate limiter: the prompt plus the longest reply allowed.
         prompt_tokens = _prompt_tokens(messages, self.config.chars_per_token)
         async with self._limiter.slot(prompt_tokens + max_tokens) as lease:
@@ -395,6 +500,8 @@ class LlmClient:
                     temperature=self.config.temperature,
                     response_format={"type": "json_object"},
                     extra_body=self._extra_body,
+                    # Per request, so a refusal is known to be of the key this request sent.
+                    extra_headers=self._auth_header(key),
                 )
             except BaseException as exc:
                 # The prompt may have been billed; no reply was.
@@ -412,6 +519,9 @@ class LlmClient:
                 usage.completion_tokens if usage else 0,
             )
             return completion
+
+    def _auth_header(self, key: str) -> dict[str, str] | None:
+        return None if self._rotating_key is None else {"Authorization": f"Bearer {key}"}
 
     def _observe(self, started: float, code: str | None, tokens_in: int, tokens_out: int) -> None:
         if self._observer is not None:
