@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from service.analysis.factory import make_analyzer
+from service.backends.aws_secrets import open_secret_key
 from service.backends.backend import Backend
 from service.backends.selection import open_backend
 from service.consumers.analyze import ANALYZE_JOB
@@ -21,7 +22,7 @@ from service.consumers.job_types import HandlerDeps, JobType
 from service.consumers.retry_policy import Backoff, FailurePolicy
 from service.consumers.runner import JobRunner
 from service.metrics import Metrics
-from service.ports import Analyzer, Closeable
+from service.ports import Analyzer, BlobStore, Closeable
 from service.producers.enqueue import JobProducer
 from service.settings import Settings
 
@@ -88,6 +89,27 @@ def build_dead_letter_consumer(settings: Settings, backend: Backend) -> Consumer
     return Consumer(backend.dlq, handler, config)
 
 
+async def open_analyzer(
+    settings: Settings, stack: AsyncExitStack, blobs: BlobStore, metrics: Metrics
+) -> Analyzer:
+    """The configured analyzer, its resources (the Secrets Manager client of a key kept
+    there, the model client) closed by ``stack``. A key in Secrets Manager is read here, so
+    a secret that cannot be read stops the start with a :class:`BackendError` or
+    :class:`SettingsError` naming it."""
+    api_key = None
+    secret_id = settings.llm_api_key_secret_id
+    if secret_id and settings.resolved_analyzer == "llm":
+        # Imported here, as the factory does, so processes without the model load no SDK.
+        from service.analysis.llm_client import RotatingKey
+
+        source = await stack.enter_async_context(open_secret_key(settings, secret_id))
+        api_key = await RotatingKey.load(source)
+    analyzer = make_analyzer(settings, blobs, metrics, api_key)
+    if isinstance(analyzer, Closeable):
+        stack.push_async_callback(analyzer.aclose)
+    return analyzer
+
+
 @asynccontextmanager
 async def open_runtime(
     settings: Settings,
@@ -103,9 +125,7 @@ async def open_runtime(
         consumer = None
         if worker:
             if analyzer is None:
-                analyzer = make_analyzer(settings, backend.blobs, metrics)
-                if isinstance(analyzer, Closeable):
-                    stack.push_async_callback(analyzer.aclose)
+                analyzer = await open_analyzer(settings, stack, backend.blobs, metrics)
             consumer = build_consumer(settings, backend, analyzer, metrics, job_types)
             dead_letters = build_dead_letter_consumer(settings, backend)
             metrics.watch({"main": consumer, "dlq": dead_letters})
