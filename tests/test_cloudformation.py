@@ -71,10 +71,17 @@ IAM_ACTIONS = {
     "put_object": "s3:PutObject",
     "delete_object": "s3:DeleteObject",
     "head_bucket": "s3:ListBucket",
+    # Secrets Manager: the model API key, when it is kept there.
+    "get_secret_value": "secretsmanager:GetSecretValue",
 }
 """The IAM action each client method needs. A new AWS call must be added here and to the
 template's ServicePolicy; until it is, ``test_policy_grants_exactly_what_the_code_calls``
 fails."""
+
+SECRET_ACTIONS = {"secretsmanager:GetSecretValue"}
+"""Granted only when the stack is given the model key's secret (LlmApiKeySecretArn)."""
+
+SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:storyboard/llm-AbCdEf"
 
 
 def client_calls() -> dict[str, set[str]]:
@@ -413,7 +420,16 @@ def policy_statements(stack: Stack) -> list[dict[str, Any]]:
     (policy,) = stack.resources_of("AWS::IAM::ManagedPolicy")
     statements = stack.resource(policy)["PolicyDocument"]["Statement"]
     assert isinstance(statements, list)
-    return statements
+    # A statement under a false condition is AWS::NoValue, which CloudFormation drops.
+    return [statement for statement in statements if statement is not None]
+
+
+@pytest.fixture(params=["no secret", "secret"])
+def any_stack(request: pytest.FixtureRequest, template: dict[str, Any]) -> Stack:
+    """The template at its defaults, and with the model key's secret given."""
+    if request.param == "secret":
+        return Stack(template, LlmApiKeySecretArn=SECRET_ARN)
+    return Stack(template)
 
 
 def as_list(value: Any) -> list[Any]:
@@ -433,8 +449,12 @@ def test_backend_calls_are_all_mapped_to_iam_actions() -> None:
     )
 
 
-def test_policy_grants_exactly_what_the_code_calls(stack: Stack) -> None:
+def test_policy_grants_exactly_what_the_code_calls(any_stack: Stack) -> None:
+    stack = any_stack
     needed = {IAM_ACTIONS[method] for method in client_calls() if method in IAM_ACTIONS}
+    assert needed >= SECRET_ACTIONS
+    if not stack.parameters["LlmApiKeySecretArn"]:
+        needed -= SECRET_ACTIONS
     granted: set[str] = set()
     for statement in policy_statements(stack):
         assert statement["Effect"] == "Allow"
@@ -447,11 +467,13 @@ def test_policy_grants_exactly_what_the_code_calls(stack: Stack) -> None:
     )
 
 
-def test_policy_is_scoped_to_this_stacks_resources(stack: Stack) -> None:
+def test_policy_is_scoped_to_this_stacks_resources(any_stack: Stack) -> None:
+    stack = any_stack
     expected = {
         "sqs": {"<Queue.Arn>", "<DeadLetterQueue.Arn>"},
         "dynamodb": {"<Table.Arn>"},
         "s3": {"<Bucket.Arn>", "<Bucket.Arn>/*"},
+        "secretsmanager": {SECRET_ARN},
     }
     for statement in policy_statements(stack):
         resources = set(as_list(statement["Resource"]))
@@ -465,6 +487,47 @@ def test_policy_is_scoped_to_this_stacks_resources(stack: Stack) -> None:
                 assert resources == {"<Bucket.Arn>"}
             elif service == "s3":
                 assert resources == {"<Bucket.Arn>/*"}
+
+
+def test_the_model_key_secret_is_granted_only_when_given(template: dict[str, Any]) -> None:
+    granted = [s for s in policy_statements(Stack(template)) if "secretsmanager" in str(s)]
+    assert granted == []
+    stack = Stack(template, LlmApiKeySecretArn=SECRET_ARN)
+    (statement,) = [s for s in policy_statements(stack) if "secretsmanager" in str(s)]
+    assert statement["Action"] == ["secretsmanager:GetSecretValue"]
+    assert statement["Resource"] == SECRET_ARN
+
+
+def _environment(stack: Stack) -> dict[str, str]:
+    text = stack.resolve(stack.template["Outputs"]["EnvironmentVariables"]["Value"])
+    return dict(pair.split("=", 1) for pair in text.split())
+
+
+def test_the_model_key_secret_reaches_the_service_environment(template: dict[str, Any]) -> None:
+    assert "STORYBOARD_LLM_API_KEY_SECRET_ID" not in _environment(Stack(template))
+    given = _environment(Stack(template, LlmApiKeySecretArn=SECRET_ARN))
+    assert given["STORYBOARD_LLM_API_KEY_SECRET_ID"] == SECRET_ARN
+    assert "llm_api_key_secret_id" in Settings.model_fields
+    assert given["STORYBOARD_MAX_RECEIVE_COUNT"] == "10"
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("", True),
+        (SECRET_ARN, True),
+        ("arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:llm-AbCdEf", True),
+        ("storyboard/llm", False),
+        ("arn:aws:secretsmanager:us-east-1:123456789012:secret:*", False),
+        ("arn:aws:s3:::storyboard-data", False),
+    ],
+)
+def test_the_secret_parameter_takes_only_one_secrets_arn(
+    template: dict[str, Any], value: str, accepted: bool
+) -> None:
+    pattern = template["Parameters"]["LlmApiKeySecretArn"]["AllowedPattern"]
+    assert template["Parameters"]["LlmApiKeySecretArn"]["Default"] == ""
+    assert bool(re.fullmatch(pattern, value)) is accepted
 
 
 # ----------------------------------------------------------------------------------- IRSA
