@@ -22,6 +22,7 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 TOKEN_ENV = "STORYBOARD_TOKEN"
 SERVERS = frozenset({"serve", "api", "worker"})
 """Commands that run the service; their log lines go to stdout, as containers expect."""
+TITLE_HELP = "title (default: the text's own title line, else the file name without suffixes)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("bootstrap", help="create the queue, DLQ, table and bucket (idempotent)")
     submit = commands.add_parser("submit", help="upload a novel and queue its analysis")
     submit.add_argument("file", help="novel text file (UTF-8 or GB18030), or - for stdin")
-    submit.add_argument("--title", help="title (default: the file name)")
+    submit.add_argument("--title", help=TITLE_HELP)
     status = commands.add_parser("status", help="show a job's status")
     status.add_argument("job_id")
     for client in (submit, status):
@@ -60,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out", help="output file, - for stdout (default: <file stem>.storyboard.json)"
     )
     analyze.add_argument("--force", action="store_true", help="overwrite an existing --out file")
-    analyze.add_argument("--title", help="title (default: the file name without its suffixes)")
+    analyze.add_argument("--title", help=TITLE_HELP)
     analyze.add_argument("-v", "--verbose", action="store_true", help="show log lines on stderr")
     return parser
 

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 
 from service.errors import CliError
+from service.text import EmptyTextError, TextDecodeError, guess_title, load_novel_bytes
 
 TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10)
 
@@ -32,6 +33,21 @@ def default_title(path: str) -> str:
         return "stdin"
     stem = Path(Path(path).stem)
     return stem.stem if _is_codec_name(stem.suffix[1:]) else stem.name
+
+
+def title_for(path: str, text: str) -> str:
+    """The title a novel gets when none is given: the text's own title line (see
+    :func:`~service.text.guess_title`), else :func:`default_title` of the file name."""
+    return guess_title(text) or default_title(path)
+
+
+def _title_of_upload(path: str, data: bytes) -> str:
+    try:
+        text = load_novel_bytes(data)
+    except (TextDecodeError, EmptyTextError):
+        # The server decides what is wrong with the bytes; the file name is a fine title.
+        return default_title(path)
+    return title_for(path, text)
 
 
 def _is_codec_name(name: str) -> bool:
@@ -75,7 +91,8 @@ async def submit_file(
 ) -> str:
     """Upload the file and queue its analysis; return the job id.
 
-    ``token`` (an API key or a JWT) is sent as a bearer token when given.
+    Without a ``title``, the text's own title line or the file name is sent (see
+    :func:`title_for`). ``token`` (an API key or a JWT) is sent as a bearer token when given.
     """
     data = read_input(path)
     base = base_url.rstrip("/")
@@ -84,7 +101,7 @@ async def submit_file(
             session,
             "POST",
             f"{base}/v1/novels",
-            params={"title": title or default_title(path)},
+            params={"title": title or _title_of_upload(path, data)},
             data=data,
             headers={"Content-Type": "text/plain"},
         )

@@ -18,7 +18,7 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from service.client import default_title, read_input
+from service.client import default_title, read_input, title_for
 from service.consumers.analyze import ANALYZE_JOB
 from service.consumers.job_types import HandlerDeps, JobHandler, JobType
 from service.errors import BlobNotFound, CliError
@@ -58,7 +58,7 @@ async def run_oneshot(
             update={"backend": "local", "data_dir": Path(data_dir), "receive_wait_s": 1.0}
         )
         async with open_runtime(local, job_types=(_shown_analysis(display),)) as runtime:
-            job = await _submit(runtime, title or default_title(path), text)
+            job = await _submit(runtime, title or title_for(path, text), text)
             job = await _follow(runtime, job.job_id, display)
             if job.status is not JobStatus.COMPLETED:
                 error = job.error.message if job.error else "unknown error"

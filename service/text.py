@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from itertools import takewhile
 
 __all__ = [
     "EmptyTextError",
@@ -20,6 +21,7 @@ __all__ = [
     "UnknownCharsetError",
     "count_chars",
     "decode_text",
+    "guess_title",
     "load_novel_bytes",
     "normalise_text",
     "require_encodable",
@@ -161,3 +163,128 @@ def load_novel_bytes(data: bytes, charset: str | None = None) -> str:
 def count_chars(text: str) -> int:
     """Length of the text in characters (code points), the unit limits are expressed in."""
     return len(text)
+
+
+# ------------------------------------------------------------------------------- titles
+
+# A title line is short: longer lines are prose, a blurb or a hard-wrapped paragraph.
+MAX_TITLE_LINE_CHARS = 60
+MAX_TITLE_LINE_WORDS = 12
+# A declared title (``Title:`` in a Project Gutenberg header) may be longer.
+MAX_DECLARED_TITLE_CHARS = 200
+# Where declared titles are looked for: a Gutenberg header, or a file's front matter.
+_HEADER_LINES = 60
+_FRONT_LINES = 8
+
+_GUTENBERG_FIRST = re.compile(
+    r"\W*(?:the\s+)?project\s+gutenberg(?:'s|’s)?\s+"
+    r"(?:e-?book|e-?text|book)?(?:\s+of|,)?\s*(?P<title>.*)",
+    re.IGNORECASE,
+)
+_GUTENBERG_START = re.compile(r"\*{3}\s*start of (?:the|this) project gutenberg", re.IGNORECASE)
+_DECLARED = re.compile(r"(?:title|书名|書名|标题|標題)\s*[:：]\s*(?P<title>.+)", re.IGNORECASE)
+_BYLINE = re.compile(r",?\s+by\s+\S.*$", re.IGNORECASE)
+_WRAPPED = re.compile(r"《(?P<a>[^》]+)》|〈(?P<b>[^〉]+)〉|【(?P<c>[^】]+)】|“(?P<d>[^”]+)”")
+# Chapter, volume and section headings, contents and prefaces: they open many files
+# without a title line and must not be taken for one.
+_HEADING = re.compile(
+    r"第\s*[零〇一二两三四五六七八九十百千万\d０-９]+\s*[回章节節卷集部篇]"
+    r"|(?:序章|序幕|序言|序|楔子|引子|前言|目录|目錄|正文|尾声)(?:\W|$)"
+    r"|(?:chapter|chap\.|book|part|volume|vol\.|canto|letter|section)\s+"
+    r"(?:[ivxlcdm]+\b|\d+|the\s|one|two|three|first|second)"
+    r"|(?:prologue|epilogue|preface|foreword|introduction|contents|table of contents)\b"
+    # A bare chapter number: "IV.", "12", "3)". Four digits may be a year: "1984" is a title.
+    r"|(?:(?=[ivxlcdm])m{0,3}(?:cm|cd|d?c{0,3})(?:xc|xl|l?x{0,3})(?:ix|iv|v?i{0,3})|\d{1,3})"
+    r"(?:[.:)]|\s*$)",
+    re.IGNORECASE,
+)
+# Lines that open a file without saying anything: site banners and decoration.
+_NOISE = re.compile(r"https?://|www\.|txt下载|^[\W_]+$", re.IGNORECASE)
+_SENTENCE_PUNCTUATION = re.compile(r"[。！？；，“”「」『』]|[.,;:：、…]$|^[\"'‘“「『(\-—]")
+
+
+def guess_title(text: str) -> str | None:
+    """The title a novel's text gives itself, or ``None`` if it gives none.
+
+    In order: a Project Gutenberg header's ``Title:`` field, or the title in its first
+    line (``The Project Gutenberg eBook of X, by Y``); a ``Title:`` / ``书名：`` line in
+    the front matter; else the first line that says anything, when it is short, stands
+    alone (a blank line, an indented paragraph, a heading or a short line follows) and
+    reads like a title: not a chapter heading, contents or preface, not a sentence, not
+    dialogue. ``《三国演义》`` gives ``三国演义``.
+    """
+    lines = text.lstrip("\ufeff").split("\n", _HEADER_LINES + 1)[:_HEADER_LINES]
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None:
+        return None
+    gutenberg = _GUTENBERG_FIRST.fullmatch(lines[first].strip())
+    if gutenberg is not None:
+        return _gutenberg_title(lines[first:], gutenberg["title"])
+    declared = _declared_title(lines[first : first + _FRONT_LINES])
+    if declared is not None:
+        return declared
+    return _title_line(lines, first)
+
+
+def _gutenberg_title(header: list[str], in_first_line: str) -> str | None:
+    # The header ends where the book starts; a "Title:" line after that is the book's own.
+    ends = [i for i, line in enumerate(header) if _GUTENBERG_START.match(line.strip())]
+    declared = _declared_title(header[: ends[0]] if ends else header)
+    return declared or _tidy(_BYLINE.sub("", in_first_line), MAX_DECLARED_TITLE_CHARS)
+
+
+def _declared_title(front: list[str]) -> str | None:
+    """The value of a ``Title:`` line, with the indented lines that continue it."""
+    for i, line in enumerate(front):
+        match = _DECLARED.fullmatch(line.strip())
+        if match is not None:
+            more = takewhile(lambda rest: rest[:1].isspace() and rest.strip(), front[i + 1 :])
+            return _tidy(" ".join([match["title"], *more]), MAX_DECLARED_TITLE_CHARS)
+    return None
+
+
+def _title_line(lines: list[str], index: int) -> str | None:
+    """The first line that is not noise, if it reads as a title."""
+    while index < len(lines) and (not lines[index].strip() or _NOISE.search(lines[index])):
+        index += 1
+    if index >= len(lines):
+        return None
+    line = _unwrapped(lines[index].strip())
+    following = lines[index + 1] if index + 1 < len(lines) else ""
+    if not _reads_as_title(line) or not _stands_alone(following):
+        return None
+    return _tidy(line, MAX_TITLE_LINE_CHARS)
+
+
+def _unwrapped(line: str) -> str:
+    match = _WRAPPED.fullmatch(line)
+    return next(g for g in match.groups() if g) if match else line
+
+
+def _reads_as_title(line: str) -> bool:
+    words = line.split()
+    return (
+        0 < len(line) <= MAX_TITLE_LINE_CHARS
+        and len(words) <= MAX_TITLE_LINE_WORDS
+        and any(ch.isalnum() for ch in line)
+        # A Latin-script title starts with a capital (or a digit); prose may not.
+        and not line[0].islower()
+        and _HEADING.match(line) is None
+        and _SENTENCE_PUNCTUATION.search(line) is None
+    )
+
+
+def _stands_alone(following: str) -> bool:
+    """Whether the next line starts something new, rather than continuing a paragraph."""
+    stripped = following.strip()
+    return (
+        not stripped
+        or following[:1].isspace()
+        or len(stripped) <= MAX_TITLE_LINE_CHARS // 2
+        or _HEADING.match(stripped) is not None
+    )
+
+
+def _tidy(title: str, limit: int) -> str | None:
+    title = " ".join(title.split()).strip(" .,:;-—")
+    return title if 0 < len(title) <= limit else None

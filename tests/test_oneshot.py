@@ -149,3 +149,14 @@ def test_progress_moves_through_the_chapters(tmp_path: Path) -> None:
     between = {p for p in shown if 50 < p < 90}
     assert len(between) >= 3, stderr
     assert re.search(r"% scenes \d+/30$", stderr, re.MULTILINE), stderr
+
+
+def test_the_title_comes_from_the_text_s_title_line_unless_given(tmp_path: Path) -> None:
+    source = tmp_path / "three.gb18030.txt"
+    source.write_bytes(f"《三国演义》\n\n{SHORT}".encode("gb18030"))
+    own = _analyze(str(source), "--out", "-", cwd=tmp_path)
+    given = _analyze(str(source), "--out", "-", "--title", "Mine", cwd=tmp_path)
+    assert own.returncode == 0, own.stderr.decode()
+    assert given.returncode == 0, given.stderr.decode()
+    assert json.loads(own.stdout.decode("utf-8"))["title"] == "三国演义"
+    assert json.loads(given.stdout.decode("utf-8"))["title"] == "Mine"

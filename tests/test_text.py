@@ -12,6 +12,7 @@ from service.text import (
     TextDecodeError,
     count_chars,
     decode_text,
+    guess_title,
     load_novel_bytes,
     normalise_text,
 )
@@ -125,3 +126,107 @@ def test_normalisation_loses_no_characters(name: str) -> None:
 def test_count_chars_counts_code_points() -> None:
     assert count_chars("第一回 abc") == 7
     assert count_chars("") == 0
+
+
+# ------------------------------------------------------------------------------- titles
+
+GUTENBERG_NEW = """\ufeffThe Project Gutenberg eBook of Alice's Adventures in Wonderland
+
+This ebook is for the use of anyone anywhere in the United States and
+most other parts of the world at no cost and with almost no restrictions
+whatsoever.
+
+Title: Alice's Adventures in Wonderland
+
+Author: Lewis Carroll
+
+Release date: June 27, 2008 [eBook #11]
+
+*** START OF THE PROJECT GUTENBERG EBOOK ALICE'S ADVENTURES IN WONDERLAND ***
+
+CHAPTER I.
+Down the Rabbit-Hole
+"""
+
+GUTENBERG_OLD = """Project Gutenberg's Alice's Adventures in Wonderland, by Lewis Carroll
+
+This eBook is for the use of anyone anywhere at no cost and with
+almost no restrictions whatsoever.
+
+*** START OF THIS PROJECT GUTENBERG EBOOK ALICE'S ADVENTURES IN WONDERLAND ***
+
+Title: Not the header's
+"""
+
+GUTENBERG_WRAPPED_TITLE = """The Project Gutenberg EBook of The Works of Edgar Allan Poe, by Poe
+
+Title: The Works of Edgar Allan Poe
+       Volume 1
+
+Author: Edgar Allan Poe
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        ("三国演义\n\n第一回　宴桃园豪杰三结义\n\n　　话说天下大势。", "三国演义"),
+        ("三国演义\n第一回　宴桃园豪杰三结义\n　　话说天下大势。", "三国演义"),
+        ("《三国演义》\n罗贯中 著\n\n第一回　宴桃园豪杰三结义", "三国演义"),
+        ("书名：斗破苍穹\n作者：天蚕土豆\n\n第一章 陨落的天才\n", "斗破苍穹"),
+        ("www.example.com 免费txt下载\n\n红楼梦\n\n第一回　甄士隐梦幻识通灵", "红楼梦"),
+        (
+            "ALICE'S ADVENTURES IN WONDERLAND\n\nLewis Carroll\n\nCHAPTER I. Down the Rabbit-Hole",
+            "ALICE'S ADVENTURES IN WONDERLAND",
+        ),
+        ("Moby Dick\n    Call me Ishmael. Some years ago, never mind how long", "Moby Dick"),
+        ("1984\n\nPart One\n\nIt was a bright cold day in April.", "1984"),
+        ("CIVIL WAR\n\nIt began in spring.", "CIVIL WAR"),
+        ("  ***  \n\nThe Time Machine\n\nby H. G. Wells\n", "The Time Machine"),
+        (GUTENBERG_NEW, "Alice's Adventures in Wonderland"),
+        (GUTENBERG_OLD, "Alice's Adventures in Wonderland"),
+        (GUTENBERG_WRAPPED_TITLE, "The Works of Edgar Allan Poe Volume 1"),
+        (
+            "The Project Gutenberg EBook of Pride and Prejudice, by Jane Austen\n\nTitle:",
+            "Pride and Prejudice",
+        ),
+    ],
+)
+def test_a_title_line_gives_the_title(text: str, title: str) -> None:
+    assert guess_title(text) == title
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "\n\n  \n",
+        "*****\n\n-----",
+        "第一回　宴桃园豪杰三结义\n　　话说天下大势，分久必合，合久必分。",
+        "第一章 开始\n\n他走了。",
+        "序章\n\n很久以前。",
+        "CHAPTER I. Down the Rabbit-Hole\n\nAlice was beginning to get very tired.",
+        "Chapter 1\n\nIt was late.",
+        "BOOK ONE\n\nThe Sea",
+        "Contents\n\nI. The Start\nII. The End",
+        "IV.\n\nThe river rose.",
+        "Prologue\n\nLong ago.",
+        "话说天下大势，分久必合，合久必分。\n\n周末七国分争。",
+        "“你好，”他说。\n\n她没有回答。",
+        "'Good morning,' said Alice.\n\n'Good morning,' said the Hatter.",
+        "It was the best of times, it was the worst of times.\n\nIt was the age.",
+        "once upon a time\n\nthere was a king.",
+        # The start of a hard-wrapped paragraph: the next line carries the sentence on.
+        "Alice was beginning to get very tired\n"
+        "of sitting by her sister on the bank, and of having nothing",
+        "A very long line that goes on and on and has many more words than a title ever has",
+        "www.example.com 免费txt下载\n\n第一章 陨落的天才",
+    ],
+)
+def test_no_title_line_gives_none(text: str) -> None:
+    assert guess_title(text) is None
+
+
+def test_the_corpus_files_open_with_a_chapter_not_a_title() -> None:
+    for name in ("sanguo-yanyi.gb18030.txt", "alice-in-wonderland.txt"):
+        assert guess_title(load_novel_bytes(corpus_file(name).read_bytes())) is None
