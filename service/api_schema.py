@@ -93,3 +93,16 @@ class ErrorBody(CamelModel):
     """Every error response."""
 
     error: ErrorInfo
+
+
+class LatestJob(CamelModel):
+    """The newest job asked for a novel, and where it is."""
+
+    job_id: str
+    status: JobStatus
+
+
+class NovelDetail(NovelView):
+    """``GET /v1/novels/{novelId}``: the novel and its latest job, when it has one."""
+
+    latest_job: LatestJob | None = None

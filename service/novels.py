@@ -29,6 +29,10 @@ class Novel(CamelModel):
     text_key: str
     created_at: datetime = Field(default_factory=utcnow)
     latest_storyboard: StoryboardRef | None = None
+    latest_job_id: str | None = None
+    """The newest job asked for this novel, whatever its status."""
+    latest_job_at: datetime | None = None
+    """When that job was created: an older job recorded late never replaces a newer one."""
 
 
 def text_key(novel_id: str) -> str:

@@ -14,12 +14,22 @@ from service.api_schema import (
     JobAccepted,
     JobView,
     NovelCreated,
+    NovelDetail,
     NovelUpload,
     NovelView,
 )
 from service.storyboard import Storyboard
 
-_MODELS = (ErrorBody, JobAccepted, JobView, NovelCreated, NovelUpload, NovelView, Storyboard)
+_MODELS = (
+    ErrorBody,
+    JobAccepted,
+    JobView,
+    NovelCreated,
+    NovelUpload,
+    NovelView,
+    Storyboard,
+    NovelDetail,
+)
 _REF = "#/components/schemas/{model}"
 
 
@@ -73,9 +83,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         },
     },
     ("GET", "/v1/novels/{novelId}"): {
-        "summary": "A novel's metadata",
+        "summary": "A novel's metadata and its latest job",
         "parameters": [_id_param("novelId")],
-        "responses": {"200": _json("NovelView", "the novel"), **_errors(404)},
+        "responses": {"200": _json("NovelDetail", "the novel"), **_errors(404)},
     },
     ("POST", "/v1/novels/{novelId}/analyze"): {
         "summary": "Queue a storyboard analysis",
@@ -83,7 +93,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {"202": _json("JobAccepted", "queued"), **_errors(404, 409, 503)},
     },
     ("GET", "/v1/novels/{novelId}/storyboard"): {
-        "summary": "The novel's latest storyboard",
+        "summary": "The novel's latest storyboard (404 storyboard_pending while its first runs)",
         "parameters": [_id_param("novelId")],
         "responses": {"200": _json("Storyboard", "the storyboard"), **_errors(404)},
     },

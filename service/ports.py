@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from service.jobs import Job, Transition
@@ -104,6 +105,11 @@ class NovelStore(Protocol):
         """Point the novel at ``ref`` unless it points at one with a later ``created_at``
         already (an older job finishing late never hides a newer storyboard); whether the
         novel points at ``ref`` now."""
+        ...
+
+    async def set_latest_job(self, novel_id: str, job_id: str, created_at: datetime) -> bool:
+        """Record ``job_id`` as the novel's latest job unless a job created later is recorded
+        already; whether the novel names ``job_id`` now. A missing novel stays missing."""
         ...
 
 

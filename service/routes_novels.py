@@ -9,11 +9,20 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from pydantic import ValidationError
 
-from service.api_schema import JobAccepted, NovelCreated, NovelUpload, NovelView
+from service import jobs
+from service.api_schema import JobAccepted, LatestJob, NovelCreated, NovelDetail, NovelUpload
 from service.errors import BlobNotFound
-from service.http_context import current_user, owned_novel, public_url, runtime_of
+from service.http_context import (
+    current_user,
+    owned_novel,
+    public_url,
+    runtime_of,
+    storyboard_pending,
+)
 from service.http_errors import ApiError, not_found
-from service.producers.enqueue import EnqueueError, IdempotencyConflict, Submission
+from service.jobs import Job
+from service.novels import Novel
+from service.producers.enqueue import EnqueueError, IdempotencyConflict, NovelGone, Submission
 from service.text import (
     EmptyTextError,
     TextDecodeError,
@@ -119,19 +128,27 @@ def _describe(exc: ValidationError) -> str:
 
 @routes.get("/novels/{novelId}")
 async def get_novel(request: web.Request) -> web.Response:
-    """A novel's metadata and the summary of its latest storyboard."""
+    """A novel's metadata, the summary of its latest storyboard and its latest job."""
     novel = await owned_novel(request)
     latest = novel.latest_storyboard
     url = public_url(request, f"/v1/novels/{novel.novel_id}/storyboard")
-    view = NovelView(
+    job = await _latest_job(request, novel)
+    view = NovelDetail(
         novel_id=novel.novel_id,
         title=novel.title,
         chars=novel.chars,
         created_at=novel.created_at,
         storyboard=latest.summary if latest else None,
         storyboard_url=url if latest else None,
+        latest_job=LatestJob(job_id=job.job_id, status=job.status) if job else None,
     )
     return web.json_response(view.to_doc())
+
+
+async def _latest_job(request: web.Request, novel: Novel) -> Job | None:
+    if novel.latest_job_id is None:
+        return None
+    return await runtime_of(request).backend.jobs.get(novel.latest_job_id)
 
 
 @routes.post("/novels/{novelId}/analyze")
@@ -149,6 +166,8 @@ async def analyze_novel(request: web.Request) -> web.Response:
         raise ApiError(503, "queue_unavailable", str(exc)) from None
     except IdempotencyConflict as exc:
         raise ApiError(409, "idempotency_conflict", str(exc)) from None
+    except NovelGone:
+        raise not_found("novel") from None
     job = submission.job
     status_url = public_url(request, f"/v1/jobs/{job.job_id}")
     body = JobAccepted(job_id=job.job_id, status=job.status, status_url=status_url).to_doc()
@@ -171,9 +190,13 @@ def _idempotency_key(request: web.Request) -> str | None:
 
 @routes.get("/novels/{novelId}/storyboard")
 async def get_storyboard(request: web.Request) -> web.Response:
-    """The novel's latest storyboard, as stored."""
+    """The novel's latest storyboard, as stored; while its first is still being made, a 404
+    ``storyboard_pending`` naming the job."""
     novel = await owned_novel(request)
     if novel.latest_storyboard is None:
+        job = await _latest_job(request, novel)
+        if job is not None and job.status in jobs.LIVE:
+            raise storyboard_pending(request, job.job_id)
         raise not_found("storyboard")
     try:
         data = await runtime_of(request).backend.blobs.get(novel.latest_storyboard.key)

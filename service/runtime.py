@@ -131,6 +131,6 @@ async def open_runtime(
             metrics.watch({"main": consumer, "dlq": dead_letters})
             await stack.enter_async_context(dead_letters)
             await stack.enter_async_context(consumer)
-        producer = JobProducer(backend.jobs, backend.queue, backend.idempotency)
+        producer = JobProducer(backend.jobs, backend.queue, backend.idempotency, backend.novels)
         types = {job_type.name: job_type for job_type in job_types}
         yield Runtime(settings, backend, analyzer, producer, consumer, metrics, types)

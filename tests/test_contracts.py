@@ -446,6 +446,30 @@ async def test_set_latest_storyboard_never_creates_a_novel(backend: Backend) -> 
     assert await backend.novels.get("ghost") is None
 
 
+async def test_the_newest_job_is_the_novels_latest(backend: Backend) -> None:
+    await backend.novels.create(new_novel())
+    early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+
+    assert await backend.novels.set_latest_job("novel-1", "j2", late)
+    assert not await backend.novels.set_latest_job("novel-1", "j1", early), "older loses"
+    assert await backend.novels.set_latest_job("novel-1", "j2", late), "idempotent"
+
+    stored = await backend.novels.get("novel-1")
+    assert stored is not None
+    assert (stored.latest_job_id, stored.latest_job_at) == ("j2", late)
+    assert stored.latest_storyboard is None
+    assert await backend.novels.set_latest_job("novel-1", "j3", late + timedelta(seconds=1))
+    again = await backend.novels.get("novel-1")
+    assert again is not None
+    assert again.latest_job_id == "j3"
+
+
+async def test_set_latest_job_never_creates_a_novel(backend: Backend) -> None:
+    assert not await backend.novels.set_latest_job("ghost", "j1", utcnow())
+
+    assert await backend.novels.get("ghost") is None
+
+
 # --- blob store ------------------------------------------------------------------------
 
 

@@ -145,3 +145,26 @@ async def test_a_repeat_whose_first_request_never_writes_its_job_answers_a_confl
             await producer.submit_once("n", "u", "key")
         stuck.cancel()
         await asyncio.gather(stuck, return_exceptions=True)
+
+
+async def test_a_job_for_a_novel_that_is_gone_fails_and_is_never_sent(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = await prepare(make_settings())
+    async with open_runtime(settings, worker=False) as runtime:
+        with pytest.raises(enqueue.NovelGone):
+            await runtime.producer.submit("0" * 32, "local")
+        depth = await runtime.backend.queue.depth()
+    assert depth.visible + depth.in_flight == 0
+
+
+async def test_each_new_job_becomes_its_novels_latest(make_settings: SettingsFactory) -> None:
+    settings = await prepare(make_settings())
+    async with open_runtime(settings, worker=False) as runtime:
+        novel = await store_novel(runtime.backend, "local", "T", "text")
+        first = await runtime.producer.submit(novel.novel_id, "local")
+        second = await runtime.producer.submit(novel.novel_id, "local")
+        stored = await runtime.backend.novels.get(novel.novel_id)
+    assert first.job_id != second.job_id
+    assert stored is not None
+    assert stored.latest_job_id == second.job_id

@@ -14,7 +14,8 @@ from service.app import create_app
 from service.appkeys import RUNTIME
 from service.novels import text_key
 from tests.analyzers import CountingAnalyzer
-from tests.conftest import SettingsFactory
+from tests.conftest import SettingsFactory, prepare
+from tests.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[[web.Application], Awaitable[Client]]
@@ -261,3 +262,77 @@ async def test_plain_upload_without_charset_still_detects_the_encoding(client: C
         response = await client.post("/v1/novels?title=t", data=data, headers=PLAIN)
         assert response.status == 201, await response.text()
         assert await _stored_text(client, (await response.json())["novelId"]) == text
+
+
+# --- the latest job and storyboard_pending -----------------------------------------------
+
+
+async def _api(
+    aiohttp_client: AiohttpClient, make_settings: SettingsFactory, *, worker: bool
+) -> Client:
+    settings = await prepare(make_settings(receive_wait_s=0.5))
+    return await aiohttp_client(create_app(settings, analyzer=CountingAnalyzer(), worker=worker))
+
+
+async def _new_novel(client: Client, title: str = "Tale") -> str:
+    response = await client.post("/v1/novels", json={"title": title, "text": "Once upon a time."})
+    assert response.status == 201, await response.text()
+    return str((await response.json())["novelId"])
+
+
+async def _analyze(client: Client, novel_id: str, **headers: str) -> dict[str, Any]:
+    response = await client.post(f"/v1/novels/{novel_id}/analyze", headers=headers)
+    assert response.status == 202, await response.text()
+    return dict(await response.json())
+
+
+async def test_a_queued_first_job_makes_the_storyboard_pending(
+    aiohttp_client: AiohttpClient, make_settings: SettingsFactory
+) -> None:
+    client = await _api(aiohttp_client, make_settings, worker=False)
+    novel_id = await _new_novel(client)
+    before = await (await client.get(f"/v1/novels/{novel_id}")).json()
+    assert before["latestJob"] is None
+    await _error(await client.get(f"/v1/novels/{novel_id}/storyboard"), 404, "not_found")
+
+    job = await _analyze(client, novel_id)
+
+    message = await _error(
+        await client.get(f"/v1/novels/{novel_id}/storyboard"), 404, "storyboard_pending"
+    )
+    assert job["statusUrl"] in message
+    novel = await (await client.get(f"/v1/novels/{novel_id}")).json()
+    assert novel["latestJob"] == {"jobId": job["jobId"], "status": "queued"}
+
+
+async def test_a_cancelled_first_job_leaves_a_plain_404(
+    aiohttp_client: AiohttpClient, make_settings: SettingsFactory
+) -> None:
+    client = await _api(aiohttp_client, make_settings, worker=False)
+    novel_id = await _new_novel(client)
+    job = await _analyze(client, novel_id)
+    assert (await client.post(f"/v1/jobs/{job['jobId']}/cancel")).status == 200
+
+    await _error(await client.get(f"/v1/novels/{novel_id}/storyboard"), 404, "not_found")
+    novel = await (await client.get(f"/v1/novels/{novel_id}")).json()
+    assert novel["latestJob"] == {"jobId": job["jobId"], "status": "cancelled"}
+
+
+async def test_the_newest_job_is_latest_and_a_finished_storyboard_is_served(
+    aiohttp_client: AiohttpClient, make_settings: SettingsFactory
+) -> None:
+    client = await _api(aiohttp_client, make_settings, worker=True)
+    novel_id = await _new_novel(client)
+    first = await _analyze(client, novel_id)
+
+    async def completed() -> bool:
+        job = await (await client.get(first["statusUrl"])).json()
+        return bool(job["status"] == "completed")
+
+    await eventually(completed)
+    response = await client.get(f"/v1/novels/{novel_id}/storyboard")
+    assert response.status == 200
+    assert (await response.json())["meta"]["jobId"] == first["jobId"]
+    novel = await (await client.get(f"/v1/novels/{novel_id}")).json()
+    assert novel["latestJob"] == {"jobId": first["jobId"], "status": "completed"}
+    assert novel["storyboard"]["panels"] >= 1

@@ -31,6 +31,7 @@ import hashlib
 import math
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -40,6 +41,7 @@ from botocore.exceptions import ClientError
 from service.backends.aws_clients import aws_call, error_code
 from service.errors import AlreadyExists, BackendError
 from service.jobs import Guard, Job, Transition
+from service.models import isoformat
 from service.novels import Novel, StoryboardRef
 
 if TYPE_CHECKING:
@@ -345,6 +347,19 @@ class DynamoNovelStore:
         if written is None:
             log.info("storyboard not made the latest", novel_id=novel_id, job_id=ref.job_id)
         return written is not None
+
+    async def set_latest_job(self, novel_id: str, job_id: str, created_at: datetime) -> bool:
+        """Name ``job_id`` as the novel's latest job unless a later one is named already;
+        whether it is named now. A missing novel is left absent."""
+        expr = _Expression()
+        at = isoformat(created_at)
+        latest = expr.name("latestJobAt")
+        condition = (
+            f"attribute_exists({expr.name('pk')}) AND (attribute_not_exists({latest})"
+            f" OR attribute_type({latest}, {expr.value('NULL')}) OR {latest} <= {expr.value(at)})"
+        )
+        update = set_clause({"latestJobId": job_id, "latestJobAt": at}, expr)
+        return await self._table.update(novel_key(novel_id), update, condition, expr) is not None
 
     async def ping(self) -> None:
         """Raise :class:`~service.ports.BackendError` unless the table is reachable."""

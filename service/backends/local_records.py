@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime
 from typing import Any
 
 from service.backends.local_db import Database
 from service.errors import AlreadyExists
 from service.jobs import Job, Transition
+from service.models import isoformat
 from service.novels import Novel, StoryboardRef
 
 
@@ -117,6 +119,21 @@ class LocalNovelStore:
                 " WHERE id = ? AND coalesce("
                 "json_extract(doc, '$.latestStoryboard.createdAt') <= ?, 1)",
                 (value, novel_id, created_at),
+            )
+            return cursor.rowcount
+
+        return await self._db.write(update) == 1
+
+    async def set_latest_job(self, novel_id: str, job_id: str, created_at: datetime) -> bool:
+        """Name ``job_id`` as the novel's latest job unless a later one is named already;
+        whether it is named now. A missing novel is left missing."""
+        at = isoformat(created_at)
+
+        def update(connection: sqlite3.Connection) -> int:
+            cursor = connection.execute(
+                "UPDATE novels SET doc = json_set(doc, '$.latestJobId', ?, '$.latestJobAt', ?)"
+                " WHERE id = ? AND coalesce(json_extract(doc, '$.latestJobAt') <= ?, 1)",
+                (job_id, at, novel_id, at),
             )
             return cursor.rowcount
 

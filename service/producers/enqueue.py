@@ -1,8 +1,10 @@
 """Creates a job record, then sends its message; a job is never left queued unsent.
 
 The record is written first so that a worker never receives a message for a job that does
-not exist yet. If the send then fails, the job is ended ``failed`` with ``enqueue_failed``
-rather than left ``queued`` forever.
+not exist yet. The novel is then pointed at the job as its latest, so the API can tell a
+storyboard that is on its way from one that will never come. If that or the send fails, the
+job is ended ``failed`` rather than left ``queued`` forever: ``enqueue_failed`` for the send,
+``novel_not_found`` for a novel that went away meanwhile.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from service.jobs import ErrorInfo, Job
 from service.logs import get_logger
 from service.messages import ANALYZE, JobMessage
 from service.models import new_id
-from service.ports import IdempotencyStore, JobStore, Queue
+from service.ports import IdempotencyStore, JobStore, NovelStore, Queue
 
 log = get_logger(__name__)
 
@@ -32,6 +34,10 @@ class EnqueueError(Exception):
 
 class IdempotencyConflict(Exception):
     """Another request holds the key, and its job did not appear in time."""
+
+
+class NovelGone(Exception):
+    """The novel went away while its job was being created; nothing was queued."""
 
 
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -49,14 +55,22 @@ class Submission:
 
 
 class JobProducer:
-    """Creates jobs and puts them on the queue."""
+    """Creates jobs and puts them on the queue.
+
+    With ``novels``, each new job is recorded as its novel's latest job before it is sent.
+    """
 
     def __init__(
-        self, jobs_store: JobStore, queue: Queue, idempotency: IdempotencyStore | None = None
+        self,
+        jobs_store: JobStore,
+        queue: Queue,
+        idempotency: IdempotencyStore | None = None,
+        novels: NovelStore | None = None,
     ) -> None:
         self._jobs = jobs_store
         self._queue = queue
         self._idempotency = idempotency
+        self._novels = novels
 
     async def submit(self, novel_id: str, user_id: str, job_type: str = ANALYZE) -> Job:
         """Create a queued job and send its message; raise EnqueueError if the send fails."""
@@ -101,6 +115,7 @@ class JobProducer:
 
     async def _create_and_send(self, job: Job) -> None:
         await self._jobs.create(job)
+        await self._point_novel_at(job)
         message = JobMessage(
             job_id=job.job_id, novel_id=job.novel_id, user_id=job.user_id, type=job.type
         )
@@ -112,8 +127,21 @@ class JobProducer:
             raise EnqueueError(job.job_id, "the job queue is unavailable; try again later") from exc
         log.info("job queued", jobId=job.job_id, novelId=job.novel_id, userId=job.user_id)
 
-    async def _abandon(self, job_id: str) -> None:
-        error = ErrorInfo.of("enqueue_failed", "the job could not be queued")
+    async def _point_novel_at(self, job: Job) -> None:
+        """Make the job its novel's latest; NovelGone (the job failed) if the novel is gone."""
+        if self._novels is None:
+            return
+        try:
+            named = await self._novels.set_latest_job(job.novel_id, job.job_id, job.created_at)
+        except BaseException:
+            await self._abandon(job.job_id)
+            raise
+        if not named and await self._novels.get(job.novel_id) is None:
+            await self._abandon(job.job_id, ErrorInfo.of("novel_not_found", "the novel is gone"))
+            raise NovelGone(f"novel {job.novel_id} no longer exists")
+
+    async def _abandon(self, job_id: str, error: ErrorInfo | None = None) -> None:
+        error = error or ErrorInfo.of("enqueue_failed", "the job could not be queued")
         try:
             await mark_failed(self._jobs, job_id, jobs.abandon(error))
         except Exception:
