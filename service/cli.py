@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from service.client import TOKEN_ENV, Refused
 from service.errors import BackendError, CliError
 from service.logs import configure_logging
 from service.settings import Settings, SettingsError, load_settings
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from service.producers.redrive import RedriveReport
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-TOKEN_ENV = "STORYBOARD_TOKEN"
 SERVERS = frozenset({"serve", "api", "worker"})
 """Commands that run the service; their log lines go to stdout, as containers expect."""
 TITLE_HELP = "title (default: the text's own title line, else the file name without suffixes)"
@@ -73,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings_for(args)
         _configure_logging(args, settings)
         return asyncio.run(_COMMANDS[args.command](args, settings))
+    except Refused as exc:
+        print(f"storyboard: {exc}", file=sys.stderr)
+        return 1
     except (SettingsError, CliError, BackendError) as exc:
         print(f"storyboard: {exc}", file=sys.stderr)
         return 2

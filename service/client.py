@@ -14,14 +14,21 @@ from service.errors import CliError
 from service.text import EmptyTextError, TextDecodeError, guess_title, load_novel_bytes
 
 TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10)
+TOKEN_ENV = "STORYBOARD_TOKEN"
 
 
-def read_input(path: str) -> bytes:
-    """The bytes of a file, or of stdin for ``-``; a clear CliError when unreadable."""
+def read_input(path: str, max_bytes: int | None = None) -> bytes:
+    """The bytes of a file, or of stdin for ``-``; a clear CliError when unreadable.
+
+    With ``max_bytes``, at most that many: a caller that refuses more need not read a
+    huge file whole.
+    """
+    size = -1 if max_bytes is None else max_bytes
     try:
         if path == "-":
-            return sys.stdin.buffer.read()
-        return Path(path).read_bytes()
+            return sys.stdin.buffer.read(size)
+        with Path(path).open("rb") as file:
+            return file.read(size)
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
 
@@ -65,25 +72,42 @@ def _session(token: str | None) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(timeout=TIMEOUT, headers=headers)
 
 
+class Refused(CliError):
+    """The service refused the request (or would: a limit it applies), with its error
+    ``code``; the command exits 1, where a usage or settings error exits 2."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
 async def _call(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> Any:
     try:
         async with session.request(method, url, **kw) as response:
-            body = await response.json(content_type=None)
+            if response.status == 204:
+                return None
+            raw = await response.read()
             if response.status >= 400:
-                raise CliError(_error_line(response.status, body))
-            return body
+                raise _refusal(response.status, response.reason, raw)
+            return json.loads(raw)
     except aiohttp.ClientError as exc:
         raise CliError(f"cannot reach {url}: {exc}") from None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise CliError(f"{url} did not answer with JSON") from None
 
 
-def _error_line(status: int, body: Any) -> str:
-    error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
-    line = f"{status} {error.get('code')}: {error.get('message')}"
+def _refusal(status: int, reason: str | None, raw: bytes) -> Refused:
+    """The service's ``{"error": {code, message}}``, or the bare status of another answer
+    (a proxy in front of the service may answer in HTML)."""
+    try:
+        error = json.loads(raw).get("error") or {}
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, AttributeError, KeyError, TypeError):
+        code, message = f"http_{status}", reason or "the service refused the request"
     if status == 401:
-        line += " (pass --token or set STORYBOARD_TOKEN)"
-    return line
+        message += f" (pass --token or set {TOKEN_ENV})"
+    return Refused(code, message)
 
 
 async def submit_file(

@@ -18,7 +18,7 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from service.client import default_title, read_input, title_for
+from service.client import Refused, default_title, read_input, title_for
 from service.consumers.analyze import ANALYZE_JOB
 from service.consumers.job_types import HandlerDeps, JobHandler, JobType
 from service.errors import BlobNotFound, CliError
@@ -28,7 +28,7 @@ from service.runtime import Runtime, open_runtime
 from service.settings import Settings
 from service.storyboard import Storyboard
 from service.text import EmptyTextError, TextDecodeError, load_novel_bytes
-from service.uploads import store_novel
+from service.uploads import UploadRefused, check_novel_length, check_upload_size, store_novel
 
 POLL_S = 0.1
 STDOUT = "-"
@@ -47,7 +47,7 @@ async def run_oneshot(
     target = out if out is not None else f"{default_title(path)}.storyboard.json"
     # Checked first: a refusal after minutes of analysis would waste them.
     _check_target(target, force=force)
-    text = _load(path)
+    text = _load(path, settings)
     console = Console(stderr=True)
     started = time.perf_counter()
     with (
@@ -91,13 +91,21 @@ def _write(target: str, rendered: str, *, force: bool) -> None:
         raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
-def _load(path: str) -> str:
+def _load(path: str, settings: Settings) -> str:
+    """The file's text, refused as the API would refuse its upload."""
+    # One byte over the limit is enough to know; a huge file is never read whole.
+    data = read_input(path, max_bytes=settings.max_body_bytes + 1)
     try:
-        return load_novel_bytes(read_input(path))
+        check_upload_size(len(data), settings)
+        text = load_novel_bytes(data)
+        check_novel_length(text, settings)
+    except UploadRefused as refused:
+        raise Refused(refused.code, refused.message) from None
     except TextDecodeError as exc:
         raise CliError(f"{path}: {exc}") from None
     except EmptyTextError:
         raise CliError(f"{path}: the text is empty") from None
+    return text
 
 
 async def _submit(runtime: Runtime, title: str, text: str) -> Job:

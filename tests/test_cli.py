@@ -81,8 +81,8 @@ def test_submit_and_status_against_a_live_service(tmp_path: Path) -> None:
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["jobId"] == job_id
         missing = _run("status", "0" * 32, "--url", service.url, env=env)
-    assert missing.returncode == 2
-    assert "404 not_found" in missing.stderr
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("storyboard: not_found: ")
 
 
 def test_submit_and_status_send_the_token_to_a_service_with_auth_on(tmp_path: Path) -> None:
@@ -104,17 +104,17 @@ def test_submit_and_status_send_the_token_to_a_service_with_auth_on(tmp_path: Pa
         status = _run("status", job_id, "--url", service.url, env=by_env)
         status_refused = _run("status", job_id, "--url", service.url, env=env)
         log = service.log()
-    assert refused.returncode == 2
+    assert refused.returncode == 1
     assert refused.stderr.count("\n") == 1
-    assert "401" in refused.stderr
+    assert refused.stderr.startswith("storyboard: unauthorized: ")
     assert "--token" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert by_flag.returncode == 0, by_flag.stderr
     assert len(job_id) == 32
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["jobId"] == job_id
-    assert status_refused.returncode == 2
-    assert "401" in status_refused.stderr
+    assert status_refused.returncode == 1
+    assert "unauthorized" in status_refused.stderr
     for output in (refused.stdout, refused.stderr, by_flag.stderr, status.stderr, log):
         assert token not in output
 

@@ -10,16 +10,19 @@ from pathlib import Path
 
 from harness.processes import service_env
 from service.client import default_title
+from service.settings import MIB
+from service.text import load_novel_bytes
+from service.uploads import BODY_TOO_LARGE
 from tests.conftest import corpus_file
 
 
 def _analyze(
-    *args: str, cwd: Path, stdin: bytes | None = None
+    *args: str, cwd: Path, stdin: bytes | None = None, **env: str
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "service", "analyze", *args],
         cwd=cwd,
-        env=service_env(cwd / "unused-data"),
+        env=service_env(cwd / "unused-data", **env),
         input=stdin,
         capture_output=True,
         timeout=300,
@@ -160,3 +163,27 @@ def test_the_title_comes_from_the_text_s_title_line_unless_given(tmp_path: Path)
     assert given.returncode == 0, given.stderr.decode()
     assert json.loads(own.stdout.decode("utf-8"))["title"] == "三国演义"
     assert json.loads(given.stdout.decode("utf-8"))["title"] == "Mine"
+
+
+def test_a_file_over_the_api_s_body_limit_is_refused_at_once(tmp_path: Path) -> None:
+    source = tmp_path / "huge.txt"
+    paragraph = "话说天下大势，分久必合，合久必分。\n\n".encode("gb18030")
+    source.write_bytes(paragraph * (30 * MIB // len(paragraph)))
+    result = _analyze(str(source), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines() == [
+        f"storyboard: payload_too_large: {BODY_TOO_LARGE}: the limit is {20 * MIB} bytes "
+        "(STORYBOARD_MAX_BODY_BYTES)"
+    ]
+    assert not (tmp_path / "huge.storyboard.json").exists()
+
+
+def test_a_text_over_the_api_s_character_limit_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "long.txt"
+    source.write_text(SHORT * 4, encoding="utf-8")
+    chars = len(load_novel_bytes(source.read_bytes()))
+    result = _analyze(str(source), cwd=tmp_path, STORYBOARD_MAX_NOVEL_CHARS="100")
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines() == [
+        f"storyboard: novel_too_large: the novel has {chars} characters; the limit is 100"
+    ]
