@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ from service.consumers.analyze import ANALYZE_JOB
 from service.consumers.job_types import HandlerDeps, JobHandler, JobType
 from service.errors import BlobNotFound, CliError
 from service.jobs import Job, JobStatus, StoryboardSummary
+from service.models import utcnow
 from service.ports import Analyzer, NovelText, ProgressCallback
 from service.runtime import Runtime, open_runtime
 from service.settings import Settings
@@ -34,6 +36,17 @@ POLL_S = 0.1
 STDOUT = "-"
 # The analyze handler maps the analyzer's own fraction onto this span of the job's bar.
 ANALYSIS_SPAN = (50, 90)
+
+ONESHOT_RETRIES: dict[str, object] = {
+    "retry_base_s": 2.0,
+    "retry_max_s": 8.0,
+    "llm_max_retries": 0,
+}
+"""Retries as a person at a terminal would make them: each failure is a new attempt of
+the job, a few seconds later and announced, rather than the queue's 30 s doubling backoff
+behind silent retries inside the model client. The attempts stay ``max_attempts`` (3),
+so an unreachable model is given up on within seconds. Checkpoints keep the chunks an
+earlier attempt finished."""
 
 
 async def run_oneshot(
@@ -48,14 +61,20 @@ async def run_oneshot(
     # Checked first: a refusal after minutes of analysis would waste them.
     _check_target(target, force=force)
     text = _load(path, settings)
-    console = Console(stderr=True)
+    # Soft wrap: a line in a log or a narrow terminal stays one line, as grep expects.
+    console = Console(stderr=True, soft_wrap=True)
     started = time.perf_counter()
     with (
         tempfile.TemporaryDirectory(prefix="storyboard-") as data_dir,
         ProgressDisplay(console) as display,
     ):
         local = settings.model_copy(
-            update={"backend": "local", "data_dir": Path(data_dir), "receive_wait_s": 1.0}
+            update={
+                "backend": "local",
+                "data_dir": Path(data_dir),
+                "receive_wait_s": 1.0,
+                **oneshot_retries(settings),
+            }
         )
         async with open_runtime(local, job_types=(_shown_analysis(display),)) as runtime:
             job = await _submit(runtime, title or title_for(path, text), text)
@@ -113,19 +132,37 @@ async def _submit(runtime: Runtime, title: str, text: str) -> Job:
     return await runtime.producer.submit(novel.novel_id, "local")
 
 
+def oneshot_retries(settings: Settings) -> dict[str, object]:
+    """The retry settings of a one-shot run: :data:`ONESHOT_RETRIES`, except where the
+    environment chose its own."""
+    return {k: v for k, v in ONESHOT_RETRIES.items() if k not in settings.model_fields_set}
+
+
 async def _follow(runtime: Runtime, job_id: str, display: ProgressDisplay) -> Job:
+    announced = 0
     while True:
         job = await runtime.backend.jobs.get(job_id)
         if job is None:
             raise CliError("the job record disappeared")
         # While the job runs, the analyzer's own reports are ahead of the record's
         # throttled writes; any other state (a retry wait, the end) is shown as it is.
-        display.show(
-            job.progress.percentage, job.progress.stage, ahead_ok=job.status is JobStatus.RUNNING
-        )
+        running = job.status is JobStatus.RUNNING
+        display.show(job.progress.percentage, job.progress.stage, ahead_ok=running)
+        if job.status is JobStatus.RETRYING and job.attempts > announced:
+            announced = job.attempts
+            display.notice(retry_notice(job, runtime.settings.effective_max_attempts))
         if job.status in (JobStatus.COMPLETED, JobStatus.FAILED):
             return job
         await asyncio.sleep(POLL_S)
+
+
+def retry_notice(job: Job, max_attempts: int) -> str:
+    """What a job waiting for its next attempt tells the person watching it."""
+    wait_s = 0
+    if job.next_attempt_at is not None:
+        wait_s = max(0, math.ceil((job.next_attempt_at - utcnow()).total_seconds()))
+    cause = job.error.message if job.error is not None else "the attempt failed"
+    return f"{cause}; retrying in {wait_s} s (attempt {job.attempts + 1} of {max_attempts})"
 
 
 class ProgressDisplay:

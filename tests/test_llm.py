@@ -272,7 +272,7 @@ async def test_a_novel_through_the_smart_fake(fake: FakeLlm, make_analyzer: Make
     fractions = [f for f, _ in progress]
     assert fractions == sorted(fractions)
     assert len(set(fractions)) == len(progress) == 1 + 2 * 4
-    assert progress[0] == (0.0, "4 chunks planned")
+    assert progress[0] == (0.0, "chunks planned: 4")
     assert progress[-1] == (1.0, "panels 4/4")
     stages = [stage for _, stage in progress]
     assert stages[1:5] == [f"characters {i}/4" for i in range(1, 5)]

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from pytest_aiohttp import AiohttpServer
+
 from harness.processes import service_env
 from service.client import default_title
-from service.settings import MIB
+from service.oneshot import ONESHOT_RETRIES, oneshot_retries
+from service.settings import MIB, load_settings
 from service.text import load_novel_bytes
 from service.uploads import BODY_TOO_LARGE
 from tests.conftest import corpus_file
+from tests.fake_llm import Reply, Seen, error, start_fake_llm
 
 
 def _analyze(
@@ -187,3 +194,98 @@ def test_a_text_over_the_api_s_character_limit_is_refused(tmp_path: Path) -> Non
     assert result.stderr.decode().splitlines() == [
         f"storyboard: novel_too_large: the novel has {chars} characters; the limit is 100"
     ]
+
+
+RETRY_NOTICE = re.compile(r"; retrying in \d+ s \(attempt (\d) of 3\)$", re.MULTILINE)
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _assert_gave_up(stderr: str, cause: str) -> None:
+    assert [m[1] for m in RETRY_NOTICE.finditer(stderr)] == ["2", "3"], stderr
+    assert f"{cause}; retrying in" in stderr
+    assert stderr.rstrip().endswith(f"analysis failed: gave up after 3 attempts: {cause}"), stderr
+
+
+def test_an_unreachable_model_is_retried_aloud_then_given_up(tmp_path: Path) -> None:
+    source = tmp_path / "novel.txt"
+    source.write_text(SHORT, encoding="utf-8")
+    base_url = f"http://127.0.0.1:{_closed_port()}/v1"
+    result = _analyze(str(source), cwd=tmp_path, STORYBOARD_LLM_BASE_URL=base_url)
+    assert result.returncode == 1
+    _assert_gave_up(result.stderr.decode(), "could not connect to the model API")
+    assert not (tmp_path / "novel.storyboard.json").exists()
+
+
+async def _analyze_async(*args: str, cwd: Path, **env: str) -> tuple[int, str]:
+    # The fake model is served by this test's event loop, which must keep running.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service",
+        "analyze",
+        *args,
+        cwd=cwd,
+        env=service_env(cwd / "unused-data", **env),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=300)
+    return await process.wait(), stderr.decode()
+
+
+async def test_a_model_answering_500_is_retried_aloud_then_given_up(
+    aiohttp_server: AiohttpServer, tmp_path: Path
+) -> None:
+    fake = await start_fake_llm(aiohttp_server)
+    fake.rules.append(lambda seen: error(500, "InternalError"))
+    source = tmp_path / "novel.txt"
+    source.write_text(SHORT, encoding="utf-8")
+    code, stderr = await _analyze_async(
+        str(source), cwd=tmp_path, STORYBOARD_LLM_BASE_URL=fake.base_url
+    )
+    assert code == 1
+    _assert_gave_up(stderr, "model API unavailable (HTTP 500, internalerror)")
+    # One request per attempt: every retry is one the user was told about.
+    assert fake.calls() == 3
+
+
+async def test_a_model_failing_once_is_retried_and_the_analysis_completes(
+    aiohttp_server: AiohttpServer, tmp_path: Path
+) -> None:
+    fake = await start_fake_llm(aiohttp_server)
+    failed: list[bool] = []
+
+    def fail_once(seen: Seen) -> Reply | None:
+        if failed:
+            return None
+        failed.append(True)
+        return error(503, "ServiceUnavailable")
+
+    fake.rules.append(fail_once)
+    source = tmp_path / "novel.txt"
+    source.write_text(SHORT, encoding="utf-8")
+    out = tmp_path / "novel.json"
+    code, stderr = await _analyze_async(
+        str(source), "--out", str(out), cwd=tmp_path, STORYBOARD_LLM_BASE_URL=fake.base_url
+    )
+    assert code == 0, stderr
+    assert [m[1] for m in RETRY_NOTICE.finditer(stderr)] == ["2"], stderr
+    storyboard = json.loads(out.read_text(encoding="utf-8"))
+    assert storyboard["meta"]["analyzer"] == "llm"
+
+
+def test_retry_settings_chosen_in_the_environment_are_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ONESHOT_RETRIES:
+        monkeypatch.delenv(f"STORYBOARD_{name.upper()}", raising=False)
+    assert oneshot_retries(load_settings()) == ONESHOT_RETRIES
+    monkeypatch.setenv("STORYBOARD_LLM_MAX_RETRIES", "2")
+    assert oneshot_retries(load_settings()) == {
+        k: v for k, v in ONESHOT_RETRIES.items() if k != "llm_max_retries"
+    }

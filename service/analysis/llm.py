@@ -609,7 +609,7 @@ class LlmAnalyzer:
             chunks=len(chunks),
             chunk_chars=self.options.chunk_chars,
         )
-        await on_progress(0.0, f"{len(chunks)} chunks planned")
+        await on_progress(0.0, f"chunks planned: {len(chunks)}")
         casts = await _bounded(self.options.job_concurrency, chunks, lambda c: self._cast(run, c))
         registry = _registry(casts)
         cast_done = time.perf_counter()
