@@ -106,3 +106,32 @@ class NovelDetail(NovelView):
     """``GET /v1/novels/{novelId}``: the novel and its latest job, when it has one."""
 
     latest_job: LatestJob | None = None
+
+
+class NovelListItem(CamelModel):
+    """One novel in ``GET /v1/novels``."""
+
+    novel_id: str
+    title: str
+    chars: int
+    created_at: datetime
+    latest_job_id: str | None
+    latest_job_status: JobStatus | None
+
+
+class NovelPage(CamelModel):
+    """``GET /v1/novels``: the caller's novels, newest first."""
+
+    items: list[NovelListItem]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null on the last page."
+    )
+
+
+class JobPage(CamelModel):
+    """``GET /v1/jobs``: the caller's jobs, newest first."""
+
+    items: list[JobView]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null on the last page."
+    )

@@ -3,23 +3,30 @@
 Safe to run any number of times. Existing resources are kept; queue attributes are set to
 the configured values on every run, so a changed visibility timeout or receive limit takes
 effect without recreating the queue. The table's TTL is enabled on ``expiresAt`` if it is
-not already.
+not already, and a table made before the list indexes existed gets them added, one
+UpdateTable at a time as DynamoDB requires, waiting while each one backfills.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
 from service.backends.aws_clients import aws_call, error_code, open_clients
-from service.backends.aws_records import EXPIRES_AT
+from service.backends.aws_records import EXPIRES_AT, INDEXES
+from service.errors import BackendError
 from service.settings import Settings
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import (
+        AttributeDefinitionTypeDef,
+        GlobalSecondaryIndexTypeDef,
+    )
     from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_s3.literals import BucketLocationConstraintType
     from types_aiobotocore_sqs import SQSClient
@@ -32,6 +39,8 @@ RETENTION_S = 14 * 24 * 3600
 
 TABLE_WAIT_DELAY_S = 2
 TABLE_WAIT_ATTEMPTS = 90
+INDEX_WAIT_S = 3600
+"""How long bootstrap waits for a new index to backfill a table that already holds items."""
 
 _QUEUE_EXISTS = frozenset({"QueueAlreadyExists", "QueueNameExists"})
 
@@ -93,20 +102,40 @@ async def queue_arn(client: SQSClient, url: str) -> str:
     return response["Attributes"]["QueueArn"]
 
 
+def key_attributes() -> list[AttributeDefinitionTypeDef]:
+    """The string attributes that key the table and its indexes."""
+    names = ["pk", "sk", *sorted({name for keys in INDEXES.values() for name in keys})]
+    return [{"AttributeName": name, "AttributeType": "S"} for name in names]
+
+
+def index_definitions() -> list[GlobalSecondaryIndexTypeDef]:
+    """The list indexes: every attribute projected, so a list needs no reads of the table."""
+    return [
+        {
+            "IndexName": name,
+            "KeySchema": [
+                {"AttributeName": partition, "KeyType": "HASH"},
+                {"AttributeName": sort, "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+        for name, (partition, sort) in INDEXES.items()
+    ]
+
+
 async def ensure_table(client: DynamoDBClient, table: str) -> None:
-    """Create the single table (``pk`` and ``sk`` strings, on demand) and wait until ACTIVE."""
+    """Create the single table (``pk`` and ``sk`` strings, on demand, with the list indexes)
+    and wait until ACTIVE; add the indexes to a table that lacks them."""
     with aws_call(f"dynamodb CreateTable {table}"):
         try:
             await client.create_table(
                 TableName=table,
-                AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "S"},
-                ],
+                AttributeDefinitions=key_attributes(),
                 KeySchema=[
                     {"AttributeName": "pk", "KeyType": "HASH"},
                     {"AttributeName": "sk", "KeyType": "RANGE"},
                 ],
+                GlobalSecondaryIndexes=index_definitions(),
                 BillingMode="PAY_PER_REQUEST",
             )
         except ClientError as exc:
@@ -117,6 +146,62 @@ async def ensure_table(client: DynamoDBClient, table: str) -> None:
             TableName=table,
             WaiterConfig={"Delay": TABLE_WAIT_DELAY_S, "MaxAttempts": TABLE_WAIT_ATTEMPTS},
         )
+    for index in index_definitions():
+        await ensure_index(client, table, index)
+
+
+async def ensure_index(
+    client: DynamoDBClient, table: str, index: GlobalSecondaryIndexTypeDef
+) -> None:
+    """Add ``index`` to the table unless it has it, and wait until it is ACTIVE.
+
+    An index of the same name on other keys is an error: the lists would read wrong items.
+    """
+    name = index["IndexName"]
+    with aws_call(f"dynamodb UpdateTable {table} {name}"):
+        existing = (await index_states(client, table)).get(name)
+        if existing is None:
+            try:
+                await client.update_table(
+                    TableName=table,
+                    AttributeDefinitions=key_attributes(),
+                    GlobalSecondaryIndexUpdates=[{"Create": index}],
+                )
+            except ClientError:
+                # A concurrent bootstrap may have asked for it between the check and here.
+                existing = (await index_states(client, table)).get(name)
+                if existing is None:
+                    raise
+        if existing is not None and existing[1] != _keys(index):
+            raise BackendError(
+                f"table {table} has an index {name} keyed on {existing[1]}, not {_keys(index)}"
+            )
+        await _wait_until_active(client, table, name)
+
+
+async def index_states(
+    client: DynamoDBClient, table: str
+) -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """Each global secondary index of the table: its status and its keys."""
+    description = (await client.describe_table(TableName=table))["Table"]
+    return {
+        index["IndexName"]: (index.get("IndexStatus", "ACTIVE"), _keys(index))
+        for index in description.get("GlobalSecondaryIndexes", [])
+    }
+
+
+def _keys(index: Any) -> list[tuple[str, str]]:
+    return [(key["AttributeName"], key["KeyType"]) for key in index["KeySchema"]]
+
+
+async def _wait_until_active(client: DynamoDBClient, table: str, name: str) -> None:
+    # The table's own waiter does not look at indexes; a new one backfills for a while.
+    for _ in range(max(1, INDEX_WAIT_S // TABLE_WAIT_DELAY_S)):
+        state = (await index_states(client, table)).get(name)
+        if state is not None and state[0] == "ACTIVE":
+            return
+        await asyncio.sleep(TABLE_WAIT_DELAY_S)
+    raise BackendError(f"index {name} of table {table} is still not ACTIVE; run bootstrap again")
 
 
 async def ensure_time_to_live(client: DynamoDBClient, table: str, attribute: str) -> None:

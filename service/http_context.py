@@ -12,9 +12,11 @@ from service.appkeys import RUNTIME, USER_ID
 from service.http_errors import ApiError, not_found
 from service.jobs import Job
 from service.novels import Novel
+from service.ports import MAX_PAGE, InvalidCursor
 from service.runtime import Runtime
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
+DEFAULT_PAGE = 20
 
 
 def current_user(request: web.Request) -> str:
@@ -36,7 +38,7 @@ def path_id(request: web.Request, name: str, what: str) -> str:
     """The id in path parameter ``name``; a 404 unless it has the form our ids have."""
     # Ids are ours (UUID hex); anything else cannot exist, and must never reach a key.
     value = request.match_info[name]
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise not_found(what)
     return value
 
@@ -78,3 +80,30 @@ def storyboard_pending(request: web.Request, job_id: str) -> ApiError:
     """The 404 for a storyboard a live job is still making; it names the job to follow."""
     url = public_url(request, f"/v1/jobs/{job_id}")
     return ApiError(404, "storyboard_pending", f"the storyboard is not ready yet; see {url}")
+
+
+def page_query(request: web.Request) -> tuple[int, str | None]:
+    """``?limit=`` (1-100, default 20) and ``?cursor=`` of a list request; a 400 if bad."""
+    raw = request.query.get("limit")
+    limit = DEFAULT_PAGE
+    if raw is not None:
+        # isdigit alone would admit other scripts' digits and strings too long for int().
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= MAX_PAGE):
+            raise ApiError(
+                400, "validation_error", f"limit must be a whole number from 1 to {MAX_PAGE}"
+            )
+        limit = int(raw)
+    return limit, request.query.get("cursor")
+
+
+def query_id(request: web.Request, name: str) -> str | None:
+    """An id given as query parameter ``name``, if any; a 400 unless it has our ids' form."""
+    value = request.query.get(name)
+    if value is not None and not _ID.fullmatch(value):
+        raise ApiError(400, "validation_error", f"{name} must be a 32-character hex id")
+    return value
+
+
+def invalid_cursor(exc: InvalidCursor) -> ApiError:
+    """The 400 for a cursor the list did not issue."""
+    return ApiError(400, "invalid_cursor", f"{exc}; start again without a cursor")

@@ -12,12 +12,15 @@ from service.api_schema import (
     MAX_TITLE,
     ErrorBody,
     JobAccepted,
+    JobPage,
     JobView,
     NovelCreated,
     NovelDetail,
+    NovelPage,
     NovelUpload,
     NovelView,
 )
+from service.jobs import JobStatus
 from service.storyboard import Storyboard
 
 _MODELS = (
@@ -29,6 +32,8 @@ _MODELS = (
     NovelView,
     Storyboard,
     NovelDetail,
+    NovelPage,
+    JobPage,
 )
 _REF = "#/components/schemas/{model}"
 
@@ -69,6 +74,17 @@ _TITLE_PARAM = {
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE},
 }
 
+_PAGE_PARAMS = [
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    },
+    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+]
+"""A list's page size and the ``nextCursor`` of the page before (400 invalid_cursor if it
+did not come from the same list)."""
+
 _HEALTH = {"200": {"description": "ok"}, **_errors(503)}
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
@@ -81,6 +97,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "201": _json("NovelCreated", "created"),
             **_errors(400, 413, 415, 422, 503),
         },
+    },
+    ("GET", "/v1/novels"): {
+        "summary": "The caller's novels, newest first, with their latest job's status",
+        "parameters": _PAGE_PARAMS,
+        "responses": {"200": _json("NovelPage", "a page of novels"), **_errors(400)},
     },
     ("GET", "/v1/novels/{novelId}"): {
         "summary": "A novel's metadata and its latest job",
@@ -96,6 +117,23 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "The novel's latest storyboard (404 storyboard_pending while its first runs)",
         "parameters": [_id_param("novelId")],
         "responses": {"200": _json("Storyboard", "the storyboard"), **_errors(404)},
+    },
+    ("GET", "/v1/jobs"): {
+        "summary": "The caller's jobs, newest first, optionally of one novel or in one status",
+        "parameters": [
+            {
+                "name": "novelId",
+                "in": "query",
+                "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+            },
+            {
+                "name": "status",
+                "in": "query",
+                "schema": {"type": "string", "enum": [status.value for status in JobStatus]},
+            },
+            *_PAGE_PARAMS,
+        ],
+        "responses": {"200": _json("JobPage", "a page of jobs"), **_errors(400)},
     },
     ("GET", "/v1/jobs/{jobId}"): {
         "summary": "A job's status and progress",

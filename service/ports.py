@@ -7,14 +7,18 @@ contract test suite runs against every implementation.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-from service.jobs import Job, Transition
+from service.jobs import Job, JobStatus, Transition
 from service.novels import Novel, StoryboardRef
 from service.storyboard import Storyboard
+
+T = TypeVar("T")
+MAX_PAGE = 100
+"""The most records one page of a list holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,20 @@ class Queue(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list, newest first, and the cursor of the page after it (``None`` on
+    the last page). Cursors are opaque: pass one back unchanged as ``after``."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class InvalidCursor(ValueError):
+    """A cursor the list did not issue: malformed, altered, or issued to another user or
+    for another list (other filters)."""
+
+
 class JobStore(Protocol):
     """Job records with guarded (conditional) updates."""
 
@@ -87,6 +105,30 @@ class JobStore(Protocol):
 
     async def apply(self, job_id: str, transition: Transition) -> Job | None:
         """Apply the transition atomically if its guard holds; the new job, else ``None``."""
+        ...
+
+
+@runtime_checkable
+class JobCatalog(JobStore, Protocol):
+    """A job store that can also list a user's jobs.
+
+    Kept apart from :class:`JobStore` so that the runner, which only creates, reads and
+    transitions jobs, can run on anything with those three methods.
+    """
+
+    async def list_for_user(
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        after: str | None = None,
+        novel_id: str | None = None,
+        status: JobStatus | None = None,
+        types: Collection[str] | None = None,
+    ) -> Page[Job]:
+        """The user's jobs, newest first (``createdAt``, then id), at most ``limit``, after
+        the cursor ``after``; only those of ``novel_id``, in ``status`` and of one of
+        ``types`` when given. :class:`InvalidCursor` for a cursor this list did not issue."""
         ...
 
 
@@ -110,6 +152,13 @@ class NovelStore(Protocol):
     async def set_latest_job(self, novel_id: str, job_id: str, created_at: datetime) -> bool:
         """Record ``job_id`` as the novel's latest job unless a job created later is recorded
         already; whether the novel names ``job_id`` now. A missing novel stays missing."""
+        ...
+
+    async def list_for_user(
+        self, user_id: str, *, limit: int, after: str | None = None
+    ) -> Page[Novel]:
+        """The user's novels, newest first (``createdAt``, then id), at most ``limit``,
+        after the cursor ``after``; :class:`InvalidCursor` for one this list did not issue."""
         ...
 
 

@@ -5,13 +5,57 @@ from __future__ import annotations
 from aiohttp import web
 
 from service import jobs
-from service.api_schema import JobView
+from service.api_schema import JobPage, JobView
 from service.errors import BlobNotFound
-from service.http_context import owned_job, public_url, runtime_of, storyboard_pending
+from service.http_context import (
+    current_user,
+    invalid_cursor,
+    owned_job,
+    page_query,
+    public_url,
+    query_id,
+    runtime_of,
+    storyboard_pending,
+)
 from service.http_errors import ApiError, not_found
 from service.jobs import Job, JobStatus
+from service.ports import InvalidCursor
 
 routes = web.RouteTableDef()
+
+
+@routes.get("/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    """The caller's jobs, newest first, a page at a time; ``?novelId=`` and ``?status=``
+    narrow the list (another user's novel has no jobs here)."""
+    limit, cursor = page_query(request)
+    novel_id, status = query_id(request, "novelId"), _status_query(request)
+    runtime = runtime_of(request)
+    visible = [name for name, job_type in runtime.job_types.items() if job_type.user_visible]
+    try:
+        page = await runtime.backend.job_catalog.list_for_user(
+            current_user(request),
+            limit=limit,
+            after=cursor,
+            novel_id=novel_id,
+            status=status,
+            types=visible,
+        )
+    except InvalidCursor as exc:
+        raise invalid_cursor(exc) from None
+    items = [job_view(request, job) for job in page.items]
+    return web.json_response(JobPage(items=items, next_cursor=page.next_cursor).to_doc())
+
+
+def _status_query(request: web.Request) -> JobStatus | None:
+    raw = request.query.get("status")
+    if raw is None:
+        return None
+    try:
+        return JobStatus(raw)
+    except ValueError:
+        known = ", ".join(status.value for status in JobStatus)
+        raise ApiError(400, "validation_error", f"status must be one of: {known}") from None
 
 
 @routes.get("/jobs/{jobId}")

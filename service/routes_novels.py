@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 from urllib.parse import parse_qsl
@@ -10,18 +11,29 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from service import jobs
-from service.api_schema import JobAccepted, LatestJob, NovelCreated, NovelDetail, NovelUpload
+from service.api_schema import (
+    JobAccepted,
+    LatestJob,
+    NovelCreated,
+    NovelDetail,
+    NovelListItem,
+    NovelPage,
+    NovelUpload,
+)
 from service.errors import BlobNotFound
 from service.http_context import (
     current_user,
+    invalid_cursor,
     owned_novel,
+    page_query,
     public_url,
     runtime_of,
     storyboard_pending,
 )
 from service.http_errors import ApiError, not_found
-from service.jobs import Job
+from service.jobs import Job, JobStatus
 from service.novels import Novel
+from service.ports import InvalidCursor
 from service.producers.enqueue import EnqueueError, IdempotencyConflict, NovelGone, Submission
 from service.text import (
     EmptyTextError,
@@ -124,6 +136,37 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
     )
+
+
+@routes.get("/novels")
+async def list_novels(request: web.Request) -> web.Response:
+    """The caller's novels, newest first, a page at a time, with their latest job's status."""
+    limit, cursor = page_query(request)
+    store = runtime_of(request).backend.novels
+    try:
+        page = await store.list_for_user(current_user(request), limit=limit, after=cursor)
+    except InvalidCursor as exc:
+        raise invalid_cursor(exc) from None
+    statuses = await _statuses(request, [n.latest_job_id for n in page.items if n.latest_job_id])
+    items = [
+        NovelListItem(
+            novel_id=novel.novel_id,
+            title=novel.title,
+            chars=novel.chars,
+            created_at=novel.created_at,
+            latest_job_id=novel.latest_job_id,
+            latest_job_status=statuses.get(novel.latest_job_id or ""),
+        )
+        for novel in page.items
+    ]
+    return web.json_response(NovelPage(items=items, next_cursor=page.next_cursor).to_doc())
+
+
+async def _statuses(request: web.Request, job_ids: list[str]) -> dict[str, JobStatus]:
+    """The status of each job that still exists, read concurrently."""
+    store = runtime_of(request).backend.jobs
+    found = await asyncio.gather(*(store.get(job_id) for job_id in job_ids))
+    return {job.job_id: job.status for job in found if job is not None}
 
 
 @routes.get("/novels/{novelId}")

@@ -34,6 +34,7 @@ from service.backends.selection import open_backend
 from service.bootstrap import RETENTION_S, bootstrap
 from service.errors import BackendError
 from service.jobs import ErrorInfo, Job, JobStatus, StoryboardSummary, complete, progress, start
+from service.models import isoformat
 from service.novels import StoryboardRef
 from service.ports import Message, Pingable
 from service.settings import Settings
@@ -131,8 +132,101 @@ async def test_bootstrap_is_idempotent_and_configures_resources(
     assert {(d["AttributeName"], d["AttributeType"]) for d in table["AttributeDefinitions"]} == {
         ("pk", "S"),
         ("sk", "S"),
+        ("gsi1pk", "S"),
+        ("gsi1sk", "S"),
+        ("gsi2pk", "S"),
+    }
+    assert {i["IndexName"]: i["IndexStatus"] for i in table["GlobalSecondaryIndexes"]} == {
+        "byUser": "ACTIVE",
+        "byUserNovel": "ACTIVE",
     }
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+async def test_bootstrap_adds_the_list_indexes_to_a_table_made_without_them(
+    aws_settings: SettingsFactory,
+) -> None:
+    settings = aws_settings()
+    async with open_clients(settings) as clients:
+        await clients.dynamodb.create_table(
+            TableName=settings.table_name,
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        # A job written the old way: no index attributes.
+        old = Job(job_id="old", novel_id="n", user_id="u")
+        await clients.dynamodb.put_item(
+            TableName=settings.table_name, Item=to_item(job_key("old"), old.to_doc())
+        )
+
+    await bootstrap(settings)
+    await bootstrap(settings)  # and again: nothing left to add
+
+    async with open_backend(settings) as backend:
+        new = Job(job_id="new", novel_id="n", user_id="u")
+        await backend.jobs.create(new)
+        listed = await backend.job_catalog.list_for_user("u", limit=10)
+        assert await backend.jobs.get("old") == old
+    # Items written before the indexes are in no list; new ones are.
+    assert [job.job_id for job in listed.items] == ["new"]
+    async with open_clients(settings) as clients:
+        table = (await clients.dynamodb.describe_table(TableName=settings.table_name))["Table"]
+    assert sorted(i["IndexName"] for i in table["GlobalSecondaryIndexes"]) == [
+        "byUser",
+        "byUserNovel",
+    ]
+
+
+async def test_bootstrap_refuses_an_index_of_the_same_name_on_other_keys(
+    aws_settings: SettingsFactory,
+) -> None:
+    settings = aws_settings()
+    async with open_clients(settings) as clients:
+        await clients.dynamodb.create_table(
+            TableName=settings.table_name,
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "byUser",
+                    "KeySchema": [{"AttributeName": "sk", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    with pytest.raises(BackendError, match="byUser"):
+        await bootstrap(settings)
+
+
+async def test_list_items_carry_index_keys_the_records_never_show(
+    aws_settings: SettingsFactory,
+) -> None:
+    settings = aws_settings()
+    await bootstrap(settings)
+    job = Job(job_id="j1", novel_id="n1", user_id="u#1")
+    async with open_backend(settings) as backend, open_clients(settings) as clients:
+        await backend.jobs.create(job)
+        stored = await backend.jobs.get("j1")
+        response = await clients.dynamodb.get_item(TableName=settings.table_name, Key=job_key("j1"))
+    item = response["Item"]
+    assert item["gsi1pk"] == {"S": "USER#u#1#JOB"}
+    assert item["gsi2pk"] == {"S": "USER#u#1#NOVEL#n1"}
+    assert item["gsi1sk"] == {"S": f"{isoformat(job.created_at)}#j1"}
+    assert stored == job
 
 
 async def test_bootstrap_applies_changed_queue_settings(aws_settings: SettingsFactory) -> None:

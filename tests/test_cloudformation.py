@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from service.backends.aws_clients import open_clients
-from service.backends.aws_records import EXPIRES_AT
+from service.backends.aws_records import EXPIRES_AT, INDEXES
 from service.bootstrap import RETENTION_S
 from service.settings import Settings
 from tests.conftest import SettingsFactory, prepare
@@ -65,6 +65,7 @@ IAM_ACTIONS = {
     "update_item": "dynamodb:UpdateItem",
     "delete_item": "dynamodb:DeleteItem",
     "describe_table": "dynamodb:DescribeTable",
+    "query": "dynamodb:Query",
     # S3: HeadBucket is authorised by ListBucket, HeadObject by GetObject.
     "get_object": "s3:GetObject",
     "head_object": "s3:GetObject",
@@ -368,13 +369,24 @@ async def test_bootstrap_creates_what_the_template_declares(
         table["AttributeDefinitions"], "AttributeName", "AttributeType"
     )
     assert made_table.get("BillingModeSummary", {}).get("BillingMode") == table["BillingMode"]
-    assert not made_table.get("GlobalSecondaryIndexes")
+    assert indexes(made_table["GlobalSecondaryIndexes"]) == indexes(table["GlobalSecondaryIndexes"])
+    assert set(indexes(table["GlobalSecondaryIndexes"])) == set(INDEXES)
     assert not made_table.get("LocalSecondaryIndexes")
-    assert "GlobalSecondaryIndexes" not in table
     assert "LocalSecondaryIndexes" not in table
     assert ttl.get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}
     assert ttl.get("AttributeName") == table["TimeToLiveSpecification"]["AttributeName"]
     assert table["TimeToLiveSpecification"]["Enabled"] is True
+
+
+def indexes(declared: Any) -> dict[str, tuple[list[tuple[str, str]], str]]:
+    """Each global secondary index: its keys and what it projects."""
+    return {
+        index["IndexName"]: (
+            [(key["AttributeName"], key["KeyType"]) for key in index["KeySchema"]],
+            index["Projection"]["ProjectionType"],
+        )
+        for index in declared
+    }
 
 
 def test_template_values_are_the_codes_constants(stack: Stack) -> None:
@@ -471,7 +483,7 @@ def test_policy_is_scoped_to_this_stacks_resources(any_stack: Stack) -> None:
     stack = any_stack
     expected = {
         "sqs": {"<Queue.Arn>", "<DeadLetterQueue.Arn>"},
-        "dynamodb": {"<Table.Arn>"},
+        "dynamodb": {"<Table.Arn>", "<Table.Arn>/index/*"},
         "s3": {"<Bucket.Arn>", "<Bucket.Arn>/*"},
         "secretsmanager": {SECRET_ARN},
     }
@@ -485,6 +497,10 @@ def test_policy_is_scoped_to_this_stacks_resources(any_stack: Stack) -> None:
             # Bucket-level actions on the bucket, object-level actions on its objects.
             if action == "s3:ListBucket":
                 assert resources == {"<Bucket.Arn>"}
+            elif action == "dynamodb:Query":
+                assert resources == {"<Table.Arn>/index/*"}, "lists read the indexes only"
+            elif service == "dynamodb":
+                assert resources == {"<Table.Arn>"}
             elif service == "s3":
                 assert resources == {"<Bucket.Arn>/*"}
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -22,7 +22,7 @@ from service.errors import AlreadyExists, BlobNotFound
 from service.jobs import ErrorInfo, Job, JobStatus, StoryboardSummary
 from service.models import utcnow
 from service.novels import Novel, StoryboardRef, storyboard_key, text_key
-from service.ports import Message, Queue, QueueDepth
+from service.ports import InvalidCursor, Message, Page, Queue, QueueDepth
 from tests.conftest import SettingsFactory
 
 MAX_RECEIVE_COUNT = 2
@@ -468,6 +468,155 @@ async def test_set_latest_job_never_creates_a_novel(backend: Backend) -> None:
     assert not await backend.novels.set_latest_job("ghost", "j1", utcnow())
 
     assert await backend.novels.get("ghost") is None
+
+
+# --- lists -----------------------------------------------------------------------------
+
+T = TypeVar("T")
+BASE = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
+
+
+async def every_page(
+    fetch: Callable[[str | None], Awaitable[Page[T]]], *, limit: int
+) -> list[list[T]]:
+    """Every page of a list, following its cursors from the first page."""
+    pages: list[list[T]] = []
+    cursor: str | None = None
+    while True:
+        page = await fetch(cursor)
+        assert len(page.items) <= limit
+        pages.append(page.items)
+        if page.next_cursor is None:
+            return pages
+        assert page.items, "a page with a next cursor must not be empty"
+        cursor = page.next_cursor
+
+
+async def add_novels(backend: Backend, user_id: str, count: int) -> list[Novel]:
+    """``count`` novels; every third shares its createdAt with the one before it."""
+    novels = []
+    for n in range(count):
+        at = BASE + timedelta(seconds=n - (n % 3 == 2))
+        novel = Novel(
+            novel_id=f"{user_id}-novel-{n:02d}",
+            user_id=user_id,
+            title=f"T{n}",
+            chars=n,
+            text_key=text_key(f"n{n}"),
+            created_at=at,
+        )
+        await backend.novels.create(novel)
+        novels.append(novel)
+    return novels
+
+
+def newest_first(records: list[Any], id_of: Callable[[Any], str]) -> list[str]:
+    ordered = sorted(records, key=lambda r: (r.created_at, id_of(r)), reverse=True)
+    return [id_of(record) for record in ordered]
+
+
+async def test_novels_list_newest_first_in_pages_that_cover_each_once(backend: Backend) -> None:
+    mine = await add_novels(backend, "user-1", 8)
+    await add_novels(backend, "user-2", 3)
+
+    def fetch(cursor: str | None) -> Awaitable[Page[Novel]]:
+        return backend.novels.list_for_user("user-1", limit=3, after=cursor)
+
+    pages = await every_page(fetch, limit=3)
+
+    assert [len(page) for page in pages] == [3, 3, 2]
+    listed = [novel.novel_id for page in pages for novel in page]
+    assert listed == newest_first(mine, lambda n: n.novel_id)
+    assert pages[0][0] == mine[-1]  # whole records, as stored
+    one_page = await backend.novels.list_for_user("user-1", limit=100)
+    assert [n.novel_id for n in one_page.items] == listed
+    assert one_page.next_cursor is None
+    exact = await backend.novels.list_for_user("user-2", limit=3)
+    assert len(exact.items) == 3
+    assert exact.next_cursor is None, "a full last page has no next cursor"
+    assert (await backend.novels.list_for_user("nobody", limit=5)) == Page([], None)
+
+
+async def add_jobs(backend: Backend) -> list[Job]:
+    """Jobs of two users over two novels, in several statuses and two types."""
+    made = []
+    for n in range(9):
+        job = Job(
+            job_id=f"job-{n:02d}",
+            novel_id="novel-a" if n % 2 else "novel-b",
+            user_id="user-1" if n < 7 else "user-2",
+            type="internal" if n == 4 else "analyze",
+            created_at=BASE + timedelta(milliseconds=n * 10 - (n == 6) * 10),
+        )
+        await backend.jobs.create(job)
+        if n % 3 == 0:
+            await backend.jobs.apply(job.job_id, jobs.cancel())
+        made.append(job)
+    return made
+
+
+async def test_jobs_list_with_filters_pages_and_isolation(backend: Backend) -> None:
+    made = await add_jobs(backend)
+    catalog = backend.job_catalog
+
+    async def listed(limit: int = 2, **filters: Any) -> list[str]:
+        def fetch(cursor: str | None) -> Awaitable[Page[Job]]:
+            return catalog.list_for_user("user-1", limit=limit, after=cursor, **filters)
+
+        pages = await every_page(fetch, limit=limit)
+        return [job.job_id for page in pages for job in page]
+
+    def expected(keep: Callable[[Job], bool]) -> list[str]:
+        return newest_first(
+            [j for j in made if j.user_id == "user-1" and keep(j)], lambda j: j.job_id
+        )
+
+    assert await listed() == expected(lambda j: True)
+    assert await listed(novel_id="novel-a") == expected(lambda j: j.novel_id == "novel-a")
+    cancelled = {f"job-{n:02d}" for n in (0, 3, 6)}
+    assert await listed(status=JobStatus.CANCELLED) == expected(lambda j: j.job_id in cancelled)
+    assert await listed(
+        limit=1, status=JobStatus.QUEUED, novel_id="novel-b", types=["analyze"]
+    ) == (
+        expected(
+            lambda j: j.novel_id == "novel-b" and j.job_id not in cancelled and j.type == "analyze"
+        )
+    )
+    assert await listed(types=["analyze"]) == expected(lambda j: j.type == "analyze")
+    assert await listed(types=[]) == []
+    other = await catalog.list_for_user("user-2", limit=10)
+    assert [j.job_id for j in other.items] == ["job-08", "job-07"]
+    page = (await catalog.list_for_user("user-1", limit=10, status=JobStatus.CANCELLED)).items
+    assert all(job.status is JobStatus.CANCELLED for job in page)
+
+
+async def test_a_cursor_works_only_for_the_list_that_issued_it(backend: Backend) -> None:
+    await add_jobs(backend)
+    await add_novels(backend, "user-1", 3)
+    catalog = backend.job_catalog
+    first = await catalog.list_for_user("user-1", limit=2, novel_id="novel-a")
+    cursor = first.next_cursor
+    assert cursor is not None
+    novels_cursor = (await backend.novels.list_for_user("user-1", limit=1)).next_cursor
+    assert novels_cursor is not None
+    tampered = cursor[:-2] + ("AA" if cursor[-2:] != "AA" else "BB")
+
+    for bad in ("", "not a cursor", "%%%%", "e30", tampered, "ä" * 10, cursor * 20):
+        with pytest.raises(InvalidCursor):
+            await catalog.list_for_user("user-1", limit=2, novel_id="novel-a", after=bad)
+    with pytest.raises(InvalidCursor):  # another user's
+        await catalog.list_for_user("user-2", limit=2, novel_id="novel-a", after=cursor)
+    with pytest.raises(InvalidCursor):  # other filters
+        await catalog.list_for_user("user-1", limit=2, after=cursor)
+    with pytest.raises(InvalidCursor):  # another kind of list
+        await catalog.list_for_user("user-1", limit=2, after=novels_cursor)
+    with pytest.raises(InvalidCursor):
+        await backend.novels.list_for_user("user-1", limit=2, after=cursor)
+    with pytest.raises(InvalidCursor):
+        await backend.novels.list_for_user("user-2", limit=2, after=novels_cursor)
+    again = await catalog.list_for_user("user-1", limit=2, novel_id="novel-a", after=cursor)
+    assert again.items
+    assert {j.job_id for j in again.items}.isdisjoint(j.job_id for j in first.items)
 
 
 # --- blob store ------------------------------------------------------------------------

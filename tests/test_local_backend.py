@@ -21,7 +21,7 @@ from harness.processes import ROOT
 from service import jobs
 from service.backends import local_db
 from service.backends.backend import Backend
-from service.backends.local import open_local_backend
+from service.backends.local import DATABASE_FILE, open_local_backend
 from service.backends.local_records import LocalJobStore
 from service.errors import BackendError, BlobNotFound
 from service.jobs import Guard, Job, JobStatus, StoryboardSummary, Transition
@@ -406,7 +406,7 @@ async def test_a_failing_write_does_not_undo_concurrent_ones(
 CHILD = """
 import asyncio, sys
 from pathlib import Path
-from service.backends.local import open_local_backend
+from service.backends.local import DATABASE_FILE, open_local_backend
 from service.backends.local_records import LocalJobStore
 from service.settings import Settings
 
@@ -475,3 +475,40 @@ async def test_a_claim_rejects_a_ttl_under_a_second(local_settings: SettingsFact
     async with opened(local_settings()) as backend:
         with pytest.raises(ValueError, match="ttl_s"):
             await backend.idempotency.claim("u:n", "k", "job-1", 0)
+
+
+async def test_a_database_made_before_the_list_indexes_gains_them_and_lists_its_records(
+    local_settings: SettingsFactory,
+) -> None:
+    settings = local_settings()
+    settings.data_dir.mkdir(parents=True)
+    novel = Novel(novel_id="n1", user_id="u1", title="T", chars=3, text_key="k")
+    job = Job(job_id="j1", novel_id="n1", user_id="u1")
+    # The tables as they were, holding records, with none of the indexes.
+    with sqlite3.connect(settings.data_dir / DATABASE_FILE) as connection:
+        connection.execute(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, status TEXT NOT NULL,"
+            " attempts INTEGER NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID"
+        )
+        connection.execute(
+            "CREATE TABLE novels (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID"
+        )
+        connection.execute(
+            "INSERT INTO jobs VALUES (?, ?, ?, ?)",
+            ("j1", "queued", 0, job.model_dump_json(by_alias=True)),
+        )
+        connection.execute(
+            "INSERT INTO novels VALUES (?, ?)", ("n1", novel.model_dump_json(by_alias=True))
+        )
+    connection.close()
+
+    async with opened(settings) as backend:
+        novels = await backend.novels.list_for_user("u1", limit=5)
+        listed = await backend.job_catalog.list_for_user("u1", limit=5, novel_id="n1")
+
+    assert novels.items == [novel]
+    assert listed.items == [job]
+    with sqlite3.connect(settings.data_dir / DATABASE_FILE) as connection:
+        names = {row[0] for row in connection.execute("SELECT name FROM sqlite_schema")}
+    connection.close()
+    assert {"novels_by_user", "jobs_by_user", "jobs_by_novel"} <= names

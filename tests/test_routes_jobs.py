@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -98,3 +99,106 @@ async def test_another_users_or_a_cancelled_job_has_no_storyboard(
     cancelled = await client.post(f"/v1/jobs/{job['jobId']}/cancel", headers=ALICE)
     assert cancelled.status == 200
     await _error(await client.get(path, headers=ALICE), "not_found")
+
+
+# --- GET /v1/jobs --------------------------------------------------------------------------
+
+
+async def _two_user_api(aiohttp_client: AiohttpClient, make_settings: SettingsFactory) -> Client:
+    keys = {_digest("alice-key"): "alice", _digest("bob-key"): "bob"}
+    settings = await prepare(make_settings(auth_api_keys=keys))
+    return await aiohttp_client(create_app(settings, analyzer=CountingAnalyzer(), worker=False))
+
+
+async def _novel(client: Client, who: dict[str, str]) -> str:
+    body = {"title": "Tale", "text": "Once upon a time."}
+    response = await client.post("/v1/novels", json=body, headers=who)
+    return str((await response.json())["novelId"])
+
+
+async def _job(client: Client, novel_id: str, who: dict[str, str] = ALICE) -> str:
+    response = await client.post(f"/v1/novels/{novel_id}/analyze", headers=who)
+    assert response.status == 202, await response.text()
+    return str((await response.json())["jobId"])
+
+
+async def _listed(client: Client, who: dict[str, str] = ALICE, **params: str) -> list[Any]:
+    """Every job the list gives, one page of ``limit`` (default 2) at a time."""
+    items: list[Any] = []
+    query: dict[str, str] = {"limit": "2", **params}
+    while True:
+        response = await client.get("/v1/jobs", params=query, headers=who)
+        assert response.status == 200, await response.text()
+        body = await response.json()
+        items += body["items"]
+        if body["nextCursor"] is None:
+            return items
+        query["cursor"] = body["nextCursor"]
+
+
+async def test_jobs_are_listed_newest_first_with_filters(
+    aiohttp_client: AiohttpClient, make_settings: SettingsFactory
+) -> None:
+    client = await _two_user_api(aiohttp_client, make_settings)
+    first, second = await _novel(client, ALICE), await _novel(client, ALICE)
+    made = [await _job(client, first), await _job(client, second), await _job(client, first)]
+    bobs_novel = await _novel(client, BOB)
+    bobs_job = await _job(client, bobs_novel, BOB)
+    cancelled = await client.post(f"/v1/jobs/{made[0]}/cancel", headers=ALICE)
+    assert cancelled.status == 200
+
+    everything = await _listed(client)
+    assert [job["jobId"] for job in everything] == made[::-1]
+    for job in everything:  # each item is the job view itself
+        view = await (await client.get(f"/v1/jobs/{job['jobId']}", headers=ALICE)).json()
+        assert job == view
+    of_first = await _listed(client, novelId=first)
+    assert [job["jobId"] for job in of_first] == [made[2], made[0]]
+    gone = await _listed(client, status="cancelled")
+    assert [job["jobId"] for job in gone] == [made[0]]
+    waiting = await _listed(client, novelId=first, status="queued", limit="1")
+    assert [job["jobId"] for job in waiting] == [made[2]]
+    assert await _listed(client, novelId=bobs_novel) == []  # not Alice's: nothing to list
+    assert [job["jobId"] for job in await _listed(client, BOB)] == [bobs_job]
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"status": "done"}, "validation_error"),
+        ({"novelId": "not-an-id"}, "validation_error"),
+        ({"limit": "1000"}, "validation_error"),
+        ({"cursor": "e30"}, "invalid_cursor"),
+    ],
+)
+async def test_bad_list_parameters_are_400(
+    aiohttp_client: AiohttpClient,
+    local_settings: SettingsFactory,
+    params: dict[str, str],
+    code: str,
+) -> None:
+    client = await _client(aiohttp_client, local_settings, worker=False)
+    response = await client.get("/v1/jobs", params=params, headers=ALICE)
+    assert response.status == 400, await response.text()
+    assert (await response.json())["error"]["code"] == code
+
+
+async def test_a_jobs_cursor_is_bound_to_its_filters_and_its_user(
+    aiohttp_client: AiohttpClient, make_settings: SettingsFactory
+) -> None:
+    client = await _two_user_api(aiohttp_client, make_settings)
+    novel_id = await _novel(client, ALICE)
+    for _ in range(3):
+        await _job(client, novel_id)
+    params = {"limit": "1", "novelId": novel_id}
+    first = await (await client.get("/v1/jobs", params=params, headers=ALICE)).json()
+    cursor = first["nextCursor"]
+
+    for who, query in (
+        (BOB, params),
+        (ALICE, {"limit": "1"}),
+        (ALICE, {**params, "status": "queued"}),
+    ):
+        response = await client.get("/v1/jobs", params={**query, "cursor": cursor}, headers=who)
+        assert response.status == 400, await response.text()
+        assert (await response.json())["error"]["code"] == "invalid_cursor"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -336,3 +337,97 @@ async def test_the_newest_job_is_latest_and_a_finished_storyboard_is_served(
     novel = await (await client.get(f"/v1/novels/{novel_id}")).json()
     assert novel["latestJob"] == {"jobId": first["jobId"], "status": "completed"}
     assert novel["storyboard"]["panels"] >= 1
+
+
+# --- GET /v1/novels ------------------------------------------------------------------------
+
+ALICE = {"Authorization": "Bearer alice-key"}
+BOB = {"Authorization": "Bearer bob-key"}
+
+
+async def _two_users(aiohttp_client: AiohttpClient, make_settings: SettingsFactory) -> Client:
+    keys = {hashlib.sha256(f"{u}-key".encode()).hexdigest(): u for u in ("alice", "bob")}
+    settings = await prepare(make_settings(auth_api_keys=keys))
+    return await aiohttp_client(create_app(settings, analyzer=CountingAnalyzer(), worker=False))
+
+
+async def _upload_as(client: Client, who: dict[str, str], title: str) -> str:
+    body = {"title": title, "text": f"The text of {title}."}
+    response = await client.post("/v1/novels", json=body, headers=who)
+    assert response.status == 201, await response.text()
+    return str((await response.json())["novelId"])
+
+
+async def _pages(client: Client, path: str, who: dict[str, str], limit: int) -> list[Any]:
+    pages: list[Any] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": str(limit)} | ({"cursor": cursor} if cursor else {})
+        response = await client.get(path, params=params, headers=who)
+        assert response.status == 200, await response.text()
+        body = await response.json()
+        assert set(body) == {"items", "nextCursor"}
+        pages.append(body["items"])
+        cursor = body["nextCursor"]
+        if cursor is None:
+            return pages
+
+
+async def test_each_user_lists_their_own_novels_newest_first(
+    aiohttp_client: AiohttpClient, make_settings: SettingsFactory
+) -> None:
+    client = await _two_users(aiohttp_client, make_settings)
+    alices = [await _upload_as(client, ALICE, f"Tale {n}") for n in range(5)]
+    bobs = [await _upload_as(client, BOB, f"Saga {n}") for n in range(2)]
+    analyzed = await client.post(f"/v1/novels/{alices[1]}/analyze", headers=ALICE)
+    job_id = (await analyzed.json())["jobId"]
+
+    pages = await _pages(client, "/v1/novels", ALICE, limit=2)
+
+    assert [len(page) for page in pages] == [2, 2, 1]
+    items = [item for page in pages for item in page]
+    assert [item["novelId"] for item in items] == alices[::-1]
+    second = items[3]
+    assert second == {
+        "novelId": alices[1],
+        "title": "Tale 1",
+        "chars": len("The text of Tale 1."),
+        "createdAt": second["createdAt"],
+        "latestJobId": job_id,
+        "latestJobStatus": "queued",
+    }
+    assert items[0]["latestJobId"] is None
+    assert items[0]["latestJobStatus"] is None
+    theirs = await (await client.get("/v1/novels", headers=BOB)).json()
+    assert [item["novelId"] for item in theirs["items"]] == bobs[::-1]
+    assert theirs["nextCursor"] is None
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "-1", "1.5", "abc", "", "\u0661", "1" * 5000])
+async def test_a_limit_outside_1_to_100_is_400(client: Client, limit: str) -> None:
+    response = await client.get("/v1/novels", params={"limit": limit})
+    message = await _error(response, 400, "validation_error")
+    assert "limit" in message
+
+
+async def test_a_cursor_from_anywhere_else_is_400_invalid_cursor(
+    aiohttp_client: AiohttpClient, make_settings: SettingsFactory
+) -> None:
+    client = await _two_users(aiohttp_client, make_settings)
+    for n in range(3):
+        await _upload_as(client, ALICE, f"Tale {n}")
+    await _upload_as(client, BOB, "Saga")
+    first = await (await client.get("/v1/novels?limit=1", headers=ALICE)).json()
+    cursor = first["nextCursor"]
+    assert cursor
+
+    for bad in ("junk", cursor[:-3], cursor + "x", "A" * 600):
+        response = await client.get("/v1/novels", params={"cursor": bad}, headers=ALICE)
+        await _error(response, 400, "invalid_cursor")
+    # Bob gets an error, never Alice's novels.
+    response = await client.get("/v1/novels", params={"cursor": cursor}, headers=BOB)
+    await _error(response, 400, "invalid_cursor")
+    jobs = await client.get("/v1/jobs", params={"cursor": cursor}, headers=ALICE)
+    await _error(jobs, 400, "invalid_cursor")
+    ok = await client.get("/v1/novels", params={"cursor": cursor, "limit": "5"}, headers=ALICE)
+    assert len((await ok.json())["items"]) == 2

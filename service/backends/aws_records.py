@@ -10,10 +10,22 @@ job              ``JOB#<id>``                          ``JOB``
 idempotency key  ``IDEMP#<scope>#<sha256(key) hex>``   ``IDEMP``
 ===============  ====================================  =========
 
-Every record is read and written by its full key, so no index is needed; the sort key
-leaves room for items that belong to a record (e.g. ``pk=NOVEL#<id>, sk=STORYBOARD#<job>``)
-without a migration. An item holds the record's camelCase attributes as top-level DynamoDB
-attributes, nested objects as maps, so a guarded write can name ``status`` or ``attempts``
+Every record is read and written by its full key; the sort key leaves room for items that
+belong to a record (e.g. ``pk=NOVEL#<id>, sk=STORYBOARD#<job>``) without a migration.
+
+The lists (a user's novels, a user's jobs, a user's jobs of one novel) are Queries of two
+global secondary indexes, newest first, never a Scan. Novel and job items carry their keys:
+
+* ``byUser``: partition ``gsi1pk`` = ``USER#<uid>#NOVEL`` or ``USER#<uid>#JOB``, sort
+  ``gsi1sk`` = ``<createdAt>#<id>``;
+* ``byUserNovel`` (jobs only): partition ``gsi2pk`` = ``USER#<uid>#NOVEL#<novelId>``, sort
+  ``gsi1sk`` again.
+
+``createdAt`` is written with milliseconds and ``Z``, so the sort key orders by time, then
+id. Items written before the indexes existed lack these attributes and are in no list.
+
+An item holds the record's camelCase attributes as top-level DynamoDB attributes, nested
+objects as maps, so a guarded write can name ``status`` or ``attempts``
 in a condition and replace only the attributes a transition changes.
 
 An idempotency item holds ``jobId`` and ``expiresAt`` (whole epoch seconds), the attribute
@@ -30,7 +42,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -39,10 +51,12 @@ import structlog
 from botocore.exceptions import ClientError
 
 from service.backends.aws_clients import aws_call, error_code
+from service.backends.paging import decode_cursor, list_scope, next_cursor, position
 from service.errors import AlreadyExists, BackendError
-from service.jobs import Guard, Job, Transition
+from service.jobs import Guard, Job, JobStatus, Transition
 from service.models import isoformat
 from service.novels import Novel, StoryboardRef
+from service.ports import Page
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -51,7 +65,15 @@ if TYPE_CHECKING:
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 Item: TypeAlias = "dict[str, AttributeValueTypeDef]"
 
-KEY_ATTRIBUTES = ("pk", "sk")
+USER_PARTITION, NOVEL_PARTITION, LIST_SORT = "gsi1pk", "gsi2pk", "gsi1sk"
+BY_USER, BY_USER_NOVEL = "byUser", "byUserNovel"
+INDEXES = {BY_USER: (USER_PARTITION, LIST_SORT), BY_USER_NOVEL: (NOVEL_PARTITION, LIST_SORT)}
+"""Every global secondary index: its name, partition key and sort key (all strings)."""
+KEY_ATTRIBUTES = ("pk", "sk", USER_PARTITION, NOVEL_PARTITION, LIST_SORT)
+"""Attributes that are keys of the table or an index, not part of any record."""
+FILTERED_OVERFETCH = 4
+"""How many items a filtered list Query reads per item it still needs."""
+MAX_QUERY_LIMIT = 1000
 MAX_DIGITS, MIN_EXPONENT, MAX_EXPONENT = 38, -130, 125
 """DynamoDB's number limits: 38 significant digits, magnitudes from 1E-130 to under 1E+126."""
 CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -71,6 +93,23 @@ def job_key(job_id: str) -> Item:
 def novel_key(novel_id: str) -> Item:
     """The primary key of a novel item."""
     return {"pk": {"S": f"NOVEL#{novel_id}"}, "sk": {"S": "NOVEL"}}
+
+
+def job_index_keys(job: Job) -> Item:
+    """The index attributes of a job item: in its user's jobs and in its novel's."""
+    return {
+        USER_PARTITION: {"S": f"USER#{job.user_id}#JOB"},
+        NOVEL_PARTITION: {"S": f"USER#{job.user_id}#NOVEL#{job.novel_id}"},
+        LIST_SORT: {"S": position(isoformat(job.created_at), job.job_id)},
+    }
+
+
+def novel_index_keys(novel: Novel) -> Item:
+    """The index attributes of a novel item: in its user's novels."""
+    return {
+        USER_PARTITION: {"S": f"USER#{novel.user_id}#NOVEL"},
+        LIST_SORT: {"S": position(isoformat(novel.created_at), novel.novel_id)},
+    }
 
 
 def idempotency_key(scope: str, key: str) -> Item:
@@ -270,6 +309,57 @@ class _Table:
                 return False
         return True
 
+    async def query_newest(
+        self,
+        index: str,
+        partition: str,
+        *,
+        after: str | None,
+        fetch: int,
+        equals: Mapping[str, Collection[str]] | None = None,
+    ) -> list[tuple[str, dict[str, JsonValue]]]:
+        """Up to ``fetch`` items of one partition of ``index``, newest first, whose sort key
+        is below ``after`` and whose attributes named in ``equals`` hold one of the values
+        given: ``(sort key, document)`` pairs.
+
+        A filter applies after DynamoDB reads, so a filtered Query may come back short:
+        it goes on from where the last one stopped until it has enough or the partition ends.
+        """
+        if any(not values for values in (equals or {}).values()):
+            return []  # an empty IN matches nothing, and DynamoDB refuses one
+        expr = _Expression()
+        partition_key, sort_key = INDEXES[index]
+        keys = f"{expr.name(partition_key)} = {expr.value(partition)}"
+        if after is not None:
+            keys += f" AND {expr.name(sort_key)} < {expr.value(after)}"
+        filters = [
+            f"{expr.name(attribute)} IN ({', '.join(expr.value(v) for v in sorted(values))})"
+            for attribute, values in (equals or {}).items()
+        ]
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": index,
+            "KeyConditionExpression": keys,
+            "ExpressionAttributeNames": expr.names,
+            "ExpressionAttributeValues": expr.values,
+            "ScanIndexForward": False,
+        }
+        if filters:
+            request["FilterExpression"] = " AND ".join(filters)
+        found: list[tuple[str, dict[str, JsonValue]]] = []
+        while len(found) < fetch:
+            wanted = fetch - len(found)
+            request["Limit"] = min(
+                MAX_QUERY_LIMIT, wanted * FILTERED_OVERFETCH if filters else wanted
+            )
+            with aws_call(f"dynamodb Query {self.table} {index}"):
+                response = await self._client.query(**request)
+            found += [(str(item[sort_key]["S"]), from_item(item)) for item in response["Items"]]
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return found[:fetch]
+
     async def ping(self) -> None:
         """Raise :class:`~service.ports.BackendError` unless the table can be described."""
         with aws_call(f"dynamodb DescribeTable {self.table}"):
@@ -283,8 +373,38 @@ class DynamoJobStore:
         self._table = _Table(client, table)
 
     async def create(self, job: Job) -> None:
-        """Store a new job; :class:`AlreadyExists` if the id is taken."""
-        await self._table.create(job_key(job.job_id), job.to_doc(), f"job {job.job_id}")
+        """Store a new job, in its lists; :class:`AlreadyExists` if the id is taken."""
+        key = {**job_key(job.job_id), **job_index_keys(job)}
+        await self._table.create(key, job.to_doc(), f"job {job.job_id}")
+
+    async def list_for_user(
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        after: str | None = None,
+        novel_id: str | None = None,
+        status: JobStatus | None = None,
+        types: Collection[str] | None = None,
+    ) -> Page[Job]:
+        """The user's jobs, newest first: a Query of the novel's partition of
+        ``byUserNovel`` when ``novel_id`` is given, else of the user's in ``byUser``."""
+        scope = list_scope("jobs", user_id, novel_id, status.value if status else None)
+        start = decode_cursor(scope, after) if after is not None else None
+        if novel_id is None:
+            index, partition = BY_USER, f"USER#{user_id}#JOB"
+        else:
+            index, partition = BY_USER_NOVEL, f"USER#{user_id}#NOVEL#{novel_id}"
+        equals: dict[str, Collection[str]] = {}
+        if status is not None:
+            equals["status"] = [status.value]
+        if types is not None:
+            equals["type"] = list(types)
+        found = await self._table.query_newest(
+            index, partition, after=start, fetch=limit + 1, equals=equals
+        )
+        items = [Job.model_validate(document) for _, document in found[:limit]]
+        return Page(items, next_cursor(scope, [sort for sort, _ in found], limit))
 
     async def get(self, job_id: str) -> Job | None:
         """The job, read consistently, or ``None``."""
@@ -318,10 +438,21 @@ class DynamoNovelStore:
         self._table = _Table(client, table)
 
     async def create(self, novel: Novel) -> None:
-        """Store a new novel; :class:`AlreadyExists` if the id is taken."""
-        await self._table.create(
-            novel_key(novel.novel_id), novel.to_doc(), f"novel {novel.novel_id}"
+        """Store a new novel, in its user's list; :class:`AlreadyExists` if the id is taken."""
+        key = {**novel_key(novel.novel_id), **novel_index_keys(novel)}
+        await self._table.create(key, novel.to_doc(), f"novel {novel.novel_id}")
+
+    async def list_for_user(
+        self, user_id: str, *, limit: int, after: str | None = None
+    ) -> Page[Novel]:
+        """The user's novels, newest first: a Query of the user's partition of ``byUser``."""
+        scope = list_scope("novels", user_id)
+        start = decode_cursor(scope, after) if after is not None else None
+        found = await self._table.query_newest(
+            BY_USER, f"USER#{user_id}#NOVEL", after=start, fetch=limit + 1
         )
+        items = [Novel.model_validate(document) for _, document in found[:limit]]
+        return Page(items, next_cursor(scope, [sort for sort, _ in found], limit))
 
     async def get(self, novel_id: str) -> Novel | None:
         """The novel, read consistently, or ``None``."""

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.ports import BlobStore, IdempotencyStore, JobStore, NovelStore, Pingable, Queue
+from service.ports import (
+    BlobStore,
+    IdempotencyStore,
+    JobCatalog,
+    JobStore,
+    NovelStore,
+    Pingable,
+    Queue,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,3 +28,12 @@ class Backend:
     blobs: BlobStore
     idempotency: IdempotencyStore
     probes: Sequence[Pingable]
+
+    @property
+    def job_catalog(self) -> JobCatalog:
+        """The job store's listing side; every backend's own job store has one."""
+        # ``jobs`` is typed by what the runner needs, so a test can wrap it with a few
+        # methods; lists and erasure need the backend's real store.
+        if not isinstance(self.jobs, JobCatalog):
+            raise TypeError(f"the {self.name} backend's job store cannot list jobs")
+        return self.jobs

@@ -34,6 +34,12 @@ BUSY_TIMEOUT_MS = 5000
 MAX_BATCH = 128
 MIN_FREE_BYTES = 1024 * 1024
 
+DOC_USER = "json_extract(doc, '$.userId')"
+DOC_NOVEL = "json_extract(doc, '$.novelId')"
+DOC_TYPE = "json_extract(doc, '$.type')"
+DOC_CREATED = "strftime('%Y-%m-%dT%H:%M:%fZ', json_extract(doc, '$.createdAt'))"
+"""``createdAt`` in one fixed form (milliseconds, ``Z``), so it orders as text."""
+
 SCHEMA = (
     """
     CREATE TABLE IF NOT EXISTS messages (
@@ -67,6 +73,12 @@ SCHEMA = (
     ) WITHOUT ROWID
     """,
     "CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at)",
+    # The lists, newest first, read from the documents themselves: a database made before
+    # them gains the indexes on open, covering every record it already holds.
+    f"CREATE INDEX IF NOT EXISTS novels_by_user ON novels ({DOC_USER}, {DOC_CREATED}, id)",
+    f"CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs ({DOC_USER}, {DOC_CREATED}, id)",
+    f"CREATE INDEX IF NOT EXISTS jobs_by_novel"
+    f" ON jobs ({DOC_USER}, {DOC_NOVEL}, {DOC_CREATED}, id)",
 )
 
 Work = Callable[[sqlite3.Connection], T]

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from service.backends.local_db import Database
+from service.backends.local_db import DOC_CREATED, DOC_NOVEL, DOC_TYPE, DOC_USER, Database, Work
+from service.backends.paging import decode_cursor, list_scope, next_cursor, split_position
 from service.errors import AlreadyExists
-from service.jobs import Job, Transition
+from service.jobs import Job, JobStatus, Transition
 from service.models import isoformat
 from service.novels import Novel, StoryboardRef
+from service.ports import Page
 
 
 class LocalJobStore:
@@ -52,9 +56,64 @@ class LocalJobStore:
         """Apply ``transition`` if its guard holds, in one write transaction."""
         return await self._db.write(lambda connection: _apply(connection, job_id, transition))
 
+    async def list_for_user(
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        after: str | None = None,
+        novel_id: str | None = None,
+        status: JobStatus | None = None,
+        types: Collection[str] | None = None,
+    ) -> Page[Job]:
+        """The user's jobs, newest first, from the ``jobs_by_user`` or ``jobs_by_novel``
+        index."""
+        scope = list_scope("jobs", user_id, novel_id, status.value if status else None)
+        where, values = [f"{DOC_USER} = ?"], [user_id]
+        if novel_id is not None:
+            where.append(f"{DOC_NOVEL} = ?")
+            values.append(novel_id)
+        if status is not None:
+            where.append("status = ?")
+            values.append(status.value)
+        if types is not None:
+            where.append(f"{DOC_TYPE} IN ({', '.join('?' for _ in types)})")
+            values += list(types)
+        query = _Newest("jobs", where, values)
+        rows = await self._db.read(query.runner(scope, after, limit))
+        items = [Job.model_validate_json(doc) for _, doc in rows[:limit]]
+        return Page(items, next_cursor(scope, [at for at, _ in rows], limit))
+
     async def ping(self) -> None:
         """Raise :class:`~service.ports.BackendError` unless the database answers."""
         await self._db.ping()
+
+
+@dataclass(frozen=True, slots=True)
+class _Newest:
+    """A newest-first page of ``table`` rows meeting ``where`` (ANDed, with ``values``)."""
+
+    table: str
+    where: list[str]
+    values: list[Any]
+
+    def runner(self, scope: str, after: str | None, limit: int) -> Work[list[tuple[str, str]]]:
+        """The read: one more row than ``limit``, as ``(position, doc)``; the cursor is
+        checked first, so an invalid one raises before any I/O."""
+        where, values = list(self.where), list(self.values)
+        if after is not None:
+            where.append(f"({DOC_CREATED}, id) < (?, ?)")
+            values += split_position(decode_cursor(scope, after))
+        sql = (
+            f"SELECT {DOC_CREATED} || '#' || id, doc FROM {self.table}"
+            f" WHERE {' AND '.join(where)} ORDER BY {DOC_CREATED} DESC, id DESC LIMIT ?"
+        )
+        values.append(limit + 1)
+
+        def read(connection: sqlite3.Connection) -> list[tuple[str, str]]:
+            return [(str(at), str(doc)) for at, doc in connection.execute(sql, values)]
+
+        return read
 
 
 def _apply(connection: sqlite3.Connection, job_id: str, transition: Transition) -> Job | None:
@@ -138,6 +197,16 @@ class LocalNovelStore:
             return cursor.rowcount
 
         return await self._db.write(update) == 1
+
+    async def list_for_user(
+        self, user_id: str, *, limit: int, after: str | None = None
+    ) -> Page[Novel]:
+        """The user's novels, newest first, from the ``novels_by_user`` index."""
+        scope = list_scope("novels", user_id)
+        query = _Newest("novels", [f"{DOC_USER} = ?"], [user_id])
+        rows = await self._db.read(query.runner(scope, after, limit))
+        items = [Novel.model_validate_json(doc) for _, doc in rows[:limit]]
+        return Page(items, next_cursor(scope, [at for at, _ in rows], limit))
 
     async def ping(self) -> None:
         """Raise :class:`~service.ports.BackendError` unless the database answers."""
