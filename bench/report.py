@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.summary import Targets, summary
+
 GOAL_RATIO = 0.9
 GOAL_SQS_PER_JOB = 1.3
 GOAL_DYNAMO_WRITES = 4
@@ -19,11 +21,15 @@ def _met(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def header(env: dict[str, Any], elapsed_s: float) -> list[str]:
-    """Title and what the figures were measured on."""
+def header(env: dict[str, Any], elapsed_s: float, results: dict[str, Any]) -> list[str]:
+    """Title, the plain-words summary, and what the figures were measured on."""
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    targets = Targets(sqs_per_job=GOAL_SQS_PER_JOB, dynamodb_writes=GOAL_DYNAMO_WRITES)
     return [
         "# Benchmarks",
+        "",
+        *summary(env, elapsed_s, results, goals(results), targets),
+        "## How these were measured",
         "",
         f"Measured with `make bench` (`python -m bench`, {elapsed_s / 60:.1f} minutes) on "
         f"{env['date']}: one machine with **{env['cores']} cores**, {env['platform']}, "
@@ -400,7 +406,7 @@ def legacy(results: dict[str, Any]) -> list[str]:
 
 def render(env: dict[str, Any], elapsed_s: float, results: dict[str, Any], findings: str) -> str:
     """The whole page; ``findings`` is the hand-written analysis appended after the data."""
-    lines = header(env, elapsed_s) + goals(results)
+    lines = header(env, elapsed_s, results) + goals(results)
     for section in (concurrency, aws_costs, memory, http, celery, scale_out, legacy):
         lines += section(results)
     return "\n".join(lines) + "\n" + findings

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from bench.__main__ import FINDINGS, load_saved
+from bench.report import render
 from harness.processes import ROOT
 from tests.test_cloudformation import load_template
 
@@ -212,3 +214,27 @@ def test_relative_links_resolve(doc: Path) -> None:
         if not path.is_relative_to(ROOT) and not path.parent.exists():
             continue  # the shared material beside the project, when it is not laid out
         assert path.exists(), f"{doc.name} links {target}, which does not exist"
+
+
+# --------------------------------------------------------------------------- benchmarks
+
+BENCHMARKS = ROOT / "docs" / "benchmarks.md"
+
+
+def test_the_benchmarks_page_opens_with_a_summary_before_any_table() -> None:
+    lines = BENCHMARKS.read_text(encoding="utf-8").splitlines()
+    opening = lines[: next(n for n, line in enumerate(lines) if line.startswith("|"))]
+    assert "## In short" in opening
+    bullets = [line for line in opening if line.startswith("- ")]
+    assert 5 <= len(bullets) <= 10, bullets
+    for topic in ("jobs/s", "MB", "moto", "model", "STORYBOARD_WORKER_CONCURRENCY", "make bench"):
+        assert any(topic in line for line in bullets), f"the summary never mentions {topic}"
+    assert any(line.startswith("- **Known gaps:**") for line in bullets)
+
+
+def test_the_benchmarks_page_is_what_make_bench_writes() -> None:
+    """Rendered again from the saved results it comes out the same, summary included, so
+    the next ``make bench`` rewrites the summary with its own figures rather than losing it."""
+    results, environment, elapsed = load_saved()
+    page = render(environment, elapsed, results, FINDINGS.read_text(encoding="utf-8"))
+    assert page == BENCHMARKS.read_text(encoding="utf-8"), "run `python -m bench --render`"

@@ -1,0 +1,216 @@
+"""The plain-words summary that opens docs/benchmarks.md, written from one run's results.
+
+Each line states a figure from the results and what a reader does with it; a line whose part
+did not run is left out. The settings' defaults are read from ``Settings``, so the advice on
+what to set names the values the service ships with.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from service.settings import Settings
+
+PRODUCTION_JOB_S = 60
+"""A model-bound job's wall time for the worked example: tens of seconds of model calls."""
+
+
+def _default(name: str) -> Any:
+    return Settings.model_fields[name].default
+
+
+def _row(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+    return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
+
+
+def _aws_cases(results: dict[str, Any]) -> list[dict[str, Any]]:
+    cases = results.get("concurrency", {}).get("cases", [])
+    return [r for r in cases if r["backend"] == "aws"]
+
+
+def throughput(results: dict[str, Any]) -> str | None:
+    """Jobs per second one worker process does."""
+    scale = results.get("scale_out")
+    drain = results.get("throughput")
+    if not scale or not drain:
+        return None
+    rows = [r for r in scale["rows"] if r["backend"] == "local"]
+    one = _row(rows, processes=1)
+    if one is None:
+        return None
+    more = ", ".join(
+        f"{r['processes']} give {r['per_s'] / one['per_s']:.2f}×" for r in rows if r is not one
+    )
+    return (
+        f"**One worker process does about {one['per_s']:.0f} jobs/s** on the embedded backend "
+        f"with {scale['latency_s']:g} s jobs at concurrency {scale['concurrency']['local']}, "
+        f"and {drain['median_drain_per_s']:.0f} jobs/s with a no-op analyzer. More processes "
+        f"on the same two cores share one SQLite writer: {more} (part 6)."
+    )
+
+
+def moto_limit(results: dict[str, Any]) -> str | None:
+    """Why every AWS-path figure here is the emulator's."""
+    cases = [r for r in _aws_cases(results) if r["concurrency"] > 1]
+    if not cases:
+        return None
+    steady = [r["steady_per_s"] for r in cases if r["steady_per_s"] is not None]
+    if not steady:
+        return None
+    moto_ms = statistics.median(r["moto_cpu_ms_per_job"] for r in cases)
+    ours_ms = statistics.median(r["service_cpu_ms_per_job"] for r in cases)
+    return (
+        f"**What limits it in these benchmarks is moto.** On the AWS path the stand-in for SQS, "
+        f"DynamoDB and S3 is one Python process spending ~{moto_ms:.0f} ms of CPU per job, so "
+        f"the cases above C = 1 ran at {min(steady):.0f}–{max(steady):.0f} jobs/s whatever C/L "
+        f"allowed. The worker's own CPU was ~{ours_ms:.0f} ms per job, which would make about "
+        f"{1000 / ours_ms:.0f} jobs/s per core against real AWS: an estimate, not a "
+        "measurement."
+    )
+
+
+def production_limit() -> str:
+    """What bounds a replica once a real model does the work."""
+    concurrency = _default("worker_concurrency")
+    return (
+        "**What limits it in production is the model.** A job waits on the LLM for tens of "
+        "seconds, so a replica finishes about concurrency ÷ job time: "
+        f"{concurrency} jobs of {PRODUCTION_JOB_S} s each is "
+        f"~{concurrency / PRODUCTION_JOB_S:.1f} jobs/s, far below the figures above. Plan for "
+        "the model's quota (requests and tokens per minute), not for CPU or memory."
+    )
+
+
+def memory(results: dict[str, Any]) -> str | None:
+    """Resident memory, idle and under load."""
+    m = results.get("memory")
+    if not m:
+        return None
+    line = (
+        f"**Memory is not the constraint:** {m['idle_rss_mb']:.0f} MB idle and "
+        f"{m['peak_rss_mb']:.0f} MB with {m['in_flight_reached']} jobs in flight on the "
+        "embedded backend"
+    )
+    peer = results.get("celery", {}).get("configs") or []
+    ours = [
+        row for config in peer for row in config["rows"] if row["system"] == "storyboard worker"
+    ]
+    if ours:
+        line += f"; the AWS-path worker peaked at {max(r['peak_rss_mb'] for r in ours):.0f} MB"
+    return line + "."
+
+
+def concurrency_advice(results: dict[str, Any]) -> str | None:
+    """What to set, given the figures."""
+    m = results.get("memory")
+    if not m:
+        return None
+    return (
+        f"**What to set:** `STORYBOARD_WORKER_CONCURRENCY` (default "
+        f"{_default('worker_concurrency')}) from the model quota, not from cores or memory: "
+        f"{m['in_flight_reached']} sleeping jobs cost {m['peak_rss_mb'] - m['idle_rss_mb']:.0f} "
+        "MB over idle (a real job also holds its novel's text). Raise "
+        f"`STORYBOARD_LLM_PROCESS_CONCURRENCY` (default {_default('llm_process_concurrency')} "
+        "model requests at once per process) with it if the quota allows, keep the "
+        "per-minute limits × replicas within the account's quota, and size replicas as arrival "
+        "rate × job time ÷ concurrency ([the runbook](operations.md#scale))."
+    )
+
+
+def api_and_idle(results: dict[str, Any]) -> str | None:
+    """The HTTP side and the idle cost."""
+    h, idle = results.get("http"), results.get("idle")
+    if not h or not idle:
+        return None
+    service = h["service"]
+    return (
+        f"**The API is not the bottleneck:** one process took {service['per_s']:.0f} "
+        f"submissions/s (p99 {service['p99_ms']:.0f} ms), {h['ratio']:.2f} of a bare aiohttp "
+        f"route on the same cores. An idle replica makes {idle['main_receives_per_hour']:.0f} "
+        "SQS receives an hour."
+    )
+
+
+def provenance(env: dict[str, Any], elapsed_s: float) -> str:
+    """Where the figures came from."""
+    return (
+        f"**Where the figures come from:** `make bench` ({elapsed_s / 60:.0f} min) on "
+        f"{env['date']}, one {env['cores']}-core machine that also ran the load and moto, all "
+        "on loopback; raw figures in `bench/results/*.json`. Figures on a shared machine move "
+        "between runs, so read them as sizes, not to the last digit."
+    )
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The per-job request goals the gaps line quotes (the goals table holds them all)."""
+
+    sqs_per_job: float
+    dynamodb_writes: float
+
+
+def gaps(results: dict[str, Any], goal_rows: list[str], targets: Targets) -> str | None:
+    """The goals missed, from the rendered goals table and the results, and what is not
+    measured at all."""
+    rows = [row for row in goal_rows if row.startswith("| ") and not row.startswith("| goal ")]
+    if not rows:
+        return None
+    verdicts = [v for row in rows for v in row.rstrip(" |").rsplit(" | ", 1)[-1].split(", ")]
+    missed = sum(v.endswith("**missed**") for v in verdicts)
+    line = f"**Known gaps:** {missed} of {len(verdicts)} goals are missed (table below)."
+    if any(
+        "**missed**" in row and ("C/L" in row or "throughput **missed**" in row) for row in rows
+    ):
+        line += (
+            " Those on throughput, against C/L and against Celery, measure moto's one core "
+            "rather than the worker."
+        )
+    saturated = _row(_aws_cases(results), latency_s=1.0, concurrency=64)
+    if saturated:
+        requests = saturated["requests"]
+        line += (
+            f" SQS requests per job ({requests['sqs_job_requests_per_job']:.2f}, goal ≤ "
+            f"{targets.sqs_per_job:g}) and DynamoDB writes per job "
+            f"({requests['dynamodb_job_writes_per_job']:.2f}, goal ≤ {targets.dynamodb_writes:g}) "
+            "miss by a little; the fixes proposed are at the end."
+        )
+    line += _memory_against_celery(results)
+    return line + " Nothing here is measured against real AWS or with a real model."
+
+
+def _memory_against_celery(results: dict[str, Any]) -> str:
+    configs = results.get("celery", {}).get("configs") or []
+    if not configs:
+        return ""
+    peaks = {row["system"]: row["peak_rss_mb"] for row in configs[0]["rows"]}
+    ours = peaks.get("storyboard worker")
+    threads, prefork = peaks.get("celery (threads pool)"), peaks.get("celery (prefork pool)")
+    if ours is None or threads is None or prefork is None:
+        return ""
+    return (
+        f" The worker's {ours:.0f} MB is about 1/{prefork / ours:.0f} of Celery's prefork pool "
+        f"({prefork:.0f} MB) but more than its threads pool ({threads:.0f} MB), not a tenth."
+    )
+
+
+def summary(
+    env: dict[str, Any],
+    elapsed_s: float,
+    results: dict[str, Any],
+    goal_rows: list[str],
+    targets: Targets,
+) -> list[str]:
+    """The page's opening: a heading and five to ten bullets, before any table."""
+    bullets = [
+        throughput(results),
+        moto_limit(results),
+        production_limit(),
+        memory(results),
+        concurrency_advice(results),
+        api_and_idle(results),
+        provenance(env, elapsed_s),
+        gaps(results, goal_rows, targets),
+    ]
+    return ["## In short", "", *(f"- {b}" for b in bullets if b), ""]
