@@ -213,11 +213,28 @@ async def analyze_novel(request: web.Request) -> web.Response:
         raise not_found("novel") from None
     job = submission.job
     status_url = public_url(request, f"/v1/jobs/{job.job_id}")
-    body = JobAccepted(job_id=job.job_id, status=job.status, status_url=status_url).to_doc()
+    body = JobAccepted(
+        job_id=job.job_id,
+        status=job.status,
+        status_url=status_url,
+        message=_ACCEPTED_MESSAGES[job.status],
+    ).to_doc()
     headers = {"Location": status_url}
     if submission.replayed:
         headers["Idempotent-Replayed"] = "true"
     return web.json_response(body, status=202, headers=headers)
+
+
+_ACCEPTED_MESSAGES = {
+    JobStatus.QUEUED: "Analysis queued. Use the statusUrl to check progress.",
+    JobStatus.RUNNING: "Analysis running. Use the statusUrl to check progress.",
+    JobStatus.RETRYING: "Analysis waiting to retry. Use the statusUrl to check progress.",
+    JobStatus.COMPLETED: "Analysis completed. The statusUrl links the storyboard.",
+    JobStatus.FAILED: "Analysis failed. The statusUrl gives the error.",
+    JobStatus.CANCELLED: "Analysis cancelled.",
+}
+"""What the answer to an analyze request says, by the job's status: a replayed request
+answers with the job as it is now, which may have moved on from queued."""
 
 
 def _idempotency_key(request: web.Request) -> str | None:

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from service import jobs
 from service.app import create_app
 from service.appkeys import RUNTIME
 from service.novels import text_key
@@ -431,3 +432,36 @@ async def test_a_cursor_from_anywhere_else_is_400_invalid_cursor(
     await _error(jobs, 400, "invalid_cursor")
     ok = await client.get("/v1/novels", params={"cursor": cursor, "limit": "5"}, headers=ALICE)
     assert len((await ok.json())["items"]) == 2
+
+
+# --- a replayed analyze ----------------------------------------------------------------------
+
+
+async def test_a_replayed_analyze_reports_the_job_as_it_is_now(
+    aiohttp_client: AiohttpClient, make_settings: SettingsFactory
+) -> None:
+    client = await _api(aiohttp_client, make_settings, worker=False)
+    novel_id = await _new_novel(client)
+    key = {"Idempotency-Key": "replay-me"}
+    first = await _analyze(client, novel_id, **key)
+    assert (first["status"], first["message"]) == (
+        "queued",
+        "Analysis queued. Use the statusUrl to check progress.",
+    )
+    store = client.app[RUNTIME].backend.jobs
+    assert await store.apply(first["jobId"], jobs.start(1)) is not None
+
+    response = await client.post(f"/v1/novels/{novel_id}/analyze", headers=key)
+    assert response.status == 202
+    assert response.headers["Idempotent-Replayed"] == "true"
+    running = await response.json()
+    assert running["jobId"] == first["jobId"]
+    assert running["status"] == "running"
+    assert running["message"].startswith("Analysis running.")
+    assert "queued" not in running["message"]
+    view = await (await client.get(running["statusUrl"])).json()
+    assert view["status"] == running["status"]
+
+    assert (await client.post(f"/v1/jobs/{first['jobId']}/cancel")).status == 200
+    cancelled = await _analyze(client, novel_id, **key)
+    assert (cancelled["status"], cancelled["message"]) == ("cancelled", "Analysis cancelled.")
