@@ -238,3 +238,20 @@ def test_the_benchmarks_page_is_what_make_bench_writes() -> None:
     results, environment, elapsed = load_saved()
     page = render(environment, elapsed, results, FINDINGS.read_text(encoding="utf-8"))
     assert page == BENCHMARKS.read_text(encoding="utf-8"), "run `python -m bench --render`"
+
+
+# --------------------------------------------------------------------------- architecture
+
+
+def test_the_architecture_diagram_names_every_top_level_module() -> None:
+    """A new module in ``service/`` has its place in docs/architecture.md's layer diagram."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    diagram = FENCED.findall(text)[0]
+    named = set(re.findall(r"[a-z_]+\*?", diagram))
+    package = ROOT / "service"
+    modules = {p.stem for p in package.glob("*.py")} | {
+        p.name for p in package.iterdir() if (p / "__init__.py").exists()
+    }
+    modules.discard("__init__")
+    missing = {m for m in modules if m not in named and f"{m.split('_')[0]}_*" not in named}
+    assert not missing, f"docs/architecture.md does not place {sorted(missing)}"
