@@ -1,9 +1,14 @@
-"""The ``storyboard`` command: run the service, set up resources, submit and inspect jobs."""
+"""The ``storyboard`` command: run the service, set up resources, submit and inspect jobs,
+download, list and delete.
+
+Exit status: 0 done, 1 the service refused (not found, not ready, over a limit) or the
+analysis failed, 2 a usage or settings error."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -11,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from service.client import TOKEN_ENV, Refused
+from service.client import STDOUT, TOKEN_ENV, Refused
 from service.errors import BackendError, CliError
+from service.jobs import JobStatus
 from service.logs import configure_logging
 from service.settings import Settings, SettingsError, load_settings
 
@@ -23,6 +29,12 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 SERVERS = frozenset({"serve", "api", "worker"})
 """Commands that run the service; their log lines go to stdout, as containers expect."""
 TITLE_HELP = "title (default: the text's own title line, else the file name without suffixes)"
+LIST_HELP = (
+    "Print a table of your novels (id, title, characters, created, latest job and its "
+    "status) or jobs (id, novel, status, progress, attempts, created, error code), newest "
+    "first: one page unless --all. --json prints {items, nextCursor} instead."
+)
+MAX_PAGE = 100
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,16 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--host", help="listen address (default: STORYBOARD_HOST)")
         sub.add_argument("--port", type=int, help="listen port (default: STORYBOARD_PORT)")
     commands.add_parser("bootstrap", help="create the queue, DLQ, table and bucket (idempotent)")
-    submit = commands.add_parser("submit", help="upload a novel and queue its analysis")
-    submit.add_argument("file", help="novel text file (UTF-8 or GB18030), or - for stdin")
-    submit.add_argument("--title", help=TITLE_HELP)
-    status = commands.add_parser("status", help="show a job's status")
-    status.add_argument("job_id")
-    for client in (submit, status):
-        client.add_argument(
-            "--url", default=DEFAULT_URL, help=f"service URL (default {DEFAULT_URL})"
-        )
-        client.add_argument("--token", help=f"API key or JWT (default: {TOKEN_ENV})")
+    _add_client_commands(commands)
     dlq = commands.add_parser("dlq", help="inspect or redrive the dead-letter queue")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
     dlq_commands.add_parser("list", help="list dead-lettered messages")
@@ -64,6 +67,50 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--title", help=TITLE_HELP)
     analyze.add_argument("-v", "--verbose", action="store_true", help="show log lines on stderr")
     return parser
+
+
+def _add_client_commands(commands: Any) -> None:
+    """The commands that talk to a running service, each with ``--url`` and ``--token``."""
+    submit = commands.add_parser("submit", help="upload a novel and queue its analysis")
+    submit.add_argument("file", help="novel text file (UTF-8 or GB18030), or - for stdin")
+    submit.add_argument("--title", help=TITLE_HELP)
+    status = commands.add_parser("status", help="show a job's status")
+    status.add_argument("job_id")
+    get = commands.add_parser(
+        "get",
+        help="download a storyboard",
+        description="Download the storyboard a job made, or a novel's latest storyboard. "
+        "Exits 1 if there is none yet (the job is still running) or none at all.",
+    )
+    get.add_argument("id", metavar="JOB_OR_NOVEL_ID", help="a job id, or a novel id")
+    get.add_argument("--out", default=STDOUT, help="output file (default: - for stdout)")
+    get.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    listing = commands.add_parser(
+        "list", help="list your novels or jobs, newest first", description=LIST_HELP
+    )
+    listing.add_argument("kind", nargs="?", choices=("novels", "jobs"), default="novels")
+    listing.add_argument("--novel", metavar="NOVEL_ID", help="jobs: only this novel's")
+    listing.add_argument(
+        "--status", choices=[s.value for s in JobStatus], help="jobs: only those with this status"
+    )
+    listing.add_argument("--limit", type=_page_size, help="items per page, 1-100 (default 20)")
+    listing.add_argument("--all", action="store_true", help="follow every page to the end")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    delete = commands.add_parser(
+        "delete", help="delete a novel with its jobs, storyboards and text"
+    )
+    delete.add_argument("novel_id", metavar="NOVEL_ID")
+    for client in (submit, status, get, listing, delete):
+        client.add_argument(
+            "--url", default=DEFAULT_URL, help=f"service URL (default {DEFAULT_URL})"
+        )
+        client.add_argument("--token", help=f"API key or JWT (default: {TOKEN_ENV})")
+
+
+def _page_size(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_PAGE}")
+    return int(raw)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,6 +206,68 @@ async def _status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _get(args: argparse.Namespace, settings: Settings) -> int:
+    from service.client import check_target, fetch_storyboard, write_output
+
+    # Checked first, so a refusal does not wait for the download.
+    check_target(args.out, force=args.force)
+    data = await fetch_storyboard(args.url, args.id, token=_token(args))
+    if args.out == STDOUT and not data.endswith(b"\n"):
+        data += b"\n"  # a shell prompt after the JSON starts on a line of its own
+    await asyncio.to_thread(write_output, args.out, data, force=args.force)
+    if args.out != STDOUT:
+        print(f"storyboard written to {args.out}", file=sys.stderr)
+    return 0
+
+
+async def _list(args: argparse.Namespace, settings: Settings) -> int:
+    from service.client import (
+        JOB_COLUMNS,
+        NOVEL_COLUMNS,
+        job_row,
+        list_items,
+        novel_row,
+        render_table,
+    )
+
+    params = _list_params(args)
+    items, cursor = await list_items(
+        args.url, args.kind, params, every_page=args.all, token=_token(args)
+    )
+    if args.json:
+        print(json.dumps({"items": items, "nextCursor": cursor}, ensure_ascii=False, indent=2))
+        return 0
+    jobs = args.kind == "jobs"
+    rows = [job_row(item) if jobs else novel_row(item) for item in items]
+    if rows:
+        print(render_table(JOB_COLUMNS if jobs else NOVEL_COLUMNS, rows))
+    noun = args.kind if len(rows) != 1 else args.kind.removesuffix("s")
+    more = "; more with --all" if cursor else ""
+    print(f"{len(rows)} {noun}{more}", file=sys.stderr)
+    return 0
+
+
+def _list_params(args: argparse.Namespace) -> dict[str, str]:
+    params: dict[str, str] = {}
+    if args.kind == "novels" and (args.novel or args.status):
+        raise CliError("--novel and --status filter jobs: storyboard list jobs --novel ID")
+    if args.novel:
+        params["novelId"] = args.novel
+    if args.status:
+        params["status"] = args.status
+    if args.limit:
+        params["limit"] = str(args.limit)
+    return params
+
+
+async def _delete(args: argparse.Namespace, settings: Settings) -> int:
+    from service.client import delete_novel
+
+    await delete_novel(args.url, args.novel_id, token=_token(args))
+    print(f"novel {args.novel_id} deleted", file=sys.stderr)
+    return 0
+
+
 def _token(args: argparse.Namespace) -> str | None:
     # The environment variable keeps the token out of the shell history and `ps` output.
     return args.token or os.environ.get(TOKEN_ENV) or None
@@ -210,6 +319,9 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any
     "bootstrap": _bootstrap,
     "submit": _submit,
     "status": _status,
+    "get": _get,
+    "list": _list,
+    "delete": _delete,
     "analyze": _analyze,
     "dlq": _dlq,
 }

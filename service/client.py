@@ -1,20 +1,26 @@
-"""A small HTTP client for the ``submit`` and ``status`` commands."""
+"""The HTTP client and file helpers of the ``storyboard`` commands that talk to a service:
+``submit``, ``status``, ``get``, ``list`` and ``delete``."""
 
 from __future__ import annotations
 
 import codecs
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from rich.cells import cell_len
 
 from service.errors import CliError
 from service.text import EmptyTextError, TextDecodeError, guess_title, load_novel_bytes
 
 TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10)
 TOKEN_ENV = "STORYBOARD_TOKEN"
+STDOUT = "-"
+NOT_FOUND = "not_found"
+PENDING = "storyboard_pending"
 
 
 def read_input(path: str, max_bytes: int | None = None) -> bytes:
@@ -82,18 +88,26 @@ class Refused(CliError):
         self.message = message
 
 
-async def _call(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> Any:
+async def _fetch(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> bytes:
+    """The body of a successful answer; :class:`Refused` for an error answer."""
     try:
         async with session.request(method, url, **kw) as response:
-            if response.status == 204:
-                return None
             raw = await response.read()
             if response.status >= 400:
                 raise _refusal(response.status, response.reason, raw)
-            return json.loads(raw)
+            return raw
     except aiohttp.ClientError as exc:
         raise CliError(f"cannot reach {url}: {exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+
+
+async def _call(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> Any:
+    """The JSON of a successful answer (``None`` for an empty one, such as a 204)."""
+    raw = await _fetch(session, method, url, **kw)
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:  # UnicodeDecodeError included
         raise CliError(f"{url} did not answer with JSON") from None
 
 
@@ -138,3 +152,147 @@ async def job_status(base_url: str, job_id: str, *, token: str | None = None) ->
     async with _session(token) as session:
         job = await _call(session, "GET", f"{base_url.rstrip('/')}/v1/jobs/{job_id}")
     return json.dumps(job, ensure_ascii=False, indent=2)
+
+
+async def fetch_storyboard(base_url: str, some_id: str, *, token: str | None = None) -> bytes:
+    """The storyboard a job made, or a novel's latest one: ``some_id`` is tried as a job
+    id first, then as a novel id. A storyboard still being made is :class:`Refused` with
+    ``storyboard_pending``, naming the job and how far it is."""
+    base = base_url.rstrip("/")
+    async with _session(token) as session:
+        as_job = await _storyboard(session, f"{base}/v1/jobs/{some_id}/storyboard")
+        if isinstance(as_job, bytes):
+            return as_job
+        if as_job.code == PENDING:
+            raise await _pending(session, base, some_id)
+        if as_job.code != NOT_FOUND:
+            raise as_job
+        as_novel = await _storyboard(session, f"{base}/v1/novels/{some_id}/storyboard")
+        if isinstance(as_novel, bytes):
+            return as_novel
+        if as_novel.code == PENDING:
+            novel = await _call(session, "GET", f"{base}/v1/novels/{some_id}")
+            raise await _pending(session, base, (novel.get("latestJob") or {}).get("jobId"))
+        if as_novel.code != NOT_FOUND:
+            raise as_novel
+    message = f"{some_id}: as a job, {as_job.message}; as a novel, {as_novel.message}"
+    raise Refused(NOT_FOUND, message)
+
+
+async def _storyboard(session: aiohttp.ClientSession, url: str) -> bytes | Refused:
+    try:
+        return await _fetch(session, "GET", url)
+    except Refused as refused:
+        return refused
+
+
+async def _pending(session: aiohttp.ClientSession, base: str, job_id: str | None) -> Refused:
+    if job_id is None:
+        return Refused(PENDING, "not ready yet")
+    job = await _call(session, "GET", f"{base}/v1/jobs/{job_id}")
+    progress = job.get("progress") or {}
+    where = f"{progress.get('percentage', 0)}%, {progress.get('stage', '')}".rstrip(", ")
+    message = f"not ready yet; job {job_id} is {job.get('status')} ({where})"
+    return Refused(PENDING, message)
+
+
+async def list_items(
+    base_url: str,
+    kind: str,
+    params: dict[str, str],
+    *,
+    every_page: bool = False,
+    token: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Items of ``GET /v1/{kind}`` (``novels`` or ``jobs``), newest first, and the cursor
+    of the next page (``None`` at the end). With ``every_page``, the pages are followed to
+    the end."""
+    url = f"{base_url.rstrip('/')}/v1/{kind}"
+    items: list[dict[str, Any]] = []
+    query = dict(params)
+    async with _session(token) as session:
+        while True:
+            page = await _call(session, "GET", url, params=query)
+            items.extend(page.get("items") or [])
+            cursor = page.get("nextCursor")
+            if not (every_page and cursor):
+                return items, cursor
+            query["cursor"] = cursor
+
+
+async def delete_novel(base_url: str, novel_id: str, *, token: str | None = None) -> None:
+    """Delete the novel with its jobs, storyboards and text (``DELETE`` answers 204)."""
+    async with _session(token) as session:
+        try:
+            await _call(session, "DELETE", f"{base_url.rstrip('/')}/v1/novels/{novel_id}")
+        except Refused as refused:
+            if refused.code == NOT_FOUND:
+                raise Refused(NOT_FOUND, f"{refused.message}: {novel_id}") from None
+            raise
+
+
+NOVEL_COLUMNS = ("NOVEL_ID", "TITLE", "CHARS", "CREATED", "LATEST_JOB", "STATUS")
+JOB_COLUMNS = ("JOB_ID", "NOVEL_ID", "STATUS", "PROGRESS", "ATTEMPTS", "CREATED", "ERROR")
+
+
+def novel_row(item: dict[str, Any]) -> list[str]:
+    """A novel list item as a table row."""
+    keys = ("novelId", "title", "chars", "createdAt", "latestJobId", "latestJobStatus")
+    return [_cell(item.get(key)) for key in keys]
+
+
+def job_row(item: dict[str, Any]) -> list[str]:
+    """A job list item (the job view) as a table row."""
+    progress = item.get("progress") or {}
+    error = item.get("error") or {}
+    return [
+        _cell(item.get("jobId")),
+        _cell(item.get("novelId")),
+        _cell(item.get("status")),
+        f"{progress.get('percentage', 0)}% {progress.get('stage', '')}".strip(),
+        _cell(item.get("attempts")),
+        _cell(item.get("createdAt")),
+        _cell(error.get("code")),
+    ]
+
+
+def _cell(value: object) -> str:
+    # One line per row, whatever a title holds.
+    return "-" if value is None or value == "" else " ".join(str(value).split())
+
+
+def render_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell, counting a CJK character as two columns."""
+    widths = [max(map(cell_len, column)) for column in zip(columns, *rows, strict=True)]
+    lines = [
+        "  ".join(
+            cell + " " * (width - cell_len(cell)) for cell, width in zip(row, widths, strict=True)
+        )
+        for row in [columns, *rows]
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def check_target(target: str, *, force: bool) -> None:
+    """Refuse an output file that exists unless ``force``; ``-`` is stdout."""
+    if target != STDOUT and not force and Path(target).exists():
+        raise CliError(f"{target} already exists; pass --force to overwrite it")
+
+
+def write_output(target: str, data: bytes, *, force: bool) -> None:
+    """Write ``data`` to the file ``target``, or to stdout for ``-``.
+
+    An existing file is replaced only with ``force``, even one that appeared since
+    :func:`check_target` looked.
+    """
+    if target == STDOUT:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    try:
+        with Path(target).open("wb" if force else "xb") as file:
+            file.write(data)
+    except FileExistsError:
+        raise CliError(f"{target} already exists; pass --force to overwrite it") from None
+    except OSError as exc:
+        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None

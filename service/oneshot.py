@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -19,7 +18,15 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from service.client import Refused, default_title, read_input, title_for
+from service.client import (
+    STDOUT,
+    Refused,
+    check_target,
+    default_title,
+    read_input,
+    title_for,
+    write_output,
+)
 from service.consumers.analyze import ANALYZE_JOB
 from service.consumers.job_types import HandlerDeps, JobHandler, JobType
 from service.errors import BlobNotFound, CliError
@@ -33,7 +40,6 @@ from service.text import EmptyTextError, TextDecodeError, load_novel_bytes
 from service.uploads import UploadRefused, check_novel_length, check_upload_size, store_novel
 
 POLL_S = 0.1
-STDOUT = "-"
 # The analyze handler maps the analyzer's own fraction onto this span of the job's bar.
 ANALYSIS_SPAN = (50, 90)
 
@@ -59,7 +65,7 @@ async def run_oneshot(
     """
     target = out if out is not None else f"{default_title(path)}.storyboard.json"
     # Checked first: a refusal after minutes of analysis would waste them.
-    _check_target(target, force=force)
+    check_target(target, force=force)
     text = _load(path, settings)
     # Soft wrap: a line in a log or a narrow terminal stays one line, as grep expects.
     console = Console(stderr=True, soft_wrap=True)
@@ -85,29 +91,9 @@ async def run_oneshot(
                 return 1
             document = await _fetch_storyboard(runtime, job)
     rendered = json.dumps(document, ensure_ascii=False, indent=2)
-    await asyncio.to_thread(_write, target, rendered, force=force)
+    await asyncio.to_thread(write_output, target, (rendered + "\n").encode(), force=force)
     _print_summary(console, job, target, time.perf_counter() - started)
     return 0
-
-
-def _check_target(target: str, *, force: bool) -> None:
-    if target != STDOUT and not force and Path(target).exists():
-        raise CliError(f"{target} already exists; pass --force to overwrite it")
-
-
-def _write(target: str, rendered: str, *, force: bool) -> None:
-    if target == STDOUT:
-        sys.stdout.write(rendered + "\n")
-        sys.stdout.flush()
-        return
-    try:
-        # "x" also refuses a file that appeared while the analysis ran.
-        with Path(target).open("w" if force else "x", encoding="utf-8") as file:
-            file.write(rendered)
-    except FileExistsError:
-        raise CliError(f"{target} already exists; pass --force to overwrite it") from None
-    except OSError as exc:
-        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
 def _load(path: str, settings: Settings) -> str:

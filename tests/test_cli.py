@@ -7,7 +7,9 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from harness.processes import ROOT, running_service, service_env
 from tests.conftest import SettingsFactory
@@ -173,3 +175,48 @@ def test_a_taken_port_stops_serve_with_one_line_before_opening_anything(tmp_path
         f"storyboard: port {port} is in use (STORYBOARD_PORT / --port)"
     ]
     assert not data.exists(), "the database was opened before the port was bound"
+
+
+def _submitted_and_done(service_url: str, env: dict[str, str], novel: Path) -> dict[str, Any]:
+    """Submit ``novel`` with the CLI and wait until its job has completed."""
+    submitted = _run("submit", str(novel), "--url", service_url, env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = _run("status", job_id, "--url", service_url, env=env)
+        job: dict[str, Any] = json.loads(status.stdout)
+        if job["status"] == "completed":
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not complete")
+
+
+def test_get_downloads_a_storyboard_by_job_or_novel_id(tmp_path: Path) -> None:
+    env = service_env(
+        tmp_path / "data", STORYBOARD_ANALYZER="sleep", STORYBOARD_SLEEP_ANALYZER_S="0"
+    )
+    novel = tmp_path / "novel.txt"
+    novel.write_text("The Tale\n\nChapter 1\n\nIt begins.", encoding="utf-8")
+    out = tmp_path / "board.json"
+    with running_service("serve", env, tmp_path / "serve.log") as service:
+        job = _submitted_and_done(service.url, env, novel)
+        by_job = _run("get", job["jobId"], "--url", service.url, env=env)
+        by_novel = _run("get", job["novelId"], "--out", str(out), "--url", service.url, env=env)
+        again = _run("get", job["novelId"], "--out", str(out), "--url", service.url, env=env)
+        forced = _run(
+            "get", job["jobId"], "--out", str(out), "--force", "--url", service.url, env=env
+        )
+        unknown = _run("get", "0" * 32, "--url", service.url, env=env)
+    assert by_job.returncode == 0, by_job.stderr
+    board = json.loads(by_job.stdout)
+    assert (board["title"], board["meta"]["jobId"]) == ("The Tale", job["jobId"])
+    assert by_novel.returncode == 0, by_novel.stderr
+    assert by_novel.stdout == ""
+    assert json.loads(out.read_text(encoding="utf-8")) == board
+    assert again.returncode == 2
+    assert again.stderr == f"storyboard: {out} already exists; pass --force to overwrite it\n"
+    assert forced.returncode == 0, forced.stderr
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith(f"storyboard: not_found: {'0' * 32}: as a job, ")
+    assert unknown.stdout == ""

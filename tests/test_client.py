@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +12,55 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from service.app import create_app
-from service.client import default_title, submit_file, title_for
+from service.client import (
+    JOB_COLUMNS,
+    NOVEL_COLUMNS,
+    Refused,
+    default_title,
+    fetch_storyboard,
+    job_row,
+    novel_row,
+    render_table,
+    submit_file,
+    title_for,
+)
+from service.ports import NovelText, ProgressCallback
+from service.storyboard import Storyboard
 from tests.analyzers import CountingAnalyzer
 from tests.conftest import SettingsFactory
+from tests.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[[web.Application], Awaitable[Client]]
 
 
+class HeldAnalyzer(CountingAnalyzer):
+    """Holds every analysis until ``release`` is set, so a job stays running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def analyze(self, novel: NovelText, on_progress: ProgressCallback) -> Storyboard:
+        self.started.set()
+        await self.release.wait()
+        return await super().analyze(novel, on_progress)
+
+
 @pytest.fixture
-async def api(aiohttp_client: AiohttpClient, local_settings: SettingsFactory) -> Client:
+def held() -> HeldAnalyzer:
+    analyzer = HeldAnalyzer()
+    analyzer.release.set()  # a test that wants a job held clears it first
+    return analyzer
+
+
+@pytest.fixture
+async def api(
+    aiohttp_client: AiohttpClient, local_settings: SettingsFactory, held: HeldAnalyzer
+) -> AsyncIterator[Client]:
     settings = local_settings(receive_wait_s=0.5)
-    return await aiohttp_client(create_app(settings, analyzer=CountingAnalyzer()))
+    yield await aiohttp_client(create_app(settings, analyzer=held))
+    held.release.set()  # let a held job end before the worker stops
 
 
 def _base(api: Client) -> str:
@@ -56,3 +94,95 @@ async def test_submit_sends_the_text_title_unless_one_is_given(
     path.write_bytes(text.encode("gb18030"))
     job_id = await submit_file(_base(api), str(path), given)
     assert await _title_of_job(api, job_id) == expected
+
+
+async def _job(api: Client, job_id: str) -> dict[str, Any]:
+    document: dict[str, Any] = await (await api.get(f"/v1/jobs/{job_id}")).json()
+    return document
+
+
+async def _analyzed(api: Client, tmp_path: Path, title: str = "Tale") -> dict[str, Any]:
+    """A submitted novel's job, once it has completed."""
+    path = tmp_path / "tale.txt"
+    path.write_text(f"{title}\n\nOnce upon a time.", encoding="utf-8")
+    job_id = await submit_file(_base(api), str(path), None)
+
+    async def completed() -> dict[str, Any] | None:
+        job = await _job(api, job_id)
+        return job if job["status"] == "completed" else None
+
+    return await eventually(completed)
+
+
+async def test_get_downloads_by_job_id_or_by_novel_id(api: Client, tmp_path: Path) -> None:
+    job = await _analyzed(api, tmp_path)
+    served = await (await api.get(f"/v1/jobs/{job['jobId']}/storyboard")).read()
+    assert await fetch_storyboard(_base(api), job["jobId"]) == served
+    assert await fetch_storyboard(_base(api), job["novelId"]) == served
+
+
+async def test_get_of_an_unknown_id_is_not_found_as_either(api: Client) -> None:
+    with pytest.raises(Refused) as caught:
+        await fetch_storyboard(_base(api), "0" * 32)
+    assert caught.value.code == "not_found"
+    assert str(caught.value) == (
+        f"not_found: {'0' * 32}: as a job, job not found; as a novel, novel not found"
+    )
+
+
+async def test_get_while_the_job_runs_names_the_job(
+    api: Client, held: HeldAnalyzer, tmp_path: Path
+) -> None:
+    held.release.clear()
+    path = tmp_path / "tale.txt"
+    path.write_text("Once upon a time.", encoding="utf-8")
+    job_id = await submit_file(_base(api), str(path), None)
+    await held.started.wait()
+    novel_id = (await _job(api, job_id))["novelId"]
+    for some_id in (job_id, novel_id):
+        with pytest.raises(Refused) as caught:
+            await fetch_storyboard(_base(api), some_id)
+        assert caught.value.code == "storyboard_pending"
+        assert caught.value.message.startswith(f"not ready yet; job {job_id} is running (")
+
+
+def test_tables_align_wide_characters() -> None:
+    table = render_table(("ID", "TITLE", "N"), [["a", "三国演义", "1"], ["bb", "Alice", "22"]])
+    first, second, third = table.splitlines()
+    # A CJK character takes two columns, so the third column starts at the same place.
+    assert first == "ID  TITLE     N"
+    assert second == "a   三国演义  1"
+    assert third == "bb  Alice     22"
+
+
+def test_rows_show_the_list_items_fields() -> None:
+    novel = {
+        "novelId": "n1",
+        "title": "三国\n演义",
+        "chars": 12,
+        "createdAt": "2026-01-02T03:04:05.000Z",
+        "latestJobId": None,
+        "latestJobStatus": None,
+    }
+    job = {
+        "jobId": "j1",
+        "novelId": "n1",
+        "type": "analyze",
+        "status": "retrying",
+        "progress": {"percentage": 0, "stage": "waiting for retry"},
+        "attempts": 1,
+        "error": {"code": "llm_unavailable", "message": "could not connect"},
+        "createdAt": "2026-01-02T03:04:05.000Z",
+        "updatedAt": "2026-01-02T03:04:06.000Z",
+    }
+    assert len(NOVEL_COLUMNS) == len(novel_row(novel))
+    assert novel_row(novel) == ["n1", "三国 演义", "12", "2026-01-02T03:04:05.000Z", "-", "-"]
+    assert dict(zip(JOB_COLUMNS, job_row(job), strict=True)) == {
+        "JOB_ID": "j1",
+        "NOVEL_ID": "n1",
+        "STATUS": "retrying",
+        "PROGRESS": "0% waiting for retry",
+        "ATTEMPTS": "1",
+        "CREATED": "2026-01-02T03:04:05.000Z",
+        "ERROR": "llm_unavailable",
+    }
