@@ -35,10 +35,18 @@ LIST_HELP = (
     "first: one page unless --all. --json prints {items, nextCursor} instead."
 )
 MAX_PAGE = 100
+DESCRIPTION = (
+    "Run the storyboard service, set up its resources, analyze a file on the spot, or "
+    "submit, follow, download, list and delete novels and jobs on a running service."
+)
+EPILOG = (
+    "Exit status: 0 done; 1 the service refused (not found, not ready, over a limit) or "
+    "the analysis failed; 2 a usage or settings error."
+)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="storyboard", description=__doc__)
+    parser = argparse.ArgumentParser(prog="storyboard", description=DESCRIPTION, epilog=EPILOG)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in (
         ("serve", "API and worker in one process (the container default)"),
