@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from rich.cells import cell_len
@@ -70,6 +71,12 @@ def _is_codec_name(name: str) -> bool:
     except LookupError:
         return False
     return bool(name)
+
+
+def _seg(value: str) -> str:
+    """``value`` as one path segment: an id with a ``/`` or ``..`` cannot reach another
+    resource."""
+    return quote(value, safe="")
 
 
 def _session(token: str | None) -> aiohttp.ClientSession:
@@ -143,14 +150,14 @@ async def submit_file(
             data=data,
             headers={"Content-Type": "text/plain"},
         )
-        job = await _call(session, "POST", f"{base}/v1/novels/{novel['novelId']}/analyze")
+        job = await _call(session, "POST", f"{base}/v1/novels/{_seg(novel['novelId'])}/analyze")
     return str(job["jobId"])
 
 
 async def job_status(base_url: str, job_id: str, *, token: str | None = None) -> str:
     """The job's status document, pretty-printed; ``token`` as for :func:`submit_file`."""
     async with _session(token) as session:
-        job = await _call(session, "GET", f"{base_url.rstrip('/')}/v1/jobs/{job_id}")
+        job = await _call(session, "GET", f"{base_url.rstrip('/')}/v1/jobs/{_seg(job_id)}")
     return json.dumps(job, ensure_ascii=False, indent=2)
 
 
@@ -160,18 +167,18 @@ async def fetch_storyboard(base_url: str, some_id: str, *, token: str | None = N
     ``storyboard_pending``, naming the job and how far it is."""
     base = base_url.rstrip("/")
     async with _session(token) as session:
-        as_job = await _storyboard(session, f"{base}/v1/jobs/{some_id}/storyboard")
+        as_job = await _storyboard(session, f"{base}/v1/jobs/{_seg(some_id)}/storyboard")
         if isinstance(as_job, bytes):
             return as_job
         if as_job.code == PENDING:
             raise await _pending(session, base, some_id)
         if as_job.code != NOT_FOUND:
             raise as_job
-        as_novel = await _storyboard(session, f"{base}/v1/novels/{some_id}/storyboard")
+        as_novel = await _storyboard(session, f"{base}/v1/novels/{_seg(some_id)}/storyboard")
         if isinstance(as_novel, bytes):
             return as_novel
         if as_novel.code == PENDING:
-            novel = await _call(session, "GET", f"{base}/v1/novels/{some_id}")
+            novel = await _call(session, "GET", f"{base}/v1/novels/{_seg(some_id)}")
             raise await _pending(session, base, (novel.get("latestJob") or {}).get("jobId"))
         if as_novel.code != NOT_FOUND:
             raise as_novel
@@ -189,7 +196,7 @@ async def _storyboard(session: aiohttp.ClientSession, url: str) -> bytes | Refus
 async def _pending(session: aiohttp.ClientSession, base: str, job_id: str | None) -> Refused:
     if job_id is None:
         return Refused(PENDING, "not ready yet")
-    job = await _call(session, "GET", f"{base}/v1/jobs/{job_id}")
+    job = await _call(session, "GET", f"{base}/v1/jobs/{_seg(job_id)}")
     progress = job.get("progress") or {}
     where = f"{progress.get('percentage', 0)}%, {progress.get('stage', '')}".rstrip(", ")
     message = f"not ready yet; job {job_id} is {job.get('status')} ({where})"
@@ -210,6 +217,7 @@ async def list_items(
     url = f"{base_url.rstrip('/')}/v1/{kind}"
     items: list[dict[str, Any]] = []
     query = dict(params)
+    seen: set[str] = set()
     async with _session(token) as session:
         while True:
             page = await _call(session, "GET", url, params=query)
@@ -217,6 +225,9 @@ async def list_items(
             cursor = page.get("nextCursor")
             if not (every_page and cursor):
                 return items, cursor
+            if cursor in seen:
+                raise CliError(f"{url} answered with a cursor it had given before")
+            seen.add(cursor)
             query["cursor"] = cursor
 
 
@@ -224,7 +235,7 @@ async def delete_novel(base_url: str, novel_id: str, *, token: str | None = None
     """Delete the novel with its jobs, storyboards and text (``DELETE`` answers 204)."""
     async with _session(token) as session:
         try:
-            await _call(session, "DELETE", f"{base_url.rstrip('/')}/v1/novels/{novel_id}")
+            await _call(session, "DELETE", f"{base_url.rstrip('/')}/v1/novels/{_seg(novel_id)}")
         except Refused as refused:
             if refused.code == NOT_FOUND:
                 raise Refused(NOT_FOUND, f"{refused.message}: {novel_id}") from None

@@ -186,3 +186,10 @@ def test_rows_show_the_list_items_fields() -> None:
         "CREATED": "2026-01-02T03:04:05.000Z",
         "ERROR": "llm_unavailable",
     }
+
+
+async def test_an_id_is_one_path_segment(api: Client, tmp_path: Path) -> None:
+    job = await _analyzed(api, tmp_path)
+    with pytest.raises(Refused) as caught:
+        await fetch_storyboard(_base(api), f"../novels/{job['novelId']}")
+    assert caught.value.code == "not_found"
