@@ -62,8 +62,11 @@ async def owned(
 
 
 async def owned_novel(request: web.Request) -> Novel:
-    """The caller's novel named by ``{novelId}``."""
-    return await owned(request, "novelId", "novel", runtime_of(request).backend.novels.get)
+    """The caller's novel named by ``{novelId}``; one being erased is gone already."""
+    novel = await owned(request, "novelId", "novel", runtime_of(request).backend.novels.get)
+    if novel.deleting_at is not None:
+        raise not_found("novel")
+    return novel
 
 
 async def owned_job(request: web.Request) -> Job:

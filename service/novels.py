@@ -33,6 +33,8 @@ class Novel(CamelModel):
     """The newest job asked for this novel, whatever its status."""
     latest_job_at: datetime | None = None
     """When that job was created: an older job recorded late never replaces a newer one."""
+    deleting_at: datetime | None = None
+    """Set while the novel is being erased; from then on it is gone to the API."""
 
 
 def text_key(novel_id: str) -> str:
@@ -43,3 +45,13 @@ def text_key(novel_id: str) -> str:
 def storyboard_key(novel_id: str, job_id: str) -> str:
     """Blob key of the storyboard a job produced; deterministic, so a retry overwrites its own."""
     return f"storyboards/{novel_id}/{job_id}.json"
+
+
+def storyboard_prefix(novel_id: str) -> str:
+    """The blob key prefix of every storyboard made of a novel."""
+    return f"storyboards/{novel_id}/"
+
+
+def checkpoint_prefix(job_id: str) -> str:
+    """The blob key prefix of a job's checkpoints (the model analyzer's saved replies)."""
+    return f"checkpoints/{job_id}/"

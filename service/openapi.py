@@ -108,6 +108,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": [_id_param("novelId")],
         "responses": {"200": _json("NovelDetail", "the novel"), **_errors(404)},
     },
+    ("DELETE", "/v1/novels/{novelId}"): {
+        "summary": "Erase a novel with its jobs, storyboards and checkpoints",
+        "parameters": [_id_param("novelId")],
+        "responses": {"204": {"description": "erased"}, **_errors(404, 503)},
+    },
     ("POST", "/v1/novels/{novelId}/analyze"): {
         "summary": "Queue a storyboard analysis",
         "parameters": [_id_param("novelId")],

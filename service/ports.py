@@ -131,6 +131,10 @@ class JobCatalog(JobStore, Protocol):
         ``types`` when given. :class:`InvalidCursor` for a cursor this list did not issue."""
         ...
 
+    async def delete(self, job_id: str) -> bool:
+        """Remove the job's record for good; whether there was one."""
+        ...
+
 
 class NovelStore(Protocol):
     """Novel metadata records."""
@@ -158,7 +162,26 @@ class NovelStore(Protocol):
         self, user_id: str, *, limit: int, after: str | None = None
     ) -> Page[Novel]:
         """The user's novels, newest first (``createdAt``, then id), at most ``limit``,
-        after the cursor ``after``; :class:`InvalidCursor` for one this list did not issue."""
+        after the cursor ``after``; :class:`InvalidCursor` for one this list did not issue.
+        Novels being erased are left out."""
+        ...
+
+    async def claim_deletion(
+        self, novel_id: str, at: datetime, *, stale_before: datetime
+    ) -> Novel | None:
+        """Mark the novel as being erased since ``at``, unless it is missing or an erasure
+        that started at or after ``stale_before`` holds it; the marked novel, else ``None``.
+
+        Only one caller at a time gets the novel. A marked novel takes no new latest job.
+        """
+        ...
+
+    async def release_deletion(self, novel_id: str, at: datetime) -> None:
+        """Clear the mark set at ``at`` (an erasure that failed), if it is still that one."""
+        ...
+
+    async def delete(self, novel_id: str) -> bool:
+        """Remove the novel's record for good; whether there was one."""
         ...
 
 
@@ -191,6 +214,23 @@ class BlobStore(Protocol):
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is not an error."""
+        ...
+
+
+@runtime_checkable
+class BlobArchive(BlobStore, Protocol):
+    """A blob store that can also list and erase every key under a prefix.
+
+    A prefix is compared as text, as S3 does (``checkpoints/j1/`` covers
+    ``checkpoints/j1/a-0.json``); an empty prefix is refused with ValueError.
+    """
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        """Every key starting with ``prefix``, in no particular order."""
+        ...
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every key starting with ``prefix``; how many there were."""
         ...
 
 

@@ -20,10 +20,12 @@ from service.api_schema import (
     NovelPage,
     NovelUpload,
 )
+from service.erasure import erase_novel
 from service.errors import BlobNotFound
 from service.http_context import (
     current_user,
     invalid_cursor,
+    owned,
     owned_novel,
     page_query,
     public_url,
@@ -192,6 +194,20 @@ async def _latest_job(request: web.Request, novel: Novel) -> Job | None:
     if novel.latest_job_id is None:
         return None
     return await runtime_of(request).backend.jobs.get(novel.latest_job_id)
+
+
+@routes.delete("/novels/{novelId}")
+async def delete_novel(request: web.Request) -> web.Response:
+    """Erase the novel, its jobs, storyboards and checkpoints (the right to erasure): 204.
+
+    A 404 for a novel that is gone, or that another request is erasing right now.
+    """
+    backend = runtime_of(request).backend
+    # Not owned_novel: a novel whose erasure was abandoned half-way may be taken over.
+    novel = await owned(request, "novelId", "novel", backend.novels.get)
+    if not await erase_novel(backend, novel):
+        raise not_found("novel")
+    return web.Response(status=204)
 
 
 @routes.post("/novels/{novelId}/analyze")

@@ -71,6 +71,8 @@ IAM_ACTIONS = {
     "head_object": "s3:GetObject",
     "put_object": "s3:PutObject",
     "delete_object": "s3:DeleteObject",
+    "delete_objects": "s3:DeleteObject",
+    "list_objects_v2": "s3:ListBucket",
     "head_bucket": "s3:ListBucket",
     # Secrets Manager: the model API key, when it is kept there.
     "get_secret_value": "secretsmanager:GetSecretValue",

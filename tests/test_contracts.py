@@ -619,6 +619,75 @@ async def test_a_cursor_works_only_for_the_list_that_issued_it(backend: Backend)
     assert {j.job_id for j in again.items}.isdisjoint(j.job_id for j in first.items)
 
 
+# --- erasure ---------------------------------------------------------------------------
+
+
+async def test_a_deleted_job_is_gone_from_reads_and_lists(backend: Backend) -> None:
+    await backend.jobs.create(new_job("job-1"))
+    await backend.jobs.create(new_job("job-2"))
+
+    assert await backend.job_catalog.delete("job-1")
+    assert not await backend.job_catalog.delete("job-1"), "deleting twice finds nothing"
+    assert await backend.jobs.get("job-1") is None
+    assert await backend.jobs.apply("job-1", jobs.start(1)) is None
+    assert await backend.jobs.get("job-1") is None, "a guarded write never recreates it"
+    listed = await backend.job_catalog.list_for_user("user-1", limit=10)
+    assert [job.job_id for job in listed.items] == ["job-2"]
+
+
+async def test_one_claim_of_a_novels_deletion_wins(backend: Backend) -> None:
+    await backend.novels.create(new_novel())
+    at = utcnow()
+    stale = at - timedelta(minutes=2)
+
+    claims = await asyncio.gather(
+        *(backend.novels.claim_deletion("novel-1", at, stale_before=stale) for _ in range(10))
+    )
+
+    winners = [claim for claim in claims if claim is not None]
+    assert len(winners) == 1
+    assert winners[0].deleting_at == at
+    assert await backend.novels.claim_deletion("ghost", at, stale_before=stale) is None
+    assert not await backend.novels.set_latest_job("novel-1", "j1", at), "no new jobs now"
+    assert (await backend.novels.list_for_user("user-1", limit=5)).items == []
+    # A claim older than stale_before was abandoned: a later erasure takes it over.
+    later = at + timedelta(minutes=5)
+    taken = await backend.novels.claim_deletion("novel-1", later, stale_before=stale)
+    assert taken is None, "a live claim keeps others out"
+    taken = await backend.novels.claim_deletion("novel-1", later, stale_before=at + timedelta(1))
+    assert taken is not None
+    assert taken.deleting_at == later
+
+
+async def test_a_released_claim_leaves_the_novel_as_it_was(backend: Backend) -> None:
+    novel = new_novel()
+    await backend.novels.create(novel)
+    at = utcnow()
+    stale = at - timedelta(minutes=2)
+    assert await backend.novels.claim_deletion("novel-1", at, stale_before=stale) is not None
+
+    await backend.novels.release_deletion("novel-1", at - timedelta(seconds=1))  # not ours
+    assert await backend.novels.claim_deletion("novel-1", at, stale_before=stale) is None
+    await backend.novels.release_deletion("novel-1", at)
+
+    assert await backend.novels.get("novel-1") == novel
+    assert await backend.novels.set_latest_job("novel-1", "j1", at)
+    assert len((await backend.novels.list_for_user("user-1", limit=5)).items) == 1
+
+
+async def test_a_deleted_novel_is_gone(backend: Backend) -> None:
+    await backend.novels.create(new_novel())
+
+    assert await backend.novels.delete("novel-1")
+    assert not await backend.novels.delete("novel-1")
+    assert await backend.novels.get("novel-1") is None
+    assert not await backend.novels.set_latest_job("novel-1", "j1", utcnow())
+    ref = StoryboardRef(key="k", job_id="j1", summary=SUMMARY)
+    assert not await backend.novels.set_latest_storyboard("novel-1", ref)
+    assert await backend.novels.get("novel-1") is None
+    assert (await backend.novels.list_for_user("user-1", limit=5)).items == []
+
+
 # --- blob store ------------------------------------------------------------------------
 
 
@@ -636,6 +705,38 @@ async def test_blob_put_get_overwrite_delete(backend: Backend) -> None:
     with pytest.raises(BlobNotFound):
         await backend.blobs.get(key)
     await backend.blobs.delete(key)  # deleting again is not an error
+
+
+async def test_a_prefix_lists_and_deletes_exactly_the_keys_it_starts(backend: Backend) -> None:
+    keys = [
+        storyboard_key("n1", "j1"),
+        storyboard_key("n1", "j2"),
+        storyboard_key("n10", "j3"),
+        "checkpoints/j1/a-0.json",
+        "checkpoints/j1/b-0.json",
+        "checkpoints/j10/a-0.json",
+        "novels/n1/text.txt",
+    ]
+    for key in keys:
+        await backend.blobs.put(key, key.encode(), content_type="application/json")
+
+    assert sorted(await backend.blobs.list_keys("storyboards/n1/")) == keys[:2]
+    assert sorted(await backend.blobs.list_keys("checkpoints/j1")) == keys[3:6], "text prefix"
+    assert await backend.blobs.delete_prefix("storyboards/n1/") == 2
+    assert await backend.blobs.delete_prefix("checkpoints/j1/") == 2
+    assert await backend.blobs.delete_prefix("checkpoints/j1/") == 0
+    assert await backend.blobs.list_keys("storyboards/n1/") == []
+    assert await backend.blobs.list_keys("no-such-prefix/") == []
+    for key in keys[:2] + keys[3:5]:
+        with pytest.raises(BlobNotFound):
+            await backend.blobs.get(key)
+    for key in (keys[2], keys[5], keys[6]):
+        assert await backend.blobs.get(key) == key.encode()
+    with pytest.raises(ValueError, match="empty prefix"):
+        await backend.blobs.delete_prefix("")
+    # A key can be written again under an emptied prefix.
+    await backend.blobs.put(keys[0], b"again", content_type="application/json")
+    assert await backend.blobs.list_keys("storyboards/n1/") == [keys[0]]
 
 
 async def test_missing_blob_raises_blob_not_found(backend: Backend) -> None:

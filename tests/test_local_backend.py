@@ -4,6 +4,7 @@ and several processes sharing one database. The port contracts are in ``test_con
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -21,7 +22,7 @@ from harness.processes import ROOT
 from service import jobs
 from service.backends import local_db
 from service.backends.backend import Backend
-from service.backends.local import DATABASE_FILE, open_local_backend
+from service.backends.local import BLOB_DIR, DATABASE_FILE, open_local_backend
 from service.backends.local_records import LocalJobStore
 from service.errors import BackendError, BlobNotFound
 from service.jobs import Guard, Job, JobStatus, StoryboardSummary, Transition
@@ -406,7 +407,7 @@ async def test_a_failing_write_does_not_undo_concurrent_ones(
 CHILD = """
 import asyncio, sys
 from pathlib import Path
-from service.backends.local import DATABASE_FILE, open_local_backend
+from service.backends.local import BLOB_DIR, DATABASE_FILE, open_local_backend
 from service.backends.local_records import LocalJobStore
 from service.settings import Settings
 
@@ -512,3 +513,22 @@ async def test_a_database_made_before_the_list_indexes_gains_them_and_lists_its_
         names = {row[0] for row in connection.execute("SELECT name FROM sqlite_schema")}
     connection.close()
     assert {"novels_by_user", "jobs_by_user", "jobs_by_novel"} <= names
+
+
+async def test_a_cancelled_put_has_finished_writing_when_it_returns(
+    local_settings: SettingsFactory,
+) -> None:
+    settings = local_settings()
+    async with opened(settings) as backend:
+        data = os.urandom(32 * 1024 * 1024)
+        put = asyncio.create_task(
+            backend.blobs.put("checkpoints/j1/a-0.json", data, content_type="application/json")
+        )
+        await asyncio.sleep(0.01)  # the write is under way in its thread
+        put.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await put
+        directory = settings.data_dir / BLOB_DIR / "checkpoints" / "j1"
+        # No write is left in flight to land after the caller moved on (e.g. an erasure).
+        assert [name for name in os.listdir(directory) if name.startswith(".tmp-")] == []
+        assert await backend.blobs.get("checkpoints/j1/a-0.json") == data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
@@ -10,13 +11,15 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpServer
 
 from service import jobs
 from service.app import create_app
 from service.appkeys import RUNTIME
-from service.novels import text_key
+from service.novels import checkpoint_prefix, storyboard_prefix, text_key
 from tests.analyzers import CountingAnalyzer
 from tests.conftest import SettingsFactory, prepare
+from tests.fake_llm import start_fake_llm
 from tests.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
@@ -276,8 +279,8 @@ async def _api(
     return await aiohttp_client(create_app(settings, analyzer=CountingAnalyzer(), worker=worker))
 
 
-async def _new_novel(client: Client, title: str = "Tale") -> str:
-    response = await client.post("/v1/novels", json={"title": title, "text": "Once upon a time."})
+async def _new_novel(client: Client, title: str = "Tale", text: str = "Once upon a time.") -> str:
+    response = await client.post("/v1/novels", json={"title": title, "text": text})
     assert response.status == 201, await response.text()
     return str((await response.json())["novelId"])
 
@@ -465,3 +468,117 @@ async def test_a_replayed_analyze_reports_the_job_as_it_is_now(
     assert (await client.post(f"/v1/jobs/{first['jobId']}/cancel")).status == 200
     cancelled = await _analyze(client, novel_id, **key)
     assert (cancelled["status"], cancelled["message"]) == ("cancelled", "Analysis cancelled.")
+
+
+# --- DELETE /v1/novels/{novelId} -------------------------------------------------------------
+
+
+async def _nothing_stored_for(client: Client, novel_id: str, job_ids: list[str]) -> None:
+    backend = client.app[RUNTIME].backend
+    prefixes = [f"novels/{novel_id}/", storyboard_prefix(novel_id)]
+    prefixes += [checkpoint_prefix(job_id) for job_id in job_ids]
+    for prefix in prefixes:
+        assert await backend.blobs.list_keys(prefix) == [], prefix
+    assert await backend.novels.get(novel_id) is None
+    for job_id in job_ids:
+        assert await backend.jobs.get(job_id) is None
+
+
+async def test_delete_erases_the_novel_its_jobs_and_storyboards(
+    aiohttp_client: AiohttpClient, make_settings: SettingsFactory
+) -> None:
+    keys = {hashlib.sha256(f"{u}-key".encode()).hexdigest(): u for u in ("alice", "bob")}
+    settings = await prepare(make_settings(auth_api_keys=keys, receive_wait_s=0.5))
+    client = await aiohttp_client(create_app(settings, analyzer=CountingAnalyzer()))
+    novel_id = await _upload_as(client, ALICE, "Tale")
+    kept = await _upload_as(client, ALICE, "Other tale")
+    job = await _analyze(client, novel_id, **ALICE)
+
+    async def completed() -> bool:
+        view = await (await client.get(job["statusUrl"], headers=ALICE)).json()
+        return bool(view["status"] == "completed")
+
+    await eventually(completed)
+    path = f"/v1/novels/{novel_id}"
+    await _error(await client.delete(path, headers=BOB), 404, "not_found")
+    assert (await client.get(path, headers=ALICE)).status == 200, "Bob's attempt did nothing"
+
+    response = await client.delete(path, headers=ALICE)
+
+    assert response.status == 204
+    assert await response.read() == b""
+    for gone in (path, f"{path}/storyboard", job["statusUrl"], f"{job['statusUrl']}/storyboard"):
+        await _error(await client.get(gone, headers=ALICE), 404, "not_found")
+    await _error(await client.post(f"{path}/analyze", headers=ALICE), 404, "not_found")
+    await _error(await client.delete(path, headers=ALICE), 404, "not_found")
+    novels = await (await client.get("/v1/novels", headers=ALICE)).json()
+    assert [item["novelId"] for item in novels["items"]] == [kept]
+    jobs_left = await (await client.get("/v1/jobs", headers=ALICE)).json()
+    assert jobs_left["items"] == []
+    await _nothing_stored_for(client, novel_id, [job["jobId"]])
+
+
+async def test_concurrent_deletes_of_one_novel_erase_it_once(
+    aiohttp_client: AiohttpClient, make_settings: SettingsFactory
+) -> None:
+    client = await _api(aiohttp_client, make_settings, worker=False)
+    for _ in range(4):
+        novel_id = await _new_novel(client)
+        job = await _analyze(client, novel_id)
+
+        responses = await asyncio.gather(
+            *(client.delete(f"/v1/novels/{novel_id}") for _ in range(20))
+        )
+
+        statuses = sorted(response.status for response in responses)
+        assert statuses == [204] + [404] * 19, statuses
+        await _nothing_stored_for(client, novel_id, [job["jobId"]])
+
+
+async def test_a_job_running_when_its_novel_is_deleted_ends_and_leaves_nothing(
+    aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer, make_settings: SettingsFactory
+) -> None:
+    fake = await start_fake_llm(aiohttp_server)
+    fake.latency_s = 0.3  # each model call, so the job runs for seconds
+    settings = await prepare(
+        make_settings(
+            llm_base_url=fake.base_url,
+            STORYBOARD_LLM_API_KEY="sk-test",
+            llm_max_output_tokens=256,
+            llm_job_concurrency=1,
+            receive_wait_s=0.5,
+        )
+    )
+    client = await aiohttp_client(create_app(settings))
+    backend = client.app[RUNTIME].backend
+    novel_id = await _new_novel(client, text=_chapters(8))
+    job_id = (await _analyze(client, novel_id))["jobId"]
+
+    async def checkpointed() -> bool:
+        return bool(await backend.blobs.list_keys(checkpoint_prefix(job_id)))
+
+    # Running, with checkpoints already written: the worker is in the middle of it.
+    await eventually(checkpointed)
+
+    assert (await client.delete(f"/v1/novels/{novel_id}")).status == 204
+
+    async def attempt_over() -> bool:
+        depth = await backend.queue.depth()
+        return depth.visible + depth.in_flight == 0
+
+    await eventually(attempt_over)  # the message was deleted: the attempt has ended
+    fake.release()
+    await _nothing_stored_for(client, novel_id, [job_id])
+    parked = await backend.dlq.depth()
+    assert parked.visible + parked.in_flight == 0, "deleted, not retried or dead-lettered"
+
+
+def _chapters(count: int) -> str:
+    """A novel of ``count`` short chapters: one model chunk each with small replies."""
+    paragraph = (
+        "Alice walked by the river and met the White Rabbit near the mill. 'Oh dear, I shall "
+        "be late,' said the White Rabbit. 'Where are you going?' said Alice."
+    )
+    return "\n\n".join(
+        f"CHAPTER {n + 1}. Day {n + 1}\n\n" + "\n\n".join([paragraph] * 3) for n in range(count)
+    )

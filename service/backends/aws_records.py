@@ -74,6 +74,7 @@ KEY_ATTRIBUTES = ("pk", "sk", USER_PARTITION, NOVEL_PARTITION, LIST_SORT)
 FILTERED_OVERFETCH = 4
 """How many items a filtered list Query reads per item it still needs."""
 MAX_QUERY_LIMIT = 1000
+DELETING_AT = "deletingAt"
 MAX_DIGITS, MIN_EXPONENT, MAX_EXPONENT = 38, -130, 125
 """DynamoDB's number limits: 38 significant digits, magnitudes from 1E-130 to under 1E+126."""
 CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -214,6 +215,12 @@ class _Expression:
         return placeholder
 
 
+def _unset(expr: _Expression, attribute: str) -> str:
+    """The condition that ``attribute`` is missing or null."""
+    name = expr.name(attribute)
+    return f"(attribute_not_exists({name}) OR attribute_type({name}, {expr.value('NULL')}))"
+
+
 def guard_condition(guard: Guard, expr: _Expression) -> str:
     """The ConditionExpression that holds exactly when ``guard.allows`` the stored job."""
     statuses = ", ".join(expr.value(status.value) for status in sorted(guard.statuses))
@@ -294,15 +301,17 @@ class _Table:
 
     async def delete(self, key: Item, condition: str, expr: _Expression) -> bool:
         """Delete the item if ``condition`` holds; whether it did."""
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": key,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": expr.names,
+        }
+        if expr.values:  # DynamoDB refuses an empty map; a condition may name no values
+            request["ExpressionAttributeValues"] = expr.values
         with aws_call(f"dynamodb DeleteItem {self.table}"):
             try:
-                await self._client.delete_item(
-                    TableName=self.table,
-                    Key=key,
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames=expr.names,
-                    ExpressionAttributeValues=expr.values,
-                )
+                await self._client.delete_item(**request)
             except ClientError as exc:
                 if error_code(exc) != CONDITION_FAILED:
                     raise
@@ -317,10 +326,12 @@ class _Table:
         after: str | None,
         fetch: int,
         equals: Mapping[str, Collection[str]] | None = None,
+        unset: Collection[str] = (),
     ) -> list[tuple[str, dict[str, JsonValue]]]:
         """Up to ``fetch`` items of one partition of ``index``, newest first, whose sort key
-        is below ``after`` and whose attributes named in ``equals`` hold one of the values
-        given: ``(sort key, document)`` pairs.
+        is below ``after``, whose attributes named in ``equals`` hold one of the values
+        given and whose attributes in ``unset`` are missing or null: ``(sort key,
+        document)`` pairs.
 
         A filter applies after DynamoDB reads, so a filtered Query may come back short:
         it goes on from where the last one stopped until it has enough or the partition ends.
@@ -336,6 +347,9 @@ class _Table:
             f"{expr.name(attribute)} IN ({', '.join(expr.value(v) for v in sorted(values))})"
             for attribute, values in (equals or {}).items()
         ]
+        # Only the ``equals`` filters are expected to drop many items; read more for them.
+        overfetch = FILTERED_OVERFETCH if filters else 1
+        filters += [_unset(expr, attribute) for attribute in unset]
         request: dict[str, Any] = {
             "TableName": self.table,
             "IndexName": index,
@@ -349,9 +363,7 @@ class _Table:
         found: list[tuple[str, dict[str, JsonValue]]] = []
         while len(found) < fetch:
             wanted = fetch - len(found)
-            request["Limit"] = min(
-                MAX_QUERY_LIMIT, wanted * FILTERED_OVERFETCH if filters else wanted
-            )
+            request["Limit"] = min(MAX_QUERY_LIMIT, wanted * overfetch)
             with aws_call(f"dynamodb Query {self.table} {index}"):
                 response = await self._client.query(**request)
             found += [(str(item[sort_key]["S"]), from_item(item)) for item in response["Items"]]
@@ -359,6 +371,11 @@ class _Table:
                 break
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return found[:fetch]
+
+    async def delete_existing(self, key: Item) -> bool:
+        """Delete the item under ``key``; whether there was one."""
+        expr = _Expression()
+        return await self.delete(key, f"attribute_exists({expr.name('pk')})", expr)
 
     async def ping(self) -> None:
         """Raise :class:`~service.ports.BackendError` unless the table can be described."""
@@ -406,6 +423,10 @@ class DynamoJobStore:
         items = [Job.model_validate(document) for _, document in found[:limit]]
         return Page(items, next_cursor(scope, [sort for sort, _ in found], limit))
 
+    async def delete(self, job_id: str) -> bool:
+        """Delete the job's item; whether there was one."""
+        return await self._table.delete_existing(job_key(job_id))
+
     async def get(self, job_id: str) -> Job | None:
         """The job, read consistently, or ``None``."""
         document = await self._table.get(job_key(job_id))
@@ -449,10 +470,36 @@ class DynamoNovelStore:
         scope = list_scope("novels", user_id)
         start = decode_cursor(scope, after) if after is not None else None
         found = await self._table.query_newest(
-            BY_USER, f"USER#{user_id}#NOVEL", after=start, fetch=limit + 1
+            BY_USER, f"USER#{user_id}#NOVEL", after=start, fetch=limit + 1, unset=[DELETING_AT]
         )
         items = [Novel.model_validate(document) for _, document in found[:limit]]
         return Page(items, next_cursor(scope, [sort for sort, _ in found], limit))
+
+    async def claim_deletion(
+        self, novel_id: str, at: datetime, *, stale_before: datetime
+    ) -> Novel | None:
+        """Mark the novel as being erased unless a live erasure holds it: one conditional
+        UpdateItem, so of concurrent callers exactly one gets the novel."""
+        expr = _Expression()
+        mark = expr.name(DELETING_AT)
+        condition = (
+            f"attribute_exists({expr.name('pk')}) AND ({_unset(expr, DELETING_AT)}"
+            f" OR {mark} < {expr.value(isoformat(stale_before))})"
+        )
+        update = set_clause({DELETING_AT: isoformat(at)}, expr)
+        document = await self._table.update(novel_key(novel_id), update, condition, expr)
+        return Novel.model_validate(document) if document is not None else None
+
+    async def release_deletion(self, novel_id: str, at: datetime) -> None:
+        """Clear the mark set at ``at``, if it is still that one."""
+        expr = _Expression()
+        condition = f"{expr.name(DELETING_AT)} = {expr.value(isoformat(at))}"
+        update = set_clause({DELETING_AT: None}, expr)
+        await self._table.update(novel_key(novel_id), update, condition, expr)
+
+    async def delete(self, novel_id: str) -> bool:
+        """Delete the novel's item; whether there was one."""
+        return await self._table.delete_existing(novel_key(novel_id))
 
     async def get(self, novel_id: str) -> Novel | None:
         """The novel, read consistently, or ``None``."""
@@ -486,7 +533,8 @@ class DynamoNovelStore:
         at = isoformat(created_at)
         latest = expr.name("latestJobAt")
         condition = (
-            f"attribute_exists({expr.name('pk')}) AND (attribute_not_exists({latest})"
+            f"attribute_exists({expr.name('pk')}) AND {_unset(expr, DELETING_AT)}"
+            f" AND (attribute_not_exists({latest})"
             f" OR attribute_type({latest}, {expr.value('NULL')}) OR {latest} <= {expr.value(at)})"
         )
         update = set_clause({"latestJobId": job_id, "latestJobAt": at}, expr)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from service.ports import (
-    BlobStore,
+    BlobArchive,
     IdempotencyStore,
     JobCatalog,
     JobStore,
@@ -25,15 +25,15 @@ class Backend:
     dlq: Queue
     jobs: JobStore
     novels: NovelStore
-    blobs: BlobStore
+    blobs: BlobArchive
     idempotency: IdempotencyStore
     probes: Sequence[Pingable]
 
     @property
     def job_catalog(self) -> JobCatalog:
-        """The job store's listing side; every backend's own job store has one."""
+        """The job store's listing and erasure side; every backend's own job store has one."""
         # ``jobs`` is typed by what the runner needs, so a test can wrap it with a few
         # methods; lists and erasure need the backend's real store.
         if not isinstance(self.jobs, JobCatalog):
-            raise TypeError(f"the {self.name} backend's job store cannot list jobs")
+            raise TypeError(f"the {self.name} backend's job store cannot list or delete jobs")
         return self.jobs

@@ -8,6 +8,7 @@ I/O, and by following any symlink met below the root to check where it leads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import itertools
 import os
@@ -56,10 +57,19 @@ class LocalBlobStore:
         return self.root / key
 
     async def put(self, key: str, data: bytes, *, content_type: str) -> None:
-        """Store ``data`` under ``key``; readers see the old bytes or the new, never a mix."""
+        """Store ``data`` under ``key``; readers see the old bytes or the new, never a mix.
+
+        A cancelled put returns only once its write has finished: the thread writing it
+        cannot be stopped, and a write landing after its caller moved on (say, after an
+        erasure deleted what the caller had written) would leave a blob behind.
+        """
         path = self.path_for(key)
+        write = asyncio.ensure_future(asyncio.to_thread(_write_atomically, self.root, path, data))
         try:
-            await asyncio.to_thread(_write_atomically, self.root, path, data)
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await asyncio.wait([write])
+            raise
         except OSError as exc:
             if exc.errno in _KEY_ERRNOS:
                 raise ValueError(f"blob key {key!r} cannot be stored: {exc.strerror}") from None
@@ -84,6 +94,32 @@ class LocalBlobStore:
             return  # No blob has this key, only longer keys under it.
         except OSError as exc:
             raise BackendError(f"cannot delete blob {path}: {exc.strerror}") from exc
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        """Every key starting with ``prefix`` (writes still in flight excluded)."""
+        directory, stem = self._prefix_parts(prefix)
+        try:
+            return await asyncio.to_thread(_keys_under, self.root, directory, stem)
+        except OSError as exc:
+            raise BackendError(f"cannot list blobs under {directory}: {exc.strerror}") from exc
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every key starting with ``prefix`` and the directories it leaves empty."""
+        directory, stem = self._prefix_parts(prefix)
+        try:
+            return await asyncio.to_thread(_delete_under, self.root, directory, stem)
+        except OSError as exc:
+            raise BackendError(f"cannot delete blobs under {directory}: {exc.strerror}") from exc
+
+    def _prefix_parts(self, prefix: str) -> tuple[Path, str]:
+        """The directory a prefix ends in and the start of the names it covers there:
+        ``checkpoints/j1/a-`` → (``<root>/checkpoints/j1``, ``a-``)."""
+        if not prefix:
+            raise ValueError("an empty prefix would name every blob")
+        head, _, stem = prefix.rpartition("/")
+        if "\\" in stem or "\0" in stem:
+            raise ValueError(f"invalid blob prefix {prefix!r}")
+        return (self.path_for(head) if head else self.root), stem
 
     async def ping(self) -> None:
         """Raise :class:`~service.ports.BackendError` unless the blob directory is there."""
@@ -121,6 +157,53 @@ def _probe(root: Path) -> None:
 def _read(root: Path, path: Path) -> bytes:
     _refuse_escaping_links(root, path)
     return path.read_bytes()
+
+
+def _covered(root: Path, directory: Path, stem: str) -> list[Path]:
+    """The entries of ``directory`` whose names start with ``stem`` (no temporary files)."""
+    _refuse_escaping_links(root, directory)
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [directory / n for n in sorted(names) if n.startswith(stem) and not _temporary(n)]
+
+
+def _temporary(name: str) -> bool:
+    return name.startswith(".tmp-")
+
+
+def _files_under(entries: list[Path]) -> list[Path]:
+    """The blob files among ``entries`` and below them; links are never followed."""
+    files: list[Path] = []
+    for entry in entries:
+        if not entry.is_dir() or entry.is_symlink():
+            files.append(entry)
+            continue
+        for parent, _, names in os.walk(entry):
+            files += [Path(parent) / name for name in names if not _temporary(name)]
+    return files
+
+
+def _keys_under(root: Path, directory: Path, stem: str) -> list[str]:
+    return [f.relative_to(root).as_posix() for f in _files_under(_covered(root, directory, stem))]
+
+
+def _delete_under(root: Path, directory: Path, stem: str) -> int:
+    entries = _covered(root, directory, stem)
+    files = _files_under(entries)
+    for file in files:
+        file.unlink(missing_ok=True)
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            for parent, _, _ in sorted(os.walk(entry), key=lambda w: -len(w[0])):
+                # A directory that is not empty holds a write in flight: leave it.
+                with contextlib.suppress(OSError):
+                    os.rmdir(parent)
+    if not stem and directory != root:
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # the prefix named this directory: empty now, it goes too
+    return len(files)
 
 
 def _unlink(root: Path, path: Path) -> None:

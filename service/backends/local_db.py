@@ -37,6 +37,7 @@ MIN_FREE_BYTES = 1024 * 1024
 DOC_USER = "json_extract(doc, '$.userId')"
 DOC_NOVEL = "json_extract(doc, '$.novelId')"
 DOC_TYPE = "json_extract(doc, '$.type')"
+DOC_DELETING = "json_extract(doc, '$.deletingAt')"
 DOC_CREATED = "strftime('%Y-%m-%dT%H:%M:%fZ', json_extract(doc, '$.createdAt'))"
 """``createdAt`` in one fixed form (milliseconds, ``Z``), so it orders as text."""
 

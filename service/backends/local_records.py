@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from service.backends.local_db import DOC_CREATED, DOC_NOVEL, DOC_TYPE, DOC_USER, Database, Work
+from service.backends.local_db import (
+    DOC_CREATED,
+    DOC_DELETING,
+    DOC_NOVEL,
+    DOC_TYPE,
+    DOC_USER,
+    Database,
+    Work,
+)
 from service.backends.paging import decode_cursor, list_scope, next_cursor, split_position
 from service.errors import AlreadyExists
 from service.jobs import Job, JobStatus, Transition
@@ -84,6 +92,10 @@ class LocalJobStore:
         items = [Job.model_validate_json(doc) for _, doc in rows[:limit]]
         return Page(items, next_cursor(scope, [at for at, _ in rows], limit))
 
+    async def delete(self, job_id: str) -> bool:
+        """Delete the job's row; whether there was one."""
+        return await self._db.write(_deleting("jobs", job_id)) == 1
+
     async def ping(self) -> None:
         """Raise :class:`~service.ports.BackendError` unless the database answers."""
         await self._db.ping()
@@ -114,6 +126,13 @@ class _Newest:
             return [(str(at), str(doc)) for at, doc in connection.execute(sql, values)]
 
         return read
+
+
+def _deleting(table: str, record_id: str) -> Work[int]:
+    def delete(connection: sqlite3.Connection) -> int:
+        return connection.execute(f"DELETE FROM {table} WHERE id = ?", (record_id,)).rowcount
+
+    return delete
 
 
 def _apply(connection: sqlite3.Connection, job_id: str, transition: Transition) -> Job | None:
@@ -191,7 +210,8 @@ class LocalNovelStore:
         def update(connection: sqlite3.Connection) -> int:
             cursor = connection.execute(
                 "UPDATE novels SET doc = json_set(doc, '$.latestJobId', ?, '$.latestJobAt', ?)"
-                " WHERE id = ? AND coalesce(json_extract(doc, '$.latestJobAt') <= ?, 1)",
+                " WHERE id = ? AND coalesce(json_extract(doc, '$.latestJobAt') <= ?, 1)"
+                f" AND {DOC_DELETING} IS NULL",
                 (job_id, at, novel_id, at),
             )
             return cursor.rowcount
@@ -203,10 +223,47 @@ class LocalNovelStore:
     ) -> Page[Novel]:
         """The user's novels, newest first, from the ``novels_by_user`` index."""
         scope = list_scope("novels", user_id)
-        query = _Newest("novels", [f"{DOC_USER} = ?"], [user_id])
+        query = _Newest("novels", [f"{DOC_USER} = ?", f"{DOC_DELETING} IS NULL"], [user_id])
         rows = await self._db.read(query.runner(scope, after, limit))
         items = [Novel.model_validate_json(doc) for _, doc in rows[:limit]]
         return Page(items, next_cursor(scope, [at for at, _ in rows], limit))
+
+    async def claim_deletion(
+        self, novel_id: str, at: datetime, *, stale_before: datetime
+    ) -> Novel | None:
+        """Mark the novel as being erased unless a live erasure holds it, in one write
+        transaction, so of concurrent callers exactly one gets the novel."""
+        marked, stale = isoformat(at), isoformat(stale_before)
+
+        def claim(connection: sqlite3.Connection) -> Novel | None:
+            cursor = connection.execute(
+                f"UPDATE novels SET doc = json_set(doc, '$.deletingAt', ?)"
+                f" WHERE id = ? AND coalesce({DOC_DELETING} < ?, 1)",
+                (marked, novel_id, stale),
+            )
+            if cursor.rowcount != 1:
+                return None
+            row = connection.execute("SELECT doc FROM novels WHERE id = ?", (novel_id,)).fetchone()
+            return Novel.model_validate_json(row[0])
+
+        return await self._db.write(claim)
+
+    async def release_deletion(self, novel_id: str, at: datetime) -> None:
+        """Clear the mark set at ``at``, if it is still that one."""
+        marked = isoformat(at)
+        await self._db.write(
+            lambda connection: (
+                connection.execute(
+                    f"UPDATE novels SET doc = json_set(doc, '$.deletingAt', json('null'))"
+                    f" WHERE id = ? AND {DOC_DELETING} = ?",
+                    (novel_id, marked),
+                ).rowcount
+            )
+        )
+
+    async def delete(self, novel_id: str) -> bool:
+        """Delete the novel's row; whether there was one."""
+        return await self._db.write(_deleting("novels", novel_id)) == 1
 
     async def ping(self) -> None:
         """Raise :class:`~service.ports.BackendError` unless the database answers."""

@@ -15,8 +15,8 @@ from service.jobs import Job, StoryboardSummary
 from service.messages import ANALYZE
 from service.metrics import Metrics
 from service.models import utcnow
-from service.novels import StoryboardRef, storyboard_key
-from service.ports import Analyzer, BlobStore, NovelStore, NovelText
+from service.novels import StoryboardRef, checkpoint_prefix, storyboard_key
+from service.ports import Analyzer, BlobArchive, NovelStore, NovelText
 from service.storyboard import Storyboard
 
 
@@ -26,7 +26,7 @@ class AnalyzeHandler:
     def __init__(
         self,
         novels: NovelStore,
-        blobs: BlobStore,
+        blobs: BlobArchive,
         analyzer: Analyzer,
         metrics: Metrics | None = None,
     ) -> None:
@@ -67,6 +67,11 @@ class AnalyzeHandler:
             key=job.result_key, job_id=job.job_id, summary=summary, created_at=job.updated_at
         )
         await self._novels.set_latest_storyboard(job.novel_id, ref)
+
+    async def on_discarded(self, job_id: str, novel_id: str) -> None:
+        """Delete the storyboard and the checkpoints a job that will never complete wrote."""
+        await self._blobs.delete(storyboard_key(novel_id, job_id))
+        await self._blobs.delete_prefix(checkpoint_prefix(job_id))
 
     def _stage(self, stage: str, since: float) -> float:
         now = time.perf_counter()

@@ -20,12 +20,22 @@ from service.ports import JobStore
 log = get_logger(__name__)
 
 
+CANCELLED, DELETED, SUPERSEDED = "cancelled", "deleted", "superseded by a newer attempt"
+
+
 class JobStopped(Exception):
-    """The attempt must stop: the job was cancelled or a newer attempt took it over."""
+    """The attempt must stop: the job was cancelled or deleted, or a newer attempt took
+    it over."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+    @property
+    def final(self) -> bool:
+        """Whether the job will never run again, so what the attempt wrote is garbage; a
+        superseded attempt's outputs belong to the attempt that took over."""
+        return self.reason in (CANCELLED, DELETED)
 
 
 class ProgressWriter:
@@ -95,8 +105,9 @@ class ProgressWriter:
         if not self._refused:
             return
         job = await self._store.get(self._job_id)
-        cancelled = job is not None and job.status is JobStatus.CANCELLED
-        raise JobStopped("cancelled" if cancelled else "superseded by a newer attempt")
+        if job is None:
+            raise JobStopped(DELETED)  # its novel was erased
+        raise JobStopped(CANCELLED if job.status is JobStatus.CANCELLED else SUPERSEDED)
 
     def cancel(self) -> None:
         """Drop pending writes (the job is being abandoned)."""

@@ -6,6 +6,11 @@ to the :class:`FailurePolicy`. The message's receive count is the delivery numbe
 every write is guarded by it (see ``service.jobs``), so a stale or duplicate delivery can
 never move a job backwards or overwrite a newer one. Only a delivery that starts the job
 counts as an attempt.
+
+A job cancelled or deleted (its novel erased) under a running attempt ends that attempt at
+its next guarded write, and a handler that implements :class:`Discarding` removes what the
+attempt wrote: a blob stored just before the cancel landed would otherwise stay behind.
+A later delivery of such a job does the same, so a removal that failed is tried again.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
 import structlog
 from pydantic import ValidationError
@@ -31,6 +37,15 @@ from service.metrics import Metrics
 from service.ports import JobStore, Message
 
 log = get_logger(__name__)
+
+
+@runtime_checkable
+class Discarding(Protocol):
+    """A handler that can remove what an attempt of a job that will never complete wrote."""
+
+    async def on_discarded(self, job_id: str, novel_id: str) -> None:
+        """Delete the job's outputs; idempotent, as it may run more than once."""
+        ...
 
 
 class JobRunner:
@@ -70,9 +85,10 @@ class JobRunner:
         if handler is None:
             log.error("poison message: unknown type", type=body.type[:64], known=self.types)
             return DEAD_LETTER
-        return await self._run(handler, body.job_id, message.receive_count)
+        return await self._run(handler, body, message.receive_count)
 
-    async def _run(self, handler: JobHandler, job_id: str, delivery: int) -> Outcome:
+    async def _run(self, handler: JobHandler, body: JobMessage, delivery: int) -> Outcome:
+        job_id = body.job_id
         try:
             job = await self._store.apply(job_id, jobs.start(delivery))
         except asyncio.CancelledError:
@@ -81,7 +97,7 @@ class JobRunner:
             await self._release(job_id, delivery)
             raise
         if job is None:
-            return await self._not_started(handler, job_id)
+            return await self._not_started(handler, body)
         structlog.contextvars.bind_contextvars(attempt=job.attempts)
         log.info("job started", type=job.type, delivery=delivery)
         started = time.perf_counter()
@@ -95,13 +111,15 @@ class JobRunner:
         try:
             result = await handler(JobContext(job, job.attempts, progress))
             await progress.close()
-            await self._complete(handler, job.job_id, delivery, result)
+            return await self._complete(handler, job, delivery, result)
         except asyncio.CancelledError:
             progress.cancel()
             await self._release(job.job_id, delivery)
             raise
         except JobStopped as stopped:
             log.info("job attempt stopped", reason=stopped.reason)
+            if stopped.final:
+                return await self._discard(handler, job.job_id, job.novel_id), "stopped"
             return DELETE, "stopped"
         except JobError as exc:
             await progress.close()
@@ -111,32 +129,55 @@ class JobRunner:
             log.exception("job attempt crashed")
             crash = JobError("internal_error", str(exc), transient=True)
             return await self._policy.settle(job, delivery, crash)
-        return DELETE, "completed"
 
     async def _complete(
-        self, handler: JobHandler, job_id: str, delivery: int, result: JobResult
-    ) -> None:
+        self, handler: JobHandler, job: Job, delivery: int, result: JobResult
+    ) -> tuple[Outcome, str]:
         done = await self._store.apply(
-            job_id, jobs.complete(delivery, result.key, result.summary, result.usage)
+            job.job_id, jobs.complete(delivery, result.key, result.summary, result.usage)
         )
         if done is None:
-            log.warning("completion refused: the job was cancelled or taken over")
-            return
+            current = await self._store.get(job.job_id)
+            if current is None or current.status is JobStatus.CANCELLED:
+                # The cancel (or the erasure) landed after the result was stored.
+                log.info("completion refused: the job was cancelled or deleted")
+                return await self._discard(handler, job.job_id, job.novel_id), "stopped"
+            log.warning("completion refused: the job was taken over")
+            return DELETE, "stopped"
         log.info("job completed", result_key=result.key)
         # Only a completed job's result is published: a cancel that won the race leaves
         # nothing visible.
         await handler.on_completed(done)
+        return DELETE, "completed"
 
-    async def _not_started(self, handler: JobHandler, job_id: str) -> Outcome:
-        current = await self._store.get(job_id)
+    async def _not_started(self, handler: JobHandler, body: JobMessage) -> Outcome:
+        current = await self._store.get(body.job_id)
         if current is None:
+            # Records are written before their messages: this one was deleted (its novel
+            # erased) or never ours. Remove anything an earlier attempt left, and park the
+            # message with the other unrunnable ones.
             log.error("message for an unknown job")
+            await self._discard(handler, body.job_id, body.novel_id)
             return DEAD_LETTER
         log.info("delivery skipped", status=current.status.value, attempts=current.attempts)
         if current.status is JobStatus.COMPLETED:
             # A worker may have died between completing and publishing; publishing again
             # is idempotent, so a redelivery repairs it.
             await handler.on_completed(current)
+        if current.status is JobStatus.CANCELLED:
+            return await self._discard(handler, body.job_id, body.novel_id)
+        return DELETE
+
+    async def _discard(self, handler: JobHandler, job_id: str, novel_id: str) -> Outcome:
+        """Remove what attempts of a job that will never complete wrote; if that fails,
+        the message comes back soon and its delivery tries again."""
+        if not isinstance(handler, Discarding):
+            return DELETE
+        try:
+            await handler.on_discarded(job_id, novel_id)
+        except Exception as exc:
+            log.warning("could not remove a stopped job's outputs", error=str(exc))
+            return Outcome.retry(self._policy.backoff.delay_s(1))
         return DELETE
 
     async def _release(self, job_id: str, delivery: int) -> None:

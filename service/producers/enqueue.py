@@ -3,8 +3,9 @@
 The record is written first so that a worker never receives a message for a job that does
 not exist yet. The novel is then pointed at the job as its latest, so the API can tell a
 storyboard that is on its way from one that will never come. If that or the send fails, the
-job is ended ``failed`` rather than left ``queued`` forever: ``enqueue_failed`` for the send,
-``novel_not_found`` for a novel that went away meanwhile.
+job is ended ``failed`` rather than left ``queued`` forever (``enqueue_failed``). A job for
+a novel that went away or began to be erased meanwhile is deleted again, unsent: the
+erasure may have looked for the novel's jobs before this one was written.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from service.jobs import ErrorInfo, Job
 from service.logs import get_logger
 from service.messages import ANALYZE, JobMessage
 from service.models import new_id
-from service.ports import IdempotencyStore, JobStore, NovelStore, Queue
+from service.ports import IdempotencyStore, JobCatalog, JobStore, NovelStore, Queue
 
 log = get_logger(__name__)
 
@@ -136,9 +137,22 @@ class JobProducer:
         except BaseException:
             await self._abandon(job.job_id)
             raise
-        if not named and await self._novels.get(job.novel_id) is None:
-            await self._abandon(job.job_id, ErrorInfo.of("novel_not_found", "the novel is gone"))
+        if named:
+            return
+        novel = await self._novels.get(job.novel_id)
+        if novel is None or novel.deleting_at is not None:
+            await self._drop(job)
             raise NovelGone(f"novel {job.novel_id} no longer exists")
+
+    async def _drop(self, job: Job) -> None:
+        """Delete a job that must never run; a store that cannot delete gets it failed."""
+        try:
+            if isinstance(self._jobs, JobCatalog):
+                await self._jobs.delete(job.job_id)
+                return
+        except Exception:
+            log.exception("could not delete the job of a novel that is gone", jobId=job.job_id)
+        await self._abandon(job.job_id, ErrorInfo.of("novel_not_found", "the novel is gone"))
 
     async def _abandon(self, job_id: str, error: ErrorInfo | None = None) -> None:
         error = error or ErrorInfo.of("enqueue_failed", "the job could not be queued")
