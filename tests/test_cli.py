@@ -220,3 +220,39 @@ def test_get_downloads_a_storyboard_by_job_or_novel_id(tmp_path: Path) -> None:
     assert unknown.returncode == 1
     assert unknown.stderr.startswith(f"storyboard: not_found: {'0' * 32}: as a job, ")
     assert unknown.stdout == ""
+
+
+def test_list_and_delete_against_a_live_service(tmp_path: Path) -> None:
+    env = service_env(
+        tmp_path / "data", STORYBOARD_ANALYZER="sleep", STORYBOARD_SLEEP_ANALYZER_S="0"
+    )
+    novel = tmp_path / "novel.txt"
+    novel.write_text("三国演义\n\n第一回　宴桃园\n\n话说天下大势。", encoding="utf-8")
+    with running_service("serve", env, tmp_path / "serve.log") as service:
+        url = ("--url", service.url)
+        job = _submitted_and_done(service.url, env, novel)
+        novels = _run("list", *url, env=env)
+        jobs = _run("list", "jobs", "--novel", job["novelId"], "--json", *url, env=env)
+        misused = _run("list", "novels", "--status", "failed", *url, env=env)
+        deleted = _run("delete", job["novelId"], *url, env=env)
+        twice = _run("delete", job["novelId"], *url, env=env)
+        gone = _run("get", job["jobId"], *url, env=env)
+        empty = _run("list", "--all", *url, env=env)
+    assert novels.returncode == 0, novels.stderr
+    header, row = novels.stdout.splitlines()
+    assert header.split()[:3] == ["NOVEL_ID", "TITLE", "CHARS"]
+    assert row.split()[:2] == [job["novelId"], "三国演义"]
+    assert row.split()[-1] == "completed"
+    assert novels.stderr == "1 novel\n"
+    assert jobs.returncode == 0, jobs.stderr
+    listed = json.loads(jobs.stdout)
+    assert [item["jobId"] for item in listed["items"]] == [job["jobId"]]
+    assert listed["nextCursor"] is None
+    assert misused.returncode == 2
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout == ""
+    assert twice.returncode == 1
+    assert twice.stderr.startswith("storyboard: not_found: ")
+    assert gone.returncode == 1
+    assert empty.returncode == 0, empty.stderr
+    assert (empty.stdout, empty.stderr) == ("", "0 novels\n")

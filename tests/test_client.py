@@ -17,8 +17,10 @@ from service.client import (
     NOVEL_COLUMNS,
     Refused,
     default_title,
+    delete_novel,
     fetch_storyboard,
     job_row,
+    list_items,
     novel_row,
     render_table,
     submit_file,
@@ -146,6 +148,34 @@ async def test_get_while_the_job_runs_names_the_job(
         assert caught.value.message.startswith(f"not ready yet; job {job_id} is running (")
 
 
+async def test_lists_follow_the_cursor_to_the_end(api: Client, tmp_path: Path) -> None:
+    jobs = [await _analyzed(api, tmp_path, f"Tale {n}") for n in range(3)]
+    base = _base(api)
+    page, cursor = await list_items(base, "novels", {"limit": "2"})
+    assert len(page) == 2
+    assert cursor is not None
+    every, end = await list_items(base, "novels", {"limit": "2"}, every_page=True)
+    assert end is None
+    assert [item["novelId"] for item in every] == [job["novelId"] for job in reversed(jobs)]
+    assert [item["title"] for item in every] == ["Tale 2", "Tale 1", "Tale 0"]
+    assert {item["latestJobStatus"] for item in every} == {"completed"}
+    one, _ = await list_items(base, "jobs", {"novelId": jobs[0]["novelId"]}, every_page=True)
+    assert [item["jobId"] for item in one] == [jobs[0]["jobId"]]
+    done, _ = await list_items(base, "jobs", {"status": "completed"}, every_page=True)
+    assert len(done) == 3
+    table = render_table(NOVEL_COLUMNS, [novel_row(item) for item in every]).splitlines()
+    assert table[0].split() == list(NOVEL_COLUMNS)
+    assert table[1].split()[:3] == [jobs[2]["novelId"], "Tale", "2"]
+    job_table = render_table(JOB_COLUMNS, [job_row(item) for item in done]).splitlines()
+    assert job_table[1].split()[2:4] == ["completed", "100%"]
+
+
+async def test_a_list_with_a_bad_cursor_is_refused(api: Client) -> None:
+    with pytest.raises(Refused) as caught:
+        await list_items(_base(api), "jobs", {"cursor": "not-a-cursor"})
+    assert caught.value.code == "invalid_cursor"
+
+
 def test_tables_align_wide_characters() -> None:
     table = render_table(("ID", "TITLE", "N"), [["a", "三国演义", "1"], ["bb", "Alice", "22"]])
     first, second, third = table.splitlines()
@@ -193,3 +223,20 @@ async def test_an_id_is_one_path_segment(api: Client, tmp_path: Path) -> None:
     with pytest.raises(Refused) as caught:
         await fetch_storyboard(_base(api), f"../novels/{job['novelId']}")
     assert caught.value.code == "not_found"
+
+
+async def test_delete_erases_the_novel_and_a_second_delete_is_not_found(
+    api: Client, tmp_path: Path
+) -> None:
+    job = await _analyzed(api, tmp_path)
+    await delete_novel(_base(api), job["novelId"])
+    with pytest.raises(Refused) as again:
+        await delete_novel(_base(api), job["novelId"])
+    assert (again.value.code, again.value.message) == (
+        "not_found",
+        f"novel not found: {job['novelId']}",
+    )
+    with pytest.raises(Refused) as gone:
+        await fetch_storyboard(_base(api), job["jobId"])
+    assert gone.value.code == "not_found"
+    assert (await list_items(_base(api), "novels", {}))[0] == []
