@@ -269,13 +269,17 @@ async def get_storyboard(request: web.Request) -> web.Response:
     """The novel's latest storyboard, as stored; while its first is still being made, a 404
     ``storyboard_pending`` naming the job."""
     novel = await owned_novel(request)
-    if novel.latest_storyboard is None:
+    key = novel.latest_storyboard.key if novel.latest_storyboard else None
+    if key is None:
         job = await _latest_job(request, novel)
         if job is not None and job.status in jobs.LIVE:
             raise storyboard_pending(request, job.job_id)
-        raise not_found("storyboard")
+        # A job that has just completed points its novel at its storyboard a moment later.
+        if job is None or job.status is not JobStatus.COMPLETED or job.result_key is None:
+            raise not_found("storyboard")
+        key = job.result_key
     try:
-        data = await runtime_of(request).backend.blobs.get(novel.latest_storyboard.key)
+        data = await runtime_of(request).backend.blobs.get(key)
     except BlobNotFound:
         raise not_found("storyboard") from None
     return web.Response(body=data, content_type="application/json")

@@ -7,7 +7,6 @@ Visibility timeouts run in real time on both backends; sleeps are kept to a seco
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from service.jobs import ErrorInfo, Job, JobStatus, StoryboardSummary
 from service.models import utcnow
 from service.novels import Novel, StoryboardRef, storyboard_key, text_key
 from service.ports import InvalidCursor, Message, Page, Queue, QueueDepth
+from tests.atomic_moto import atomic_moto_writes  # noqa: F401  (a fixture, used by name)
 from tests.conftest import SettingsFactory
 
 MAX_RECEIVE_COUNT = 2
@@ -635,6 +635,7 @@ async def test_a_deleted_job_is_gone_from_reads_and_lists(backend: Backend) -> N
     assert [job.job_id for job in listed.items] == ["job-2"]
 
 
+@pytest.mark.usefixtures("atomic_moto_writes")
 async def test_one_claim_of_a_novels_deletion_wins(backend: Backend) -> None:
     await backend.novels.create(new_novel())
     at = utcnow()
@@ -754,29 +755,6 @@ async def test_every_probe_answers(backend: Backend) -> None:
 
 SCOPE = "user-1:novel-1"
 DAY_S = 24 * 3600
-
-
-@pytest.fixture
-def atomic_moto_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto apply each DynamoDB write atomically, as DynamoDB does.
-
-    moto reads an item, checks the write's condition and stores the result without a lock,
-    so two requests to its threaded server can both pass the same condition; DynamoDB
-    applies every conditional write to an item atomically.
-    """
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.Lock()
-    for name in ("put_item", "update_item", "delete_item"):
-        monkeypatch.setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name), lock))
-
-
-def _locked(method: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
-    def locked(*args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return method(*args, **kwargs)
-
-    return locked
 
 
 async def test_a_repeated_claim_returns_the_first_job(backend: Backend) -> None:

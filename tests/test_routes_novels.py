@@ -16,8 +16,9 @@ from pytest_aiohttp import AiohttpServer
 from service import jobs
 from service.app import create_app
 from service.appkeys import RUNTIME
-from service.novels import checkpoint_prefix, storyboard_prefix, text_key
+from service.novels import checkpoint_prefix, storyboard_key, storyboard_prefix, text_key
 from tests.analyzers import CountingAnalyzer
+from tests.atomic_moto import atomic_moto_writes  # noqa: F401  (a fixture, used by name)
 from tests.conftest import SettingsFactory, prepare
 from tests.fake_llm import start_fake_llm
 from tests.waiting import eventually
@@ -343,6 +344,25 @@ async def test_the_newest_job_is_latest_and_a_finished_storyboard_is_served(
     assert novel["storyboard"]["panels"] >= 1
 
 
+async def test_a_just_completed_first_job_serves_its_storyboard_before_it_is_published(
+    aiohttp_client: AiohttpClient, make_settings: SettingsFactory
+) -> None:
+    client = await _api(aiohttp_client, make_settings, worker=False)
+    novel_id = await _new_novel(client)
+    job_id = (await _analyze(client, novel_id))["jobId"]
+    backend = client.app[RUNTIME].backend
+    # A worker's steps up to its completion, stopped before it points the novel at it.
+    key = storyboard_key(novel_id, job_id)
+    await backend.blobs.put(key, b'{"novelId": "n"}', content_type="application/json")
+    assert await backend.jobs.apply(job_id, jobs.start(1)) is not None
+    assert await backend.jobs.apply(job_id, jobs.complete(1, key)) is not None
+
+    response = await client.get(f"/v1/novels/{novel_id}/storyboard")
+
+    assert response.status == 200, await response.text()
+    assert await response.json() == {"novelId": "n"}
+
+
 # --- GET /v1/novels ------------------------------------------------------------------------
 
 ALICE = {"Authorization": "Bearer alice-key"}
@@ -518,6 +538,7 @@ async def test_delete_erases_the_novel_its_jobs_and_storyboards(
     await _nothing_stored_for(client, novel_id, [job["jobId"]])
 
 
+@pytest.mark.usefixtures("atomic_moto_writes")
 async def test_concurrent_deletes_of_one_novel_erase_it_once(
     aiohttp_client: AiohttpClient, make_settings: SettingsFactory
 ) -> None:
@@ -535,6 +556,7 @@ async def test_concurrent_deletes_of_one_novel_erase_it_once(
         await _nothing_stored_for(client, novel_id, [job["jobId"]])
 
 
+@pytest.mark.usefixtures("atomic_moto_writes")
 async def test_a_job_running_when_its_novel_is_deleted_ends_and_leaves_nothing(
     aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer, make_settings: SettingsFactory
 ) -> None:
