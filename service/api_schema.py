@@ -5,13 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, StringConstraints
+from pydantic import BeforeValidator, Field, StringConstraints, WithJsonSchema
 
 from service.jobs import ErrorInfo, JobStatus, Progress, StoryboardSummary
 from service.models import CamelModel
 from service.text import require_encodable
 
 MAX_TITLE = 500
+_UNICODE_SPACE = r"\t\n\x0b\x0c\r\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Spelled out, not \s: Python's and ECMAScript's \s differ from each other and from the
+# Unicode White_Space that pydantic strips from titles (Python's also has \x1c-\x1f).
+VISIBLE_TITLE = f"[^{_UNICODE_SPACE}]"
+"""A JSON Schema pattern (found anywhere) for a title that is not blank once stripped."""
+VISIBLE_TEXT = f"[^{_UNICODE_SPACE}\\x00-\\x1f\\x7f\\ufeff]"
+"""The same for a text, which also loses its control characters and byte-order mark."""
 
 
 def _encodable(value: object) -> object:
@@ -24,23 +31,33 @@ NovelTitle = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE),
     BeforeValidator(_encodable),
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": MAX_TITLE, "pattern": VISIBLE_TITLE}
+    ),
 ]
 """A title: valid Unicode, stripped of surrounding whitespace, then 1 to 500 characters."""
 
-NovelText = Annotated[str, BeforeValidator(_encodable)]
+NovelText = Annotated[
+    str,
+    BeforeValidator(_encodable),
+    WithJsonSchema({"type": "string", "minLength": 1, "pattern": VISIBLE_TEXT}),
+]
 """A novel's text as uploaded: valid Unicode; emptiness and length are the route's rules."""
 
 
 class NovelUpload(CamelModel):
-    """``POST /v1/novels``: the JSON body, or the ``?title=`` and text/plain body, so both
-    kinds of upload meet the same rules."""
+    """A novel to upload: its title and full text.
+
+    The JSON body of ``POST /v1/novels``; a text/plain upload's ``?title=`` and body are
+    checked against it too, so both kinds of upload meet the same rules.
+    """
 
     title: NovelTitle
     text: NovelText
 
 
 class NovelCreated(CamelModel):
-    """Answer to an upload."""
+    """The novel just stored: its id, title and length in characters."""
 
     novel_id: str
     title: str
@@ -48,7 +65,7 @@ class NovelCreated(CamelModel):
 
 
 class NovelView(CamelModel):
-    """``GET /v1/novels/{novelId}``."""
+    """A novel's metadata and, once it has one, its latest storyboard's counts and URL."""
 
     novel_id: str
     title: str
@@ -59,7 +76,7 @@ class NovelView(CamelModel):
 
 
 class JobAccepted(CamelModel):
-    """Answer to ``POST /v1/novels/{novelId}/analyze``."""
+    """The job an analysis request queued (or, replayed, the job it queued before)."""
 
     job_id: str
     status: JobStatus
@@ -68,7 +85,7 @@ class JobAccepted(CamelModel):
 
 
 class JobView(CamelModel):
-    """``GET /v1/jobs/{jobId}``."""
+    """A job: its status, progress, attempts, error and, once completed, its storyboard."""
 
     job_id: str
     novel_id: str
@@ -90,7 +107,7 @@ class JobView(CamelModel):
 
 
 class ErrorBody(CamelModel):
-    """Every error response."""
+    """The body of every error response."""
 
     error: ErrorInfo
 

@@ -49,7 +49,7 @@ MAX_ERROR_MESSAGE = 1000
 
 
 class Progress(CamelModel):
-    """How far a job has come, as the seed reported it."""
+    """How far a job has come: a percentage and the name of the stage it is in."""
 
     percentage: int = Field(ge=0, le=100)
     stage: str

@@ -12,12 +12,29 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
+from pydantic.fields import ComputedFieldInfo, FieldInfo
+
+
+def field_title(name: str, _: FieldInfo | ComputedFieldInfo) -> str:
+    """A JSON Schema title from the Python name: ``created_at`` → ``Created at``, where
+    pydantic's default would title-case the alias into ``Createdat``."""
+    return name.replace("_", " ").capitalize()
 
 
 class CamelModel(BaseModel):
-    """A model that reads either naming style and dumps camelCase JSON."""
+    """A model that reads either naming style and dumps camelCase JSON.
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    Its serialization schema lists every field as required, defaults included: a field
+    with a default is still always present in what the service sends.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        field_title_generator=field_title,
+        json_schema_serialization_defaults_required=True,
+    )
 
     def to_doc(self) -> dict[str, Any]:
         """The JSON-ready camelCase form used on the wire and in storage."""

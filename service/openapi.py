@@ -1,15 +1,25 @@
-"""The OpenAPI 3.1 document for every route, generated from the API's pydantic models."""
+"""The OpenAPI 3.1 document for every route, generated from the API's pydantic models.
+
+Schemas come from the models; the operations, their parameters, responses and security are
+declared here, beside the routes' paths. Docstrings are written in reStructuredText for the
+code's readers; their inline markup is turned into Markdown (what OpenAPI descriptions are)
+so the document never shows raw ``double backticks`` or ``:class:`` roles.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from service import __version__
 from service.api_schema import (
     MAX_TITLE,
+    VISIBLE_TEXT,
+    VISIBLE_TITLE,
     ErrorBody,
     JobAccepted,
     JobPage,
@@ -23,19 +33,38 @@ from service.api_schema import (
 from service.jobs import JobStatus
 from service.storyboard import Storyboard
 
-_MODELS = (
-    ErrorBody,
-    JobAccepted,
-    JobView,
-    NovelCreated,
-    NovelUpload,
-    NovelView,
-    Storyboard,
-    NovelDetail,
-    NovelPage,
-    JobPage,
+_MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
+    (ErrorBody, "serialization"),
+    (JobAccepted, "serialization"),
+    (JobView, "serialization"),
+    (NovelCreated, "serialization"),
+    (NovelUpload, "validation"),
+    (NovelView, "serialization"),
+    (NovelDetail, "serialization"),
+    (NovelPage, "serialization"),
+    (JobPage, "serialization"),
+    (Storyboard, "serialization"),
 )
 _REF = "#/components/schemas/{model}"
+
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    "apiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key the operator issued (`Authorization: Bearer <key>`); "
+        "the service stores only its SHA-256.",
+    },
+    "jwt": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A JWT (HS256 with the shared secret, or RS256 against the JWKS, e.g. "
+        "a Cognito user pool); its user claim names the caller.",
+    },
+}
+_ANY_CREDENTIAL: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
+_PUBLIC: list[dict[str, list[str]]] = []
+"""No credentials: probes, metrics and this document."""
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -46,15 +75,28 @@ def _json(name: str, description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
 
 
+_ERROR_MEANINGS = {
+    400: "malformed request (invalid JSON, parameter or header)",
+    401: "missing, malformed or refused credentials",
+    404: "no such record for this caller",
+    409: "conflicts with the record's state",
+    413: "request body too large",
+    415: "unsupported media type or charset",
+    422: "well-formed but invalid content",
+    503: "a backend is unavailable or the service is draining; retry later",
+}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(s): _json("ErrorBody", "error") for s in statuses}
+    return {str(s): _json("ErrorBody", _ERROR_MEANINGS[s]) for s in statuses}
 
 
-def _id_param(name: str) -> dict[str, Any]:
+def _id_param(name: str, what: str) -> dict[str, Any]:
     return {
         "name": name,
         "in": "path",
         "required": True,
+        "description": f"The {what}'s id, as the service returned it.",
         "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
     }
 
@@ -63,7 +105,7 @@ _UPLOAD_BODY = {
     "required": True,
     "content": {
         "application/json": {"schema": _ref("NovelUpload")},
-        "text/plain": {"schema": {"type": "string", "minLength": 1}},
+        "text/plain": {"schema": {"type": "string", "minLength": 1, "pattern": VISIBLE_TEXT}},
     },
 }
 
@@ -71,7 +113,23 @@ _UPLOAD_BODY = {
 _TITLE_PARAM = {
     "name": "title",
     "in": "query",
-    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE},
+    "description": "The title, for a `text/plain` upload (required there).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE, "pattern": VISIBLE_TITLE},
+}
+
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes the request safe to retry: a repeat with the same key within "
+    "24 hours returns the job the first request created, with `Idempotent-Replayed: true`.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+
+_LOCATION = {"description": "The new resource's URL.", "schema": {"type": "string"}}
+_REPLAYED = {
+    "description": "`true` when an `Idempotency-Key` repeat returned an earlier job.",
+    "schema": {"type": "string", "enum": ["true"]},
 }
 
 _PAGE_PARAMS = [
@@ -87,101 +145,201 @@ did not come from the same list)."""
 
 _HEALTH = {"200": {"description": "ok"}, **_errors(503)}
 
+
+def _v1(operation: dict[str, Any]) -> dict[str, Any]:
+    """An authenticated operation: any credential scheme, and a 401 without one."""
+    responses = {**operation["responses"], **_errors(401)}
+    return {**operation, "security": _ANY_CREDENTIAL, "responses": responses}
+
+
+def _public(operation: dict[str, Any]) -> dict[str, Any]:
+    return {**operation, "security": _PUBLIC}
+
+
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
-    ("POST", "/v1/novels"): {
-        "summary": "Upload a novel (JSON, or text/plain with ?title= in its declared charset, "
-        "else detected as UTF-8, GB18030 or UTF-16 with a BOM)",
-        "parameters": [_TITLE_PARAM],
-        "requestBody": _UPLOAD_BODY,
-        "responses": {
-            "201": _json("NovelCreated", "created"),
-            **_errors(400, 413, 415, 422, 503),
-        },
-    },
-    ("GET", "/v1/novels"): {
-        "summary": "The caller's novels, newest first, with their latest job's status",
-        "parameters": _PAGE_PARAMS,
-        "responses": {"200": _json("NovelPage", "a page of novels"), **_errors(400)},
-    },
-    ("GET", "/v1/novels/{novelId}"): {
-        "summary": "A novel's metadata and its latest job",
-        "parameters": [_id_param("novelId")],
-        "responses": {"200": _json("NovelDetail", "the novel"), **_errors(404)},
-    },
-    ("DELETE", "/v1/novels/{novelId}"): {
-        "summary": "Erase a novel with its jobs, storyboards and checkpoints",
-        "parameters": [_id_param("novelId")],
-        "responses": {"204": {"description": "erased"}, **_errors(404, 503)},
-    },
-    ("POST", "/v1/novels/{novelId}/analyze"): {
-        "summary": "Queue a storyboard analysis",
-        "parameters": [_id_param("novelId")],
-        "responses": {"202": _json("JobAccepted", "queued"), **_errors(404, 409, 503)},
-    },
-    ("GET", "/v1/novels/{novelId}/storyboard"): {
-        "summary": "The novel's latest storyboard (404 storyboard_pending while its first runs)",
-        "parameters": [_id_param("novelId")],
-        "responses": {"200": _json("Storyboard", "the storyboard"), **_errors(404)},
-    },
-    ("GET", "/v1/jobs"): {
-        "summary": "The caller's jobs, newest first, optionally of one novel or in one status",
-        "parameters": [
-            {
-                "name": "novelId",
-                "in": "query",
-                "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    ("POST", "/v1/novels"): _v1(
+        {
+            "operationId": "uploadNovel",
+            "summary": "Upload a novel",
+            "description": "JSON `{title, text}`, or `text/plain` with `?title=` in its "
+            "declared charset, else detected as UTF-8, GB18030 or UTF-16 with a BOM.",
+            "parameters": [_TITLE_PARAM],
+            "requestBody": _UPLOAD_BODY,
+            "responses": {
+                "201": {**_json("NovelCreated", "created"), "headers": {"Location": _LOCATION}},
+                **_errors(400, 413, 415, 422, 503),
             },
-            {
-                "name": "status",
-                "in": "query",
-                "schema": {"type": "string", "enum": [status.value for status in JobStatus]},
+        }
+    ),
+    ("GET", "/v1/novels"): _v1(
+        {
+            "operationId": "listNovels",
+            "summary": "The caller's novels, newest first, with their latest job's status",
+            "parameters": _PAGE_PARAMS,
+            "responses": {"200": _json("NovelPage", "a page of novels"), **_errors(400)},
+        }
+    ),
+    ("GET", "/v1/novels/{novelId}"): _v1(
+        {
+            "operationId": "getNovel",
+            "summary": "A novel's metadata, its latest job and its latest storyboard's counts",
+            "parameters": [_id_param("novelId", "novel")],
+            "responses": {"200": _json("NovelDetail", "the novel"), **_errors(404)},
+        }
+    ),
+    ("DELETE", "/v1/novels/{novelId}"): _v1(
+        {
+            "operationId": "deleteNovel",
+            "summary": "Erase a novel with its jobs, storyboards and checkpoints",
+            "description": "Cancels its waiting and running jobs first; afterwards the novel, "
+            "its jobs and its storyboards answer 404.",
+            "parameters": [_id_param("novelId", "novel")],
+            "responses": {"204": {"description": "erased"}, **_errors(404, 503)},
+        }
+    ),
+    ("POST", "/v1/novels/{novelId}/analyze"): _v1(
+        {
+            "operationId": "analyzeNovel",
+            "summary": "Queue a storyboard analysis",
+            "description": "Answers at once with the job to follow; the work runs on a worker.",
+            "parameters": [_id_param("novelId", "novel"), _IDEMPOTENCY_KEY],
+            "responses": {
+                "202": {
+                    **_json("JobAccepted", "queued, or the earlier job of a replayed key"),
+                    "headers": {"Location": _LOCATION, "Idempotent-Replayed": _REPLAYED},
+                },
+                **_errors(400, 404, 409, 503),
             },
-            *_PAGE_PARAMS,
-        ],
-        "responses": {"200": _json("JobPage", "a page of jobs"), **_errors(400)},
-    },
-    ("GET", "/v1/jobs/{jobId}"): {
-        "summary": "A job's status and progress",
-        "parameters": [_id_param("jobId")],
-        "responses": {"200": _json("JobView", "the job"), **_errors(404)},
-    },
-    ("GET", "/v1/jobs/{jobId}/storyboard"): {
-        "summary": "The storyboard this job made (404 storyboard_pending while it runs)",
-        "parameters": [_id_param("jobId")],
-        "responses": {"200": _json("Storyboard", "the job's storyboard"), **_errors(404)},
-    },
-    ("POST", "/v1/jobs/{jobId}/cancel"): {
-        "summary": "Cancel a job (a running one stops at its next stage or chunk)",
-        "parameters": [_id_param("jobId")],
-        "responses": {"200": _json("JobView", "the cancelled job"), **_errors(404, 409)},
-    },
-    ("GET", "/healthz"): {"summary": "Liveness", "responses": _HEALTH},
-    ("GET", "/readyz"): {"summary": "Readiness", "responses": _HEALTH},
-    ("GET", "/metrics"): {
-        "summary": "Prometheus metrics",
-        "responses": {"200": {"description": "text exposition format"}},
-    },
-    ("GET", "/openapi.json"): {
-        "summary": "This document",
-        "responses": {"200": {"description": "OpenAPI document"}},
-    },
+        }
+    ),
+    ("GET", "/v1/novels/{novelId}/storyboard"): _v1(
+        {
+            "operationId": "getNovelStoryboard",
+            "summary": "The novel's latest storyboard",
+            "description": "404 `storyboard_pending`, naming the job, while the first "
+            "analysis runs.",
+            "parameters": [_id_param("novelId", "novel")],
+            "responses": {"200": _json("Storyboard", "the storyboard"), **_errors(404)},
+        }
+    ),
+    ("GET", "/v1/jobs"): _v1(
+        {
+            "operationId": "listJobs",
+            "summary": "The caller's jobs, newest first, optionally of one novel or in one status",
+            "parameters": [
+                {
+                    "name": "novelId",
+                    "in": "query",
+                    "description": "Only this novel's jobs.",
+                    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                },
+                {
+                    "name": "status",
+                    "in": "query",
+                    "description": "Only jobs in this status.",
+                    "schema": {"type": "string", "enum": [status.value for status in JobStatus]},
+                },
+                *_PAGE_PARAMS,
+            ],
+            "responses": {"200": _json("JobPage", "a page of jobs"), **_errors(400)},
+        }
+    ),
+    ("GET", "/v1/jobs/{jobId}"): _v1(
+        {
+            "operationId": "getJob",
+            "summary": "A job's status and progress",
+            "parameters": [_id_param("jobId", "job")],
+            "responses": {"200": _json("JobView", "the job"), **_errors(404)},
+        }
+    ),
+    ("GET", "/v1/jobs/{jobId}/storyboard"): _v1(
+        {
+            "operationId": "getJobStoryboard",
+            "summary": "The storyboard this job made",
+            "description": "Still served after a newer job replaced it on the novel; "
+            "404 `storyboard_pending` while the job runs.",
+            "parameters": [_id_param("jobId", "job")],
+            "responses": {"200": _json("Storyboard", "the job's storyboard"), **_errors(404)},
+        }
+    ),
+    ("POST", "/v1/jobs/{jobId}/cancel"): _v1(
+        {
+            "operationId": "cancelJob",
+            "summary": "Cancel a job",
+            "description": "A waiting job ends at once, a running one at its next stage or "
+            "chunk; 409 `job_finished` once it has ended otherwise.",
+            "parameters": [_id_param("jobId", "job")],
+            "responses": {"200": _json("JobView", "the cancelled job"), **_errors(404, 409)},
+        }
+    ),
+    ("GET", "/healthz"): _public(
+        {"operationId": "liveness", "summary": "Liveness", "responses": _HEALTH}
+    ),
+    ("GET", "/readyz"): _public(
+        {"operationId": "readiness", "summary": "Readiness", "responses": _HEALTH}
+    ),
+    ("GET", "/metrics"): _public(
+        {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics",
+            "responses": {"200": {"description": "text exposition format"}},
+        }
+    ),
+    ("GET", "/openapi.json"): _public(
+        {
+            "operationId": "openapi",
+            "summary": "This document",
+            "responses": {"200": {"description": "OpenAPI document"}},
+        }
+    ),
 }
+
+# ``x`` → `x`; :role:`~a.b.Name` and :role:`Name` → `Name`.
+_LITERAL = re.compile(r"``(.+?)``")
+_ROLE = re.compile(r":[a-z]+:`~?(?:[\w.]+\.)?([^`]+)`")
+
+
+def markdown(text: str) -> str:
+    """reStructuredText inline markup rewritten as Markdown code spans."""
+    return _LITERAL.sub(r"`\1`", _ROLE.sub(r"`\1`", text))
+
+
+def _clean_descriptions(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: markdown(value)
+            if key == "description" and isinstance(value, str)
+            # "properties" maps field names, which may themselves be called "description".
+            else _clean_descriptions(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean_descriptions(value) for value in node]
+    return node
 
 
 def build_document() -> dict[str, Any]:
     """The whole OpenAPI document."""
-    _, schemas = models_json_schema(
-        [(m, "serialization") for m in _MODELS], by_alias=True, ref_template=_REF
-    )
+    _, schemas = models_json_schema(list(_MODELS), by_alias=True, ref_template=_REF)
     paths: dict[str, dict[str, Any]] = {}
     for (method, path), operation in OPERATIONS.items():
         paths.setdefault(path, {})[method.lower()] = operation
-    return {
+    document = {
         "openapi": "3.1.0",
-        "info": {"title": "storyboard-service", "version": __version__},
+        "info": {
+            "title": "storyboard-service",
+            "version": __version__,
+            "description": "Turns uploaded novels into comic storyboards. Errors are always "
+            '`{"error": {"code", "message"}}`.',
+        },
+        "security": _ANY_CREDENTIAL,
         "paths": paths,
-        "components": {"schemas": schemas.get("$defs", {})},
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": SECURITY_SCHEMES,
+        },
     }
+    return _clean_descriptions(document)  # type: ignore[no-any-return]
 
 
 async def openapi_handler(request: web.Request) -> web.Response:

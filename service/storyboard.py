@@ -41,7 +41,7 @@ class Character(CamelModel):
 
 
 class DialogueLine(CamelModel):
-    """One spoken line; ``speaker_id`` is a character id or ``narrator``."""
+    """One spoken line; ``speakerId`` is a character's id or ``narrator``."""
 
     speaker_id: str
     text: str
