@@ -41,12 +41,16 @@ from service.text import (
     EmptyTextError,
     TextDecodeError,
     UnknownCharsetError,
+    guess_title,
     load_novel_bytes,
     normalise_text,
 )
 from service.uploads import store_novel
 
 routes = web.RouteTableDef()
+
+UNTITLED = "Untitled"
+"""The title of a text/plain upload with no ``?title=`` and no title line of its own."""
 
 
 @routes.post("/novels")
@@ -63,6 +67,11 @@ async def _read_upload(request: web.Request) -> tuple[str, str]:
     if request.content_type == "application/json":
         upload = _parse_json_upload(await request.read())
         title, text = upload.title, normalise_text(upload.text)
+        query_title = _query_title(request)
+        if query_title is not None:
+            # The body's title is the one used; a ?title= beside it is still held to the
+            # rules the document gives the parameter, so no malformed value passes unseen.
+            _validated({"title": query_title, "text": "-"})
     elif request.content_type == "text/plain":
         upload = await _read_plain_upload(request)
         title, text = upload.title, upload.text
@@ -104,17 +113,20 @@ def _validated(document: dict[str, Any]) -> NovelUpload:
 async def _read_plain_upload(request: web.Request) -> NovelUpload:
     title = _query_title(request)
     text = _decode_plain(await request.read(), request.charset)
-    return _validated({"title": title, "text": text})
+    return _validated(
+        {"title": title if title is not None else guess_title(text) or UNTITLED, "text": text}
+    )
 
 
-def _query_title(request: web.Request) -> str:
+def _query_title(request: web.Request) -> str | None:
+    """The ``?title=`` parameter, or ``None`` when there is none."""
     # request.query decodes with errors="replace", which would store bytes that are not
     # UTF-8 as U+FFFD. So percent-decode the raw query byte for byte (latin-1 maps each
     # byte to one character), then decode the title alone as strict UTF-8.
     pairs = parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True, encoding="latin-1")
     raw = next((value for name, value in pairs if name == "title"), None)
     if raw is None:
-        raise ApiError(422, "validation_error", "query parameter 'title' (1-500 chars) is required")
+        return None
     try:
         return raw.encode("latin-1").decode("utf-8")
     except UnicodeError:

@@ -144,11 +144,33 @@ async def test_bad_json_uploads(start_app: StartApp, body: bytes, status: int, c
     await _error(response, status, code)
 
 
+async def test_plain_upload_without_a_title_is_titled_by_its_first_line(
+    start_app: StartApp,
+) -> None:
+    client = await start_app(worker=False)
+    text = "\n\n   The Time Machine  \n\nAn Invention\n\nThe Time Traveller was..."
+    response = await client.post(
+        "/v1/novels", data=text.encode(), headers={"Content-Type": "text/plain"}
+    )
+    assert response.status == 201
+    assert (await response.json())["title"] == "The Time Machine"
+
+
+async def test_a_title_parameter_beside_a_json_body_is_still_checked(start_app: StartApp) -> None:
+    client = await start_app(worker=False)
+    body = b'{"title": "Body title", "text": "x"}'
+    json_type = {"Content-Type": "application/json"}
+    bad = await client.post("/v1/novels?title=%20", data=body, headers=json_type)
+    await _error(bad, 422, "validation_error")
+    good = await client.post("/v1/novels?title=Other", data=body, headers=json_type)
+    assert (await good.json())["title"] == "Body title"
+
+
 async def test_bad_plain_uploads(start_app: StartApp) -> None:
     client = await start_app(worker=False)
     plain = {"Content-Type": "text/plain"}
-    response = await client.post("/v1/novels", data=b"text", headers=plain)
-    await _error(response, 422, "validation_error")  # no title
+    response = await client.post("/v1/novels?title=%20%20", data=b"text", headers=plain)
+    await _error(response, 422, "validation_error")  # a blank title
     response = await client.post("/v1/novels?title=x", data=b"\xff\xfe\x00\xd8\xff", headers=plain)
     await _error(response, 415, "undecodable_text")
     response = await client.post("/v1/novels?title=x", data=b"", headers=plain)
