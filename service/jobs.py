@@ -106,6 +106,9 @@ class Job(CamelModel):
     summary: dict[str, Any] | None = None
     next_attempt_at: datetime | None = None
     usage: dict[str, int] | None = None
+    version: int = 1
+    """The record's version: 1 when created, one more with every write. Watchers (the
+    job's event stream) compare it to tell a newer state from one they have seen."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,13 @@ class Transition:
     guard: Guard
     changes: dict[str, Any] = field(default_factory=dict)
     add: dict[str, int] = field(default_factory=dict)
+
+    def counters(self) -> dict[str, int]:
+        """What the write adds to: its own counters and, when it writes at all, ``version``,
+        so every write the stores apply makes the record's version one larger."""
+        if not self.changes and not self.add:
+            return {}
+        return {**self.add, "version": self.add.get("version", 0) + 1}
 
 
 def _stamp(changes: dict[str, Any]) -> dict[str, Any]:

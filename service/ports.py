@@ -107,6 +107,29 @@ class JobStore(Protocol):
         """Apply the transition atomically if its guard holds; the new job, else ``None``."""
         ...
 
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job | None]:
+        """Several jobs in as few reads as the store allows (100 ids a read on DynamoDB).
+
+        Every id read maps to its job, or ``None`` when there is none. An id the store could
+        not read this time (throttled) is left out: absent means "unknown", not "missing".
+        Reads may be eventually consistent: a write can show up a read later.
+        """
+        ...
+
+
+JobListener = Callable[[Job], None]
+"""Called with a job's new state right after this process wrote it."""
+
+
+@runtime_checkable
+class WriteNotifier(Protocol):
+    """A job store that tells listeners in this process about each write as it lands."""
+
+    def on_write(self, listener: JobListener) -> Callable[[], None]:
+        """Call ``listener`` after every successful create or apply; returns the function
+        that stops the calls."""
+        ...
+
 
 @runtime_checkable
 class JobCatalog(JobStore, Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -310,6 +311,9 @@ class _FailingWrites:
 
     async def get(self, job_id: str) -> Job | None:
         return await self._store.get(job_id)
+
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job | None]:
+        return await self._store.get_many(job_ids)
 
     async def apply(self, job_id: str, transition: Transition) -> Job | None:
         if self.remaining and transition.changes.get("status") in self._statuses:

@@ -248,6 +248,35 @@ async def test_job_create_refuses_a_taken_id(backend: Backend) -> None:
     assert stored.user_id == "user-1"
 
 
+async def test_every_write_makes_the_version_one_larger(backend: Backend) -> None:
+    await backend.jobs.create(new_job())
+    versions = [(await backend.jobs.get("job-1") or new_job()).version]
+    for transition in (jobs.start(1), jobs.progress(1, 40, "halfway"), jobs.complete(1, None)):
+        written = await backend.jobs.apply("job-1", transition)
+        assert written is not None
+        versions.append(written.version)
+    refused = await backend.jobs.apply("job-1", jobs.progress(1, 50, "late"))
+    stored = await backend.jobs.get("job-1")
+    assert refused is None
+    assert versions == [1, 2, 3, 4]
+    assert stored is not None
+    assert stored.version == 4  # a refused write changes nothing
+
+
+async def test_get_many_reads_every_job_and_names_the_missing(backend: Backend) -> None:
+    ids = [f"job-{n:03}" for n in range(230)]  # more than two BatchGetItem calls' worth
+    await asyncio.gather(*(backend.jobs.create(new_job(job_id)) for job_id in ids))
+
+    found = await backend.jobs.get_many([*ids, "no-such-job", "job-001"])
+
+    assert set(found) == {*ids, "no-such-job"}
+    assert found["no-such-job"] is None
+    assert all(
+        job is not None and job.job_id == job_id for job_id, job in found.items() if job_id in ids
+    )
+    assert await backend.jobs.get_many([]) == {}
+
+
 async def test_apply_on_a_missing_job_returns_none(backend: Backend) -> None:
     assert await backend.jobs.apply("no-such-job", jobs.start(1)) is None
     assert await backend.jobs.get("no-such-job") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 
 import pytest
 
@@ -109,6 +110,9 @@ class _SlowCreates:
 
     async def apply(self, job_id: str, transition: Transition) -> Job | None:
         return await self._store.apply(job_id, transition)
+
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job | None]:
+        return await self._store.get_many(job_ids)
 
 
 async def test_a_repeat_waits_for_the_first_requests_job_instead_of_making_its_own(

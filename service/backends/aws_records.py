@@ -39,10 +39,11 @@ numbers normalised, so a float with an integral value (``2.0``) may come back as
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -80,6 +81,10 @@ MAX_DIGITS, MIN_EXPONENT, MAX_EXPONENT = 38, -130, 125
 CONDITION_FAILED = "ConditionalCheckFailedException"
 EXPIRES_AT = "expiresAt"
 """The attribute DynamoDB's TTL deletes items by, in epoch seconds."""
+BATCH_GET_MAX = 100
+"""Keys one BatchGetItem call may ask for."""
+BATCH_GET_ROUNDS, BATCH_GET_BACKOFF_S = 3, 0.05
+"""Calls a batch read makes for keys DynamoDB left unprocessed, and the base backoff."""
 CLAIM_ATTEMPTS = 3
 """Conditional writes a claim tries before giving up on a key that keeps changing hands."""
 
@@ -377,6 +382,27 @@ class _Table:
         expr = _Expression()
         return await self.delete(key, f"attribute_exists({expr.name('pk')})", expr)
 
+    async def batch_get(
+        self, keys: Sequence[Item]
+    ) -> tuple[list[dict[str, JsonValue]], list[Item]]:
+        """The documents under up to :data:`BATCH_GET_MAX` keys, eventually consistent, and
+        the keys still unprocessed after :data:`BATCH_GET_ROUNDS` tries."""
+        documents: list[dict[str, JsonValue]] = []
+        pending: list[Item] = list(keys)
+        for round_ in range(BATCH_GET_ROUNDS):
+            if not pending:
+                break
+            if round_:
+                await asyncio.sleep(BATCH_GET_BACKOFF_S * 2**round_)
+            with aws_call(f"dynamodb BatchGetItem {self.table}"):
+                response = await self._client.batch_get_item(
+                    RequestItems={self.table: {"Keys": pending}}
+                )
+            documents += [from_item(item) for item in response["Responses"].get(self.table, [])]
+            unprocessed = response.get("UnprocessedKeys", {}).get(self.table)
+            pending = list(unprocessed["Keys"]) if unprocessed else []
+        return documents, pending
+
     async def ping(self) -> None:
         """Raise :class:`~service.ports.BackendError` unless the table can be described."""
         with aws_call(f"dynamodb DescribeTable {self.table}"):
@@ -436,16 +462,30 @@ class DynamoJobStore:
         """One conditional UpdateItem: the new job if the guard held, else ``None``."""
         if not transition.guard.statuses:
             return None
-        if not transition.changes and not transition.add:
+        counters = transition.counters()
+        if not counters:
             # An update needs at least one action; with nothing to write, a consistent
             # read answers the guard just as atomically.
             job = await self.get(job_id)
             return job if job is not None and transition.guard.allows(job) else None
         expr = _Expression()
         condition = guard_condition(transition.guard, expr)
-        update = set_clause(transition.changes, expr, transition.add)
+        update = set_clause(transition.changes, expr, counters)
         document = await self._table.update(job_key(job_id), update, condition, expr)
         return Job.model_validate(document) if document is not None else None
+
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job | None]:
+        """The jobs in BatchGetItem calls of 100 keys; ids still unprocessed after a few
+        retries (throttling) are left out, so absent means unknown, not missing."""
+        ids = list(dict.fromkeys(job_ids))
+        found: dict[str, Job | None] = {}
+        for start in range(0, len(ids), BATCH_GET_MAX):
+            chunk = ids[start : start + BATCH_GET_MAX]
+            documents, unprocessed = await self._table.batch_get([job_key(i) for i in chunk])
+            jobs = {job.job_id: job for job in map(Job.model_validate, documents)}
+            unknown = {str(key["pk"].get("S", "")).removeprefix("JOB#") for key in unprocessed}
+            found.update({job_id: jobs.get(job_id) for job_id in chunk if job_id not in unknown})
+        return found
 
     async def ping(self) -> None:
         """Raise :class:`~service.ports.BackendError` unless the table is reachable."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +24,10 @@ from service.errors import AlreadyExists
 from service.jobs import Job, JobStatus, Transition
 from service.models import isoformat
 from service.novels import Novel, StoryboardRef
-from service.ports import Page
+from service.ports import JobListener, Page
+
+SQLITE_MAX_PARAMETERS = 999
+"""The fewest bound parameters any SQLite build allows in one statement."""
 
 
 class LocalJobStore:
@@ -35,6 +39,16 @@ class LocalJobStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._listeners: list[JobListener] = []
+
+    def on_write(self, listener: JobListener) -> Callable[[], None]:
+        """Call ``listener`` with the job after each create or apply that lands."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _notify(self, job: Job) -> None:
+        for listener in list(self._listeners):
+            listener(job)
 
     async def create(self, job: Job) -> None:
         """Store a new job; raise :class:`~service.ports.AlreadyExists` if the id is taken."""
@@ -50,6 +64,7 @@ class LocalJobStore:
 
         if await self._db.write(insert) == 0:
             raise AlreadyExists(f"job {job.job_id} already exists")
+        self._notify(job)
 
     async def get(self, job_id: str) -> Job | None:
         """The job, or ``None``."""
@@ -62,7 +77,21 @@ class LocalJobStore:
 
     async def apply(self, job_id: str, transition: Transition) -> Job | None:
         """Apply ``transition`` if its guard holds, in one write transaction."""
-        return await self._db.write(lambda connection: _apply(connection, job_id, transition))
+        job = await self._db.write(lambda connection: _apply(connection, job_id, transition))
+        if job is not None:
+            self._notify(job)
+        return job
+
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job | None]:
+        """Every job of ``job_ids`` (``None`` for a missing one), in one read a thousand."""
+        found: dict[str, Job | None] = dict.fromkeys(job_ids)
+        ids = list(found)
+        for start in range(0, len(ids), SQLITE_MAX_PARAMETERS):
+            chunk = ids[start : start + SQLITE_MAX_PARAMETERS]
+            for doc in await self._db.read(functools.partial(_docs, ids=chunk)):
+                job = Job.model_validate_json(doc)
+                found[job.job_id] = job
+        return found
 
     async def list_for_user(
         self,
@@ -135,6 +164,12 @@ def _deleting(table: str, record_id: str) -> Work[int]:
     return delete
 
 
+def _docs(connection: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
+    marks = ", ".join("?" * len(ids))
+    cursor = connection.execute(f"SELECT doc FROM jobs WHERE id IN ({marks})", tuple(ids))
+    return [row[0] for row in cursor.fetchall()]
+
+
 def _apply(connection: sqlite3.Connection, job_id: str, transition: Transition) -> Job | None:
     row = connection.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
@@ -144,7 +179,9 @@ def _apply(connection: sqlite3.Connection, job_id: str, transition: Transition) 
         return None
     # Validating the merged document keeps a bad change from ever being stored; the
     # exception rolls the transaction back.
-    counters = {name: int(doc.get(name) or 0) + amount for name, amount in transition.add.items()}
+    counters = {
+        name: int(doc.get(name) or 0) + amount for name, amount in transition.counters().items()
+    }
     updated = Job.model_validate({**doc, **transition.changes, **counters})
     connection.execute(
         "UPDATE jobs SET status = ?, attempts = ?, doc = ? WHERE id = ?",
