@@ -94,5 +94,13 @@ def create_app(
             app[RUNTIME] = runtime
             yield
 
+    async def end_streams(app: web.Application) -> None:
+        # Runs before the server waits for open requests: event streams end now, and their
+        # clients reconnect to a replica that is staying up.
+        runtime = app.get(RUNTIME)
+        if runtime is not None:
+            runtime.watch.close_watches()
+
     app.cleanup_ctx.append(runtime_ctx)
+    app.on_shutdown.append(end_streams)
     return app

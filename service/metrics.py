@@ -81,6 +81,44 @@ class ConsumerCollector(Collector):
         yield saturation
 
 
+class ObservedHub(Protocol):
+    """What the metrics read from the watch hub."""
+
+    @property
+    def watched(self) -> int:
+        """Distinct jobs watched now."""
+        ...
+
+    @property
+    def streams(self) -> int:
+        """Open streams now."""
+        ...
+
+    polls: int
+    reads: int
+    failures: int
+
+
+class HubCollector(Collector):
+    """Exposes the watch hub's gauges and counters at scrape time."""
+
+    def __init__(self, hub: ObservedHub) -> None:
+        self._hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        """Streams and jobs watched now; polls, batch reads and failed polls so far."""
+        hub = self._hub
+        yield GaugeMetricFamily("storyboard_watch_streams", "open job event streams", hub.streams)
+        yield GaugeMetricFamily("storyboard_watch_jobs", "distinct jobs watched", hub.watched)
+        yield CounterMetricFamily("storyboard_watch_polls", "watch hub polls", hub.polls)
+        yield CounterMetricFamily(
+            "storyboard_watch_reads", "watch hub batch reads (100 ids each)", hub.reads
+        )
+        yield CounterMetricFamily(
+            "storyboard_watch_poll_failures", "watch hub polls that failed", hub.failures
+        )
+
+
 class Metrics:
     """Every metric of one process, in its own registry."""
 
@@ -117,6 +155,10 @@ class Metrics:
     def watch(self, consumers: Mapping[str, ObservedConsumer]) -> None:
         """Expose the consumers' counters, keyed by queue role (``main``, ``dlq``)."""
         self.registry.register(ConsumerCollector(consumers))
+
+    def watch_hub(self, hub: ObservedHub) -> None:
+        """Expose the watch hub's streams, watched jobs and reads."""
+        self.registry.register(HubCollector(hub))
 
     def job_finished(self, outcome: str, seconds: float) -> None:
         """Record one attempt's outcome and duration."""

@@ -126,6 +126,15 @@ _IDEMPOTENCY_KEY = {
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 
+_LAST_EVENT_ID = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "required": False,
+    "description": "The `id` of the last event received: a reconnect then starts with the "
+    "current state if it is newer.",
+    "schema": {"type": "string"},
+}
+
 _LOCATION = {"description": "The new resource's URL.", "schema": {"type": "string"}}
 _REPLAYED = {
     "description": "`true` when an `Idempotency-Key` repeat returned an earlier job.",
@@ -260,6 +269,27 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "404 `storyboard_pending` while the job runs.",
             "parameters": [_id_param("jobId", "job")],
             "responses": {"200": _json("Storyboard", "the job's storyboard"), **_errors(404)},
+        }
+    ),
+    ("GET", "/v1/jobs/{jobId}/events"): _v1(
+        {
+            "operationId": "followJob",
+            "summary": "Follow a job live (Server-Sent Events)",
+            "description": "`progress` events while the job runs, then one event named after "
+            "its end state (`completed`, `failed`, `cancelled`), after which the server closes "
+            "the stream. Each event's data is the job view and its `id` the record's version; "
+            "a ping comment every 15 s keeps proxies from closing a quiet stream. Send the "
+            "credential in the `Authorization` header (a `fetch` stream reader can; a plain "
+            "`EventSource` cannot, and keys never go in URLs).",
+            "parameters": [_id_param("jobId", "job"), _LAST_EVENT_ID],
+            "responses": {
+                "200": {
+                    "description": "the event stream",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "204": {"description": "the job had ended and the client has its final event"},
+                **_errors(404),
+            },
         }
     ),
     ("POST", "/v1/jobs/{jobId}/cancel"): _v1(

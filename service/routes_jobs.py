@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
+from aiohttp_sse import EventSourceResponse, sse_response
 
 from service import jobs
 from service.api_schema import JobPage, JobView
@@ -20,6 +23,7 @@ from service.http_context import (
 from service.http_errors import ApiError, not_found
 from service.jobs import Job, JobStatus
 from service.ports import InvalidCursor
+from service.watch import Watch
 
 routes = web.RouteTableDef()
 
@@ -78,6 +82,64 @@ async def get_job_storyboard(request: web.Request) -> web.Response:
     except BlobNotFound:
         raise not_found("storyboard") from None
     return web.Response(body=data, content_type="application/json")
+
+
+STREAM_CHECK_S = 5.0
+"""How often a quiet stream checks that its client is still there."""
+
+
+@routes.get("/jobs/{jobId}/events")
+async def job_events(request: web.Request) -> web.StreamResponse:
+    """The job's states as Server-Sent Events: ``progress`` while it runs, then one event
+    named after its end state, after which the stream closes.
+
+    Each event's ``id`` is the record's version and its data the job view. A reconnect with
+    ``Last-Event-ID`` gets the current state at once if it is newer; a reconnect after the
+    final event answers 204, which tells an ``EventSource`` to stop reconnecting.
+    """
+    job = await owned_job(request)
+    seen = _last_event_id(request)
+    if job.status not in jobs.LIVE and job.version <= seen:
+        return web.Response(status=204)
+    runtime = runtime_of(request)
+    # No proxy may buffer the stream; the library sets no-cache and keep-alive itself.
+    headers = {"X-Accel-Buffering": "no"}
+    async with sse_response(
+        request, headers=headers, ping_interval=runtime.settings.sse_ping_s
+    ) as stream:
+        with runtime.watch.watch(job) as watch:
+            await _follow(request, stream, watch, seen)
+    return stream
+
+
+async def _follow(
+    request: web.Request, stream: EventSourceResponse, watch: Watch, seen: int
+) -> None:
+    job: Job | None = watch.latest
+    while job is not None or not watch.ended:
+        if job is not None and job.version > seen:
+            try:
+                await _send(request, stream, job)
+            except (ConnectionResetError, TimeoutError):
+                return  # the client left, or stalled past the send timeout
+            seen = job.version
+            if job.status not in jobs.LIVE:
+                return
+        if not stream.is_connected():
+            return
+        job = await watch.newer_than(seen, STREAM_CHECK_S)
+
+
+async def _send(request: web.Request, stream: EventSourceResponse, job: Job) -> None:
+    event = "progress" if job.status in jobs.LIVE else job.status.value
+    data = json.dumps(job_view(request, job).to_doc(), separators=(",", ":"))
+    await stream.send(data, id=str(job.version), event=event)
+
+
+def _last_event_id(request: web.Request) -> int:
+    # Only our own ids (versions) mean anything; anything else starts from the beginning.
+    raw = request.headers.get("Last-Event-ID", "")
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else 0
 
 
 @routes.post("/jobs/{jobId}/cancel")

@@ -25,6 +25,7 @@ from service.metrics import Metrics
 from service.ports import Analyzer, BlobStore, Closeable
 from service.producers.enqueue import JobProducer
 from service.settings import Settings
+from service.watch import WatchHub
 
 JOB_TYPES: tuple[JobType, ...] = (ANALYZE_JOB,)
 """Every job type the service runs: a new type is one handler module and one entry here."""
@@ -41,6 +42,7 @@ class Runtime:
     consumer: Consumer | None
     metrics: Metrics
     job_types: Mapping[str, JobType]
+    watch: WatchHub
 
     @property
     def draining(self) -> bool:
@@ -133,4 +135,6 @@ async def open_runtime(
             await stack.enter_async_context(consumer)
         producer = JobProducer(backend.jobs, backend.queue, backend.idempotency, backend.novels)
         types = {job_type.name: job_type for job_type in job_types}
-        yield Runtime(settings, backend, analyzer, producer, consumer, metrics, types)
+        hub = await stack.enter_async_context(WatchHub(backend.jobs, poll_s=settings.watch_poll_s))
+        metrics.watch_hub(hub)
+        yield Runtime(settings, backend, analyzer, producer, consumer, metrics, types, hub)

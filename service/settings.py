@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     retry_max_s: float = Field(default=900.0, gt=0, le=MAX_VISIBILITY_S)
     dlq_poll_s: float = Field(default=300.0, gt=0)
     dlq_hold_s: int = Field(default=60, ge=1, le=MAX_VISIBILITY_S)
+    watch_poll_s: float = Field(default=1.0, gt=0, le=60)
+    """How often the watch hub reads the jobs open event streams follow."""
+    sse_ping_s: float = Field(default=15.0, gt=0, le=300)
+    """The keep-alive comment interval on event streams."""
 
     analyzer: Literal["offline", "llm", "sleep"] | None = None
     sleep_analyzer_s: float = Field(default=1.0, ge=0)

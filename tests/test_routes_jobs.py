@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from httpx_sse import ServerSentEvent, aconnect_sse
 
 from service.app import create_app
-from tests.analyzers import CountingAnalyzer
+from service.appkeys import RUNTIME
+from service.ports import Analyzer
+from service.settings import Settings
+from tests.analyzers import CountingAnalyzer, RejectingAnalyzer, SteppingAnalyzer
 from tests.conftest import SettingsFactory, prepare
 from tests.waiting import eventually
 
@@ -202,3 +208,160 @@ async def test_a_jobs_cursor_is_bound_to_its_filters_and_its_user(
         response = await client.get("/v1/jobs", params={**query, "cursor": cursor}, headers=who)
         assert response.status == 400, await response.text()
         assert (await response.json())["error"]["code"] == "invalid_cursor"
+
+
+# --- GET /v1/jobs/{jobId}/events: Server-Sent Events, read with httpx-sse ----------------
+
+
+async def _stream_app(
+    aiohttp_client: AiohttpClient, settings: Settings, analyzer: Analyzer
+) -> Client:
+    keys = {_digest("alice-key"): "alice", _digest("bob-key"): "bob"}
+    ready = await prepare(settings.model_copy(update={"auth_api_keys": keys}))
+    return await aiohttp_client(create_app(ready, analyzer=analyzer))
+
+
+async def _events(
+    client: Client, job_id: str, *, last_event_id: str | None = None, limit: int = 1000
+) -> list[ServerSentEvent]:
+    """Every event of the job's stream, until the server closes it."""
+    headers = {**ALICE, **({"Last-Event-ID": last_event_id} if last_event_id else {})}
+    url = str(client.make_url(f"/v1/jobs/{job_id}/events"))
+    events: list[ServerSentEvent] = []
+    async with (
+        httpx.AsyncClient(timeout=60) as http,
+        aconnect_sse(http, "GET", url, headers=headers) as source,
+    ):
+        source.response.raise_for_status()
+        async for event in source.aiter_sse():
+            events.append(event)
+            if len(events) >= limit:
+                break
+    return events
+
+
+async def test_a_stream_carries_every_write_then_the_final_event_and_closes(
+    aiohttp_client: AiohttpClient, make_settings: SettingsFactory
+) -> None:
+    # Steps 2.5 s apart: the progress writer writes every one of them (at most one write
+    # each 2 s), and on AWS the hub's 1 s poll sees each before the next.
+    analyzer = SteppingAnalyzer(steps=3, step_s=2.5)
+    settings = make_settings(receive_wait_s=0.5)
+    client = await _stream_app(aiohttp_client, settings, analyzer)
+    accepted = await _submit(client)
+
+    events = await _events(client, accepted["jobId"])
+
+    ids = [int(event.id) for event in events]
+    assert ids == sorted(set(ids)), ids
+    if settings.resolved_backend == "local":
+        # Writes in this process wake the hub at once: not one version is skipped. On AWS
+        # the hub polls once a second, so writes closer together than that may merge.
+        assert ids == list(range(ids[0], ids[0] + len(ids))), ids
+    assert [event.event for event in events[:-1]] == ["progress"] * (len(events) - 1)
+    assert events[-1].event == "completed"
+    views = [event.json() for event in events]
+    final = await (await client.get(f"/v1/jobs/{accepted['jobId']}", headers=ALICE)).json()
+    assert views[-1] == final  # the same document as GET /v1/jobs/{jobId}
+    stages = [view["progress"]["stage"] for view in views]
+    # The last chunk's report and the end of the analysis come together: one write.
+    assert {"started", "chunk 1/3", "chunk 2/3", "completed"} <= set(stages), stages
+    percentages = [view["progress"]["percentage"] for view in views]
+    assert percentages == sorted(percentages)
+
+
+async def test_a_reconnect_with_last_event_id_gets_the_newer_state_at_once_and_carries_on(
+    aiohttp_client: AiohttpClient, local_settings: SettingsFactory
+) -> None:
+    analyzer = SteppingAnalyzer(steps=3, step_s=2.5)
+    client = await _stream_app(aiohttp_client, local_settings(receive_wait_s=0.5), analyzer)
+    job_id = (await _submit(client))["jobId"]
+    (first,) = await _events(client, job_id, limit=1)
+    await eventually(lambda: _version_above(client, job_id, int(first.id)))
+
+    resumed = await _events(client, job_id, last_event_id=first.id)
+
+    assert int(resumed[0].id) > int(first.id)
+    assert resumed[-1].event == "completed"
+    again = await _events(client, job_id)  # a new stream on an ended job: the final event
+    assert [(event.event, event.id) for event in again] == [("completed", resumed[-1].id)]
+
+
+async def _version_above(client: Client, job_id: str, version: int) -> bool:
+    job = await (await client.get(f"/v1/jobs/{job_id}", headers=ALICE)).json()
+    stored = await client.app[RUNTIME].backend.jobs.get(job_id)
+    return stored is not None and stored.version > version and job["status"] != "queued"
+
+
+async def test_a_reconnect_after_the_final_event_answers_204_so_eventsource_stops(
+    aiohttp_client: AiohttpClient, local_settings: SettingsFactory
+) -> None:
+    client = await _stream_app(
+        aiohttp_client, local_settings(receive_wait_s=0.5), CountingAnalyzer()
+    )
+    accepted = await _submit(client)
+    await _completed(client, accepted["statusUrl"])
+    (final,) = await _events(client, accepted["jobId"])
+    assert final.event == "completed"
+
+    url = f"/v1/jobs/{accepted['jobId']}/events"
+    after = await client.get(url, headers={**ALICE, "Last-Event-ID": final.id})
+    garbage = await client.get(url, headers={**ALICE, "Last-Event-ID": "not-a-version"})
+
+    assert after.status == 204
+    assert garbage.status == 200
+    assert "event: completed" in await garbage.text()
+
+
+@pytest.mark.parametrize(
+    ("analyzer", "end"), [(RejectingAnalyzer(), "failed"), (None, "cancelled")]
+)
+async def test_the_final_event_is_named_after_the_end_state(
+    aiohttp_client: AiohttpClient,
+    local_settings: SettingsFactory,
+    analyzer: Analyzer | None,
+    end: str,
+) -> None:
+    worker = analyzer is not None
+    settings = local_settings(receive_wait_s=0.5)
+    keys = {_digest("alice-key"): "alice"}
+    app = create_app(
+        settings.model_copy(update={"auth_api_keys": keys}),
+        analyzer=analyzer or CountingAnalyzer(),
+        worker=worker,
+    )
+    client = await aiohttp_client(app)
+    job_id = (await _submit(client))["jobId"]
+    if not worker:
+        cancelled = await client.post(f"/v1/jobs/{job_id}/cancel", headers=ALICE)
+        assert cancelled.status == 200
+
+    events = await _events(client, job_id)
+
+    assert events[-1].event == end
+    assert events[-1].json()["status"] == end
+
+
+async def test_another_users_stream_is_404_and_a_stream_needs_credentials(
+    aiohttp_client: AiohttpClient, local_settings: SettingsFactory
+) -> None:
+    client = await _client(aiohttp_client, local_settings, worker=False)
+    job_id = (await _submit(client))["jobId"]
+    url = f"/v1/jobs/{job_id}/events"
+    assert (await client.get(url, headers=BOB)).status == 404
+    assert (await client.get(url)).status == 401
+
+
+async def test_a_quiet_stream_gets_keep_alive_comments(
+    aiohttp_client: AiohttpClient, local_settings: SettingsFactory
+) -> None:
+    keys = {_digest("alice-key"): "alice"}
+    settings = local_settings(receive_wait_s=0.5, sse_ping_s=0.2, auth_api_keys=keys)
+    client = await aiohttp_client(create_app(settings, worker=False))
+    job_id = (await _submit(client))["jobId"]  # no worker: it stays queued and quiet
+    response = await client.get(f"/v1/jobs/{job_id}/events", headers=ALICE)
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    lines = [await asyncio.wait_for(response.content.readline(), 5) for _ in range(6)]
+    response.close()
+    assert lines[0].startswith(b"id: ")  # the current state first
+    assert b": ping\r\n" in lines or b": ping\n" in lines, lines
