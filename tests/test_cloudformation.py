@@ -61,6 +61,7 @@ IAM_ACTIONS = {
     "get_queue_attributes": "sqs:GetQueueAttributes",
     # DynamoDB
     "get_item": "dynamodb:GetItem",
+    "batch_get_item": "dynamodb:BatchGetItem",
     "put_item": "dynamodb:PutItem",
     "update_item": "dynamodb:UpdateItem",
     "delete_item": "dynamodb:DeleteItem",
