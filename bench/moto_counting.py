@@ -218,6 +218,8 @@ def serve(host: str, port: int) -> None:
     )
     from werkzeug.serving import make_server
 
+    from harness.aws import SerialDynamoDB
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     patch_moto_retention_check()
 
@@ -225,7 +227,7 @@ def serve(host: str, port: int) -> None:
         """ThreadedMotoServer whose application is wrapped in :class:`CountingApp`."""
 
         def _server_entry(self) -> None:
-            app = CountingApp(DomainDispatcherApplication(create_backend_app))
+            app = CountingApp(SerialDynamoDB(DomainDispatcherApplication(create_backend_app)))
             self._server = make_server(
                 self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -79,12 +80,44 @@ class MotoThread:
     def start(cls, port: int = 0) -> MotoThread:
         """Start one on ``port``; by default on a port the OS picks as it binds, so no other
         process (a parallel test worker) can take it in between."""
-        from moto.server import ThreadedMotoServer
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
 
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        return cls(server, int(server.get_host_and_port()[1]))
+        app = SerialDynamoDB(DomainDispatcherApplication(create_backend_app))
+        server = make_server(
+            "127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler
+        )
+        threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()
+        return cls(server, int(server.server_address[1]))
 
     def stop(self) -> None:
         """Shut it down; its port is free again afterwards."""
-        self.server.stop()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SerialDynamoDB:
+    """WSGI middleware answering DynamoDB requests one at a time.
+
+    moto evaluates a condition and then writes, with nothing holding other threads off in
+    between: two concurrent conditional writes to one key can both succeed (seen: one round
+    in sixty of twenty racing ``attribute_not_exists`` updates). DynamoDB itself applies them
+    atomically, and the service relies on that, so the stand-in must too. Other services keep
+    running concurrently: an SQS long poll must not hold up the table.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if not target.startswith("DynamoDB_"):
+            return self._app(environ, start_response)
+        with self._lock:
+            # The body is built inside the lock: moto does its work as the response is made.
+            return list(self._app(environ, start_response))

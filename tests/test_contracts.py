@@ -848,3 +848,15 @@ async def test_concurrent_claims_agree_on_one_winner(backend: Backend) -> None:
     assert len(set(owners)) == 1
     assert owners[0] in candidates
     assert await backend.idempotency.claim(SCOPE, "key-1", "late", DAY_S) == owners[0]
+
+
+async def test_racing_conditional_writes_to_one_key_let_exactly_one_through(
+    backend: Backend,
+) -> None:
+    # Twenty cancels race for each of several fresh jobs: a guarded write is atomic, so one
+    # wins and nineteen are refused, on every backend (the moto stand-in included).
+    for round_number in range(8):
+        job_id = f"race-{round_number}"
+        await backend.jobs.create(new_job(job_id))
+        won = await asyncio.gather(*(backend.jobs.apply(job_id, jobs.cancel()) for _ in range(20)))
+        assert sum(result is not None for result in won) == 1, round_number
