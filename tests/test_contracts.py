@@ -22,7 +22,6 @@ from service.jobs import ErrorInfo, Job, JobStatus, StoryboardSummary
 from service.models import utcnow
 from service.novels import Novel, StoryboardRef, storyboard_key, text_key
 from service.ports import InvalidCursor, Message, Page, Queue, QueueDepth
-from tests.atomic_moto import atomic_moto_writes  # noqa: F401  (a fixture, used by name)
 from tests.conftest import SettingsFactory
 
 MAX_RECEIVE_COUNT = 2
@@ -664,7 +663,6 @@ async def test_a_deleted_job_is_gone_from_reads_and_lists(backend: Backend) -> N
     assert [job.job_id for job in listed.items] == ["job-2"]
 
 
-@pytest.mark.usefixtures("atomic_moto_writes")
 async def test_one_claim_of_a_novels_deletion_wins(backend: Backend) -> None:
     await backend.novels.create(new_novel())
     at = utcnow()
@@ -837,7 +835,6 @@ async def test_release_drops_only_a_binding_to_the_given_job(backend: Backend) -
     await store.release(SCOPE, "never-claimed", "job-1")  # releasing nothing is no error
 
 
-@pytest.mark.usefixtures("atomic_moto_writes")
 async def test_concurrent_claims_agree_on_one_winner(backend: Backend) -> None:
     candidates = [f"job-{n}" for n in range(10)]
 

@@ -22,7 +22,6 @@ from service.producers.enqueue import NovelGone
 from service.runtime import build_consumer, open_runtime
 from service.uploads import store_novel
 from tests.analyzers import CountingAnalyzer
-from tests.atomic_moto import atomic_moto_writes  # noqa: F401  (a fixture, used by name)
 from tests.conftest import SettingsFactory, prepare
 from tests.waiting import eventually
 
@@ -75,7 +74,6 @@ async def _nothing_left(backend: Backend, novel: Novel, job_id: str) -> None:
     assert await backend.novels.get(novel.novel_id) is None
 
 
-@pytest.mark.usefixtures("atomic_moto_writes")
 async def test_a_storyboard_stored_as_the_erasure_lands_is_removed(
     make_settings: SettingsFactory,
 ) -> None:

@@ -18,7 +18,6 @@ from service.app import create_app
 from service.appkeys import RUNTIME
 from service.novels import checkpoint_prefix, storyboard_key, storyboard_prefix, text_key
 from tests.analyzers import CountingAnalyzer
-from tests.atomic_moto import atomic_moto_writes  # noqa: F401  (a fixture, used by name)
 from tests.conftest import SettingsFactory, prepare
 from tests.fake_llm import start_fake_llm
 from tests.waiting import eventually
@@ -538,7 +537,6 @@ async def test_delete_erases_the_novel_its_jobs_and_storyboards(
     await _nothing_stored_for(client, novel_id, [job["jobId"]])
 
 
-@pytest.mark.usefixtures("atomic_moto_writes")
 async def test_concurrent_deletes_of_one_novel_erase_it_once(
     aiohttp_client: AiohttpClient, make_settings: SettingsFactory
 ) -> None:
@@ -556,7 +554,6 @@ async def test_concurrent_deletes_of_one_novel_erase_it_once(
         await _nothing_stored_for(client, novel_id, [job["jobId"]])
 
 
-@pytest.mark.usefixtures("atomic_moto_writes")
 async def test_a_job_running_when_its_novel_is_deleted_ends_and_leaves_nothing(
     aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer, make_settings: SettingsFactory
 ) -> None:
