@@ -20,6 +20,7 @@ from aiohttp.http import HttpProcessingError
 
 from service.errors import BackendError
 from service.logs import get_logger
+from service.uploads import BODY_TOO_LARGE
 
 log = get_logger(__name__)
 
@@ -113,7 +114,7 @@ def _log_abandoned(request: web.Request) -> None:
 
 def _http_message(exc: web.HTTPException) -> str:
     if exc.status == 413:
-        return "request body is too large"
+        return BODY_TOO_LARGE
     if exc.status == 405:
         return "method not allowed for this resource"
     if exc.status == 404:

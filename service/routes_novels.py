@@ -45,7 +45,7 @@ from service.text import (
     load_novel_bytes,
     normalise_text,
 )
-from service.uploads import store_novel
+from service.uploads import UploadRefused, check_novel_length, store_novel
 
 routes = web.RouteTableDef()
 
@@ -81,11 +81,11 @@ async def _read_upload(request: web.Request) -> tuple[str, str]:
         )
     if not text.strip():
         raise ApiError(422, "empty_text", "the novel's text is empty")
-    limit = runtime_of(request).settings.max_novel_chars
-    if len(text) > limit:
-        raise ApiError(
-            422, "novel_too_large", f"the novel has {len(text)} characters; the limit is {limit}"
-        )
+    try:
+        # The one-shot CLI applies the same check, so both refuse with the same words.
+        check_novel_length(text, runtime_of(request).settings)
+    except UploadRefused as refused:
+        raise ApiError(refused.status, refused.code, refused.message) from None
     return title, text
 
 
