@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, StringConstraints, WithJsonSchema
+from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 
-from service.jobs import ErrorInfo, JobStatus, Progress, StoryboardSummary
+from service.jobs import ErrorInfo, Job, JobStatus, Progress, StoryboardSummary, WebhookState
 from service.models import CamelModel
 from service.text import require_encodable
 
@@ -75,6 +75,21 @@ class NovelView(CamelModel):
     storyboard_url: str | None = None
 
 
+class AnalyzeRequest(CamelModel):
+    """``POST /v1/novels/{novelId}/analyze``: an optional JSON body (an empty body is none)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="An https URL to POST the job's end event to (job.completed, job.failed, "
+        "job.cancelled), signed to the Standard Webhooks spec. Its host must resolve to "
+        "public addresses only. A replay with the same Idempotency-Key keeps the first "
+        "request's callbackUrl.",
+    )
+
+
 class JobAccepted(CamelModel):
     """The job an analysis request queued (or, replayed, the job it queued before)."""
 
@@ -104,6 +119,34 @@ class JobView(CamelModel):
     )
     next_attempt_at: datetime | None = None
     usage: dict[str, int] | None = None
+    webhook: WebhookState | None = Field(
+        default=None,
+        description="How the delivery of the job's end event to its callbackUrl stands: "
+        "pending, retrying, delivered, gone (the receiver answered 410) or failed; null "
+        "without a callbackUrl or before the job has ended.",
+    )
+
+    @classmethod
+    def of(cls, job: Job, base_url: str) -> JobView:
+        """The public view of a job record; links are under ``base_url``."""
+        done = job.status is JobStatus.COMPLETED
+        url = f"{base_url.rstrip('/')}/v1/novels/{job.novel_id}/storyboard"
+        return cls(
+            job_id=job.job_id,
+            novel_id=job.novel_id,
+            type=job.type,
+            status=job.status,
+            progress=job.progress,
+            attempts=job.attempts,
+            error=job.error,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            storyboard_url=url if done else None,
+            summary=job.summary,
+            next_attempt_at=job.next_attempt_at,
+            usage=job.usage,
+            webhook=job.webhook,
+        )
 
 
 class ErrorBody(CamelModel):

@@ -20,14 +20,18 @@ class JobError(Exception):
 
     The one failure type every job handler raises, analyzers included. ``transient``
     failures are retried with backoff until the delivery limit, then dead-lettered; the
-    others end the job ``failed`` at once.
+    others end the job ``failed`` at once. A handler that knows better than the backoff when
+    to try again (a server's ``Retry-After``) names the wait in ``retry_after_s``.
     """
 
-    def __init__(self, code: str, message: str, *, transient: bool) -> None:
+    def __init__(
+        self, code: str, message: str, *, transient: bool, retry_after_s: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.transient = transient
+        self.retry_after_s = retry_after_s
 
 
 class CliError(Exception):

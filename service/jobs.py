@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -45,6 +45,7 @@ class JobStatus(StrEnum):
 
 
 LIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING})
+ENDED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 MAX_ERROR_MESSAGE = 1000
 
 
@@ -84,6 +85,27 @@ class StoryboardSummary(CamelModel):
     characters: int
 
 
+WebhookStatus = Literal["pending", "retrying", "delivered", "gone", "failed"]
+OPEN_WEBHOOK: frozenset[str] = frozenset({"pending", "retrying"})
+"""Webhook states that a later attempt may still replace; the others are final."""
+
+
+class WebhookState(CamelModel):
+    """Where the delivery of a job's end event to its ``callbackUrl`` stands."""
+
+    status: WebhookStatus
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+class EventRef(CamelModel):
+    """For an internal notification job: the job whose end it announces, and the event."""
+
+    job_id: str
+    type: str
+
+
 class Job(CamelModel):
     """One unit of work, stored in the job store and reported by ``GET /v1/jobs/{jobId}``.
 
@@ -109,6 +131,9 @@ class Job(CamelModel):
     version: int = 1
     """The record's version: 1 when created, one more with every write. Watchers (the
     job's event stream) compare it to tell a newer state from one they have seen."""
+    callback_url: str | None = None
+    webhook: WebhookState | None = None
+    event: EventRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +142,14 @@ class Guard:
 
     ``statuses`` must contain the stored status. ``delivery_below`` requires the stored
     ``delivery`` to be strictly less than it; ``delivery_equal`` requires equality.
+    ``webhook_open_below`` requires the stored webhook state to be absent, or open
+    (:data:`OPEN_WEBHOOK`) with fewer ``attempts`` than it.
     """
 
     statuses: frozenset[JobStatus]
     delivery_below: int | None = None
     delivery_equal: int | None = None
+    webhook_open_below: int | None = None
 
     def allows(self, job: Job) -> bool:
         """Evaluate the guard in memory; stores that lack native conditions use this."""
@@ -129,7 +157,14 @@ class Guard:
             return False
         if self.delivery_below is not None and not job.delivery < self.delivery_below:
             return False
+        if self.webhook_open_below is not None and not _webhook_open(job, self.webhook_open_below):
+            return False
         return self.delivery_equal is None or job.delivery == self.delivery_equal
+
+
+def _webhook_open(job: Job, below: int) -> bool:
+    state = job.webhook
+    return state is None or (state.status in OPEN_WEBHOOK and state.attempts < below)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,3 +326,15 @@ def requeue() -> Transition:
 def abandon(error: ErrorInfo) -> Transition:
     """A job whose message was never sent ends ``failed`` rather than staying queued."""
     return _failed(Guard(frozenset({JobStatus.QUEUED}), delivery_equal=0), error)
+
+
+def webhook(state: WebhookState) -> Transition:
+    """Record the webhook delivery of an ended job; never touches the job's own fields.
+
+    Applies only while the stored state is absent or open with fewer attempts, so a late or
+    repeated write never moves the state backwards, and a final state stays final. A
+    ``pending`` state applies only where there is no state yet. ``updatedAt`` is left
+    alone: it dates the job's own last change, which its storyboard pointer relies on.
+    """
+    below = 0 if state.status == "pending" else state.attempts + 1
+    return Transition(Guard(ENDED, webhook_open_below=below), {"webhook": state.to_doc()})

@@ -225,7 +225,7 @@ def _shown_analysis(display: ProgressDisplay) -> JobType:
     The job record gets progress at most every two seconds, which is all of a short run.
     """
 
-    def build(deps: HandlerDeps) -> JobHandler:
+    def build(deps: HandlerDeps) -> JobHandler | None:
         if deps.analyzer is None:
             return ANALYZE_JOB.build(deps)
         return ANALYZE_JOB.build(replace(deps, analyzer=_ShownAnalyzer(deps.analyzer, display)))

@@ -257,6 +257,15 @@ class BlobArchive(BlobStore, Protocol):
         ...
 
 
+class EventTopic(Protocol):
+    """A publish/subscribe topic for job events (SNS), filtered by message attributes."""
+
+    async def publish(self, message: str, attributes: Mapping[str, str]) -> str:
+        """Publish ``message`` with string ``attributes``; the message id. Raise
+        :class:`BackendError` if the topic cannot be reached."""
+        ...
+
+
 class Pingable(Protocol):
     """Something whose reachability ``/readyz`` can check."""
 

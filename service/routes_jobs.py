@@ -15,15 +15,18 @@ from service.http_context import (
     invalid_cursor,
     owned_job,
     page_query,
-    public_url,
     query_id,
     runtime_of,
     storyboard_pending,
 )
 from service.http_errors import ApiError, not_found
 from service.jobs import Job, JobStatus
+from service.logs import get_logger
 from service.ports import InvalidCursor
+from service.runtime import Runtime
 from service.watch import Watch
+
+log = get_logger(__name__)
 
 routes = web.RouteTableDef()
 
@@ -146,32 +149,27 @@ def _last_event_id(request: web.Request) -> int:
 async def cancel_job(request: web.Request) -> web.Response:
     """Cancel a job: a waiting one ends at once, a running one at its next stage or chunk."""
     job = await owned_job(request)
-    store = runtime_of(request).backend.jobs
-    cancelled = await store.apply(job.job_id, jobs.cancel())
+    runtime = runtime_of(request)
+    cancelled = await runtime.backend.jobs.apply(job.job_id, jobs.cancel())
     if cancelled is None:
-        current = await store.get(job.job_id) or job
+        current = await runtime.backend.jobs.get(job.job_id) or job
         if current.status is not JobStatus.CANCELLED:
             raise ApiError(409, "job_finished", f"the job has already {current.status.value}")
         cancelled = current
+    await _announce(runtime, cancelled)
     return web.json_response(job_view(request, cancelled).to_doc())
+
+
+async def _announce(runtime: Runtime, job: Job) -> None:
+    # Every cancel that finds the job cancelled announces it (a lost race too, in case the
+    # winner died before it could); the events are queued once. Should queueing fail, the
+    # job's own message announces it when it comes back, so the cancel still stands.
+    try:
+        await runtime.notifier.ended(job)
+    except Exception as exc:
+        log.warning("could not queue the cancelled job's events", error=str(exc))
 
 
 def job_view(request: web.Request, job: Job) -> JobView:
     """The public view of a job record."""
-    done = job.status is JobStatus.COMPLETED
-    url = public_url(request, f"/v1/novels/{job.novel_id}/storyboard")
-    return JobView(
-        job_id=job.job_id,
-        novel_id=job.novel_id,
-        type=job.type,
-        status=job.status,
-        progress=job.progress,
-        attempts=job.attempts,
-        error=job.error,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-        storyboard_url=url if done else None,
-        summary=job.summary,
-        next_attempt_at=job.next_attempt_at,
-        usage=job.usage,
-    )
+    return JobView.of(job, runtime_of(request).settings.public_base_url)

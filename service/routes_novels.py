@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from service import jobs
 from service.api_schema import (
+    AnalyzeRequest,
     JobAccepted,
     LatestJob,
     NovelCreated,
@@ -20,6 +21,7 @@ from service.api_schema import (
     NovelPage,
     NovelUpload,
 )
+from service.callbacks import CallbackRefused, check_callback_url
 from service.erasure import erase_novel
 from service.errors import BlobNotFound
 from service.http_context import (
@@ -90,17 +92,21 @@ async def _read_upload(request: web.Request) -> tuple[str, str]:
 
 
 def _parse_json_upload(raw: bytes) -> NovelUpload:
+    return _validated(_parse_json_object(raw))
+
+
+def _parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
         document = json.loads(raw)
     except RecursionError:
         # The decoder recurses once per level of nesting, so a document nested past the
-        # interpreter's limit cannot be read at all; no upload legitimately nests that deep.
+        # interpreter's limit cannot be read at all; no body legitimately nests that deep.
         raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
     except ValueError as exc:  # UnicodeDecodeError included: the bytes are not UTF-8/16/32
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise ApiError(422, "validation_error", "request body must be a JSON object")
-    return _validated(document)
+    return document
 
 
 def _validated(document: dict[str, Any]) -> NovelUpload:
@@ -227,12 +233,16 @@ async def analyze_novel(request: web.Request) -> web.Response:
     """Queue an analysis of the novel; answer 202 with the job's status URL."""
     novel = await owned_novel(request)
     key = _idempotency_key(request)
+    callback = await _callback_url(request)
     producer, user = runtime_of(request).producer, current_user(request)
     try:
         if key is None:
-            submission = Submission(await producer.submit(novel.novel_id, user))
+            job = await producer.submit(novel.novel_id, user, callback_url=callback)
+            submission = Submission(job)
         else:
-            submission = await producer.submit_once(novel.novel_id, user, key)
+            submission = await producer.submit_once(
+                novel.novel_id, user, key, callback_url=callback
+            )
     except EnqueueError as exc:
         raise ApiError(503, "queue_unavailable", str(exc)) from None
     except IdempotencyConflict as exc:
@@ -263,6 +273,30 @@ _ACCEPTED_MESSAGES = {
 }
 """What the answer to an analyze request says, by the job's status: a replayed request
 answers with the job as it is now, which may have moved on from queued."""
+
+
+async def _callback_url(request: web.Request) -> str | None:
+    """The body's checked ``callbackUrl``; an empty body asks for no callback."""
+    raw = await request.read()
+    if not raw.strip():
+        return None
+    document = _parse_json_object(raw)
+    try:
+        body = AnalyzeRequest.model_validate(document)
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", _describe(exc)) from None
+    if body.callback_url is None:
+        return None
+    settings = runtime_of(request).settings
+    if settings.webhook_secret is None:
+        raise ApiError(
+            422, "webhooks_disabled", "this service sends no webhooks (no signing secret is set)"
+        )
+    try:
+        await check_callback_url(body.callback_url, allow_private=settings.webhook_allow_private)
+    except CallbackRefused as exc:
+        raise ApiError(422, exc.code, exc.message) from None
+    return body.callback_url
 
 
 def _idempotency_key(request: web.Request) -> str | None:

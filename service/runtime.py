@@ -7,28 +7,37 @@ down again in reverse order.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from service.analysis.factory import make_analyzer
+from service.api_schema import JobView
 from service.backends.aws_secrets import open_secret_key
 from service.backends.backend import Backend
 from service.backends.selection import open_backend
 from service.consumers.analyze import ANALYZE_JOB
 from service.consumers.consumer import Consumer, ConsumerConfig
 from service.consumers.dead_letters import DeadLetterHandler
-from service.consumers.job_types import HandlerDeps, JobType
+from service.consumers.job_types import HandlerDeps, JobEnded, JobHandler, JobType
+from service.consumers.notifications import SNS_JOB, webhook_job_type
 from service.consumers.retry_policy import Backoff, FailurePolicy
 from service.consumers.runner import JobRunner
+from service.events import SNS, WEBHOOK
+from service.jobs import Job
+from service.logs import get_logger
 from service.metrics import Metrics
 from service.ports import Analyzer, BlobStore, Closeable
 from service.producers.enqueue import JobProducer
+from service.producers.notify import Notifier
 from service.settings import Settings
 from service.watch import WatchHub
 
-JOB_TYPES: tuple[JobType, ...] = (ANALYZE_JOB,)
+JOB_TYPES: tuple[JobType, ...] = (ANALYZE_JOB, webhook_job_type(), SNS_JOB)
 """Every job type the service runs: a new type is one handler module and one entry here."""
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +52,7 @@ class Runtime:
     metrics: Metrics
     job_types: Mapping[str, JobType]
     watch: WatchHub
+    notifier: Notifier
 
     @property
     def draining(self) -> bool:
@@ -56,16 +66,33 @@ def build_consumer(
     analyzer: Analyzer,
     metrics: Metrics | None = None,
     job_types: Sequence[JobType] = JOB_TYPES,
+    on_ended: JobEnded | None = None,
 ) -> Consumer:
-    """The consumer, running every job type's handler under one failure policy."""
-    deps = HandlerDeps(backend=backend, analyzer=analyzer, metrics=metrics)
+    """The consumer, running every configured job type's handler under its failure policy:
+    the service's backoff, or the type's own retry rule."""
+    view = job_viewer(settings)
+    deps = HandlerDeps(backend, analyzer, metrics, settings=settings, job_view=view)
     policy = FailurePolicy(
         backend.jobs,
         Backoff(settings.retry_base_s, settings.retry_max_s),
         settings.effective_max_attempts,
+        on_ended,
     )
-    handlers = {job_type.name: job_type.build(deps) for job_type in job_types}
-    runner = JobRunner(handlers, backend.jobs, policy, metrics)
+    handlers: dict[str, JobHandler] = {}
+    policies: dict[str, FailurePolicy] = {}
+    for job_type in job_types:
+        handler = job_type.build(deps)
+        if handler is None:
+            continue
+        handlers[job_type.name] = handler
+        if job_type.retry is not None:
+            rule = job_type.retry(settings)
+            policies[job_type.name] = FailurePolicy(
+                backend.jobs, rule.delays, rule.max_attempts, on_ended
+            )
+    runner = JobRunner(
+        handlers, backend.jobs, policy, metrics, policies=policies, on_ended=on_ended
+    )
     config = ConsumerConfig(
         concurrency=settings.worker_concurrency,
         wait_s=settings.receive_wait_s,
@@ -77,7 +104,9 @@ def build_consumer(
     return Consumer(backend.queue, runner.dispatch, config, dlq=backend.dlq)
 
 
-def build_dead_letter_consumer(settings: Settings, backend: Backend) -> Consumer:
+def build_dead_letter_consumer(
+    settings: Settings, backend: Backend, on_ended: JobEnded | None = None
+) -> Consumer:
     """The consumer that fails the jobs of dead-lettered messages and keeps the messages."""
     config = ConsumerConfig(
         concurrency=4,
@@ -87,7 +116,7 @@ def build_dead_letter_consumer(settings: Settings, backend: Backend) -> Consumer
         grace_s=min(settings.shutdown_grace_s, 5.0),
         idle_pause_s=settings.dlq_poll_s,
     )
-    handler = DeadLetterHandler(backend.jobs, settings.dlq_hold_s)
+    handler = DeadLetterHandler(backend.jobs, settings.dlq_hold_s, on_ended)
     return Consumer(backend.dlq, handler, config)
 
 
@@ -112,6 +141,37 @@ async def open_analyzer(
     return analyzer
 
 
+def job_viewer(settings: Settings) -> Callable[[Job], dict[str, Any]]:
+    """A job's public view as the API serves it, for the events that carry it."""
+    return lambda job: JobView.of(job, settings.public_base_url).to_doc()
+
+
+def build_notifier(settings: Settings, backend: Backend, job_types: Sequence[JobType]) -> Notifier:
+    """The hook every end of a job goes through, with the channels this process can use."""
+    names = {job_type.name for job_type in job_types}
+    channels = []
+    if settings.webhook_secret is not None and WEBHOOK in names:
+        channels.append(WEBHOOK)
+    if backend.topic is not None and SNS in names:
+        channels.append(SNS)
+    visible = [job_type.name for job_type in job_types if job_type.user_visible]
+    return Notifier(backend.jobs, backend.queue, channels=channels, announced_types=visible)
+
+
+def warn_about_notifications(settings: Settings) -> None:
+    """Start-up lines for notification settings that weaken or do nothing."""
+    if settings.webhook_allow_private:
+        log.warning(
+            "STORYBOARD_WEBHOOK_ALLOW_PRIVATE is on: callbacks may use http and reach "
+            "loopback, private and metadata addresses; use it only for tests and local runs"
+        )
+    if settings.events_topic_arn is not None and settings.resolved_backend != "aws":
+        log.warning(
+            "STORYBOARD_EVENTS_TOPIC_ARN is ignored: the local backend has no SNS, so job "
+            "events are not published"
+        )
+
+
 @asynccontextmanager
 async def open_runtime(
     settings: Settings,
@@ -122,14 +182,18 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """Open the backend and, with ``worker``, run the consumer for the context's lifetime."""
     metrics = Metrics()
+    warn_about_notifications(settings)
     async with AsyncExitStack() as stack:
         backend = await stack.enter_async_context(open_backend(settings))
+        notifier = build_notifier(settings, backend, job_types)
         consumer = None
         if worker:
             if analyzer is None:
                 analyzer = await open_analyzer(settings, stack, backend.blobs, metrics)
-            consumer = build_consumer(settings, backend, analyzer, metrics, job_types)
-            dead_letters = build_dead_letter_consumer(settings, backend)
+            consumer = build_consumer(
+                settings, backend, analyzer, metrics, job_types, notifier.ended
+            )
+            dead_letters = build_dead_letter_consumer(settings, backend, notifier.ended)
             metrics.watch({"main": consumer, "dlq": dead_letters})
             await stack.enter_async_context(dead_letters)
             await stack.enter_async_context(consumer)
@@ -137,4 +201,6 @@ async def open_runtime(
         types = {job_type.name: job_type for job_type in job_types}
         hub = await stack.enter_async_context(WatchHub(backend.jobs, poll_s=settings.watch_poll_s))
         metrics.watch_hub(hub)
-        yield Runtime(settings, backend, analyzer, producer, consumer, metrics, types, hub)
+        yield Runtime(
+            settings, backend, analyzer, producer, consumer, metrics, types, hub, notifier
+        )

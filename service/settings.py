@@ -8,6 +8,8 @@ endpoint to the clients only when ``STORYBOARD_AWS_ENDPOINT_URL`` names one expl
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Literal, Self
 
@@ -131,6 +133,21 @@ class Settings(BaseSettings):
     auth_jwt_audience: str | None = None
     auth_jwt_user_claim: str = "sub"
 
+    webhook_secret: SecretStr | None = None
+    """The Standard Webhooks signing secret, ``whsec_`` and base64 of 24-64 random bytes."""
+    webhook_secret_previous: SecretStr | None = None
+    """The secret being rotated out: signed with too, so receivers can switch over."""
+    webhook_allow_private: bool = False
+    """Lift the callback rules (https only, public addresses only): tests and local use."""
+    webhook_retry_schedule_s: str = "5,300,1800,7200,18000,36000,50400,72000,86400"
+    """Seconds before each retry of a failed delivery (comma-separated); one more attempt
+    than entries. Waits are capped just under SQS's 12 h visibility limit."""
+    webhook_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    events_topic_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$"
+    )
+    """The SNS topic every job's end is published to (AWS backend only)."""
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 
@@ -142,6 +159,19 @@ class Settings(BaseSettings):
                 raise ValueError("keys must be SHA-256 hex digests of the API keys")
             if not user:
                 raise ValueError("every API key needs a user id")
+        return value
+
+    @field_validator("webhook_secret", "webhook_secret_previous")
+    @classmethod
+    def _secret_is_whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_webhook_secret(value.get_secret_value())
+        return value
+
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _schedule_is_seconds(cls, value: str) -> str:
+        parse_schedule(value)
         return value
 
     @model_validator(mode="after")
@@ -160,6 +190,11 @@ class Settings(BaseSettings):
                 "DASHSCOPE_API_KEY or STORYBOARD_LLM_API_KEY_FILE: choose one key source"
             )
         return self
+
+    @property
+    def webhook_retry_schedule(self) -> tuple[int, ...]:
+        """The delivery retry waits in seconds, in order."""
+        return parse_schedule(self.webhook_retry_schedule_s)
 
     @property
     def effective_max_attempts(self) -> int:
@@ -196,6 +231,32 @@ class Settings(BaseSettings):
     def concurrency_pool_size(self) -> int:
         """HTTP connections per AWS client: every job may hold one, plus the loop's own."""
         return self.worker_concurrency + 8
+
+
+def check_webhook_secret(secret: str) -> None:
+    """Raise ValueError unless ``secret`` is ``whsec_`` and base64 of 24 to 64 bytes.
+
+    The message never repeats the secret.
+    """
+    if not secret.startswith("whsec_"):
+        raise ValueError("a webhook secret starts with whsec_")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("a webhook secret is whsec_ followed by base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError("a webhook secret holds 24 to 64 bytes (base64 after whsec_)")
+
+
+def parse_schedule(text: str) -> tuple[int, ...]:
+    """``"5,300,1800"`` as ``(5, 300, 1800)``; ValueError unless whole seconds of 1 or more."""
+    try:
+        delays = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError("the schedule is comma-separated whole seconds") from None
+    if not delays or any(delay < 1 for delay in delays):
+        raise ValueError("the schedule needs at least one wait of 1 s or more")
+    return delays
 
 
 class SettingsError(Exception):

@@ -13,6 +13,7 @@ from service.backends.aws_blobs import S3BlobStore
 from service.backends.aws_clients import open_clients
 from service.backends.aws_queue import SqsQueue, resolve_queue_url
 from service.backends.aws_records import DynamoIdempotencyStore, DynamoJobStore, DynamoNovelStore
+from service.backends.aws_topic import SnsTopic
 from service.backends.backend import Backend
 from service.settings import Settings
 
@@ -32,6 +33,9 @@ async def open_aws_backend(settings: Settings) -> AsyncIterator[Backend]:
         queue = SqsQueue(clients.sqs, queue_url)
         jobs = DynamoJobStore(clients.dynamodb, settings.table_name)
         blobs = S3BlobStore(clients.s3, settings.bucket)
+        topic = None
+        if clients.sns is not None and settings.events_topic_arn is not None:
+            topic = SnsTopic(clients.sns, settings.events_topic_arn)
         yield Backend(
             name="aws",
             queue=queue,
@@ -43,4 +47,5 @@ async def open_aws_backend(settings: Settings) -> AsyncIterator[Backend]:
             # The DLQ and the novel records are not on the job path, and the idempotency
             # keys share the jobs' table; these three are.
             probes=(queue, jobs, blobs),
+            topic=topic,
         )

@@ -24,6 +24,7 @@ from service.settings import Settings
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_sns import SNSClient
     from types_aiobotocore_sqs import SQSClient
 
 LONG_POLL_MARGIN_S = 10.0
@@ -34,11 +35,12 @@ _QUERY_STRING = re.compile(r"\?[^\s\"'<>]*")
 
 @dataclass(frozen=True, slots=True)
 class AwsClients:
-    """The open SQS, DynamoDB and S3 clients."""
+    """The open SQS, DynamoDB and S3 clients, and SNS when an events topic is configured."""
 
     sqs: SQSClient
     dynamodb: DynamoDBClient
     s3: S3Client
+    sns: SNSClient | None = None
 
 
 def client_config(settings: Settings, *, read_timeout_s: float | None = None) -> AioConfig:
@@ -60,7 +62,7 @@ def sqs_read_timeout(settings: Settings) -> float:
 
 @asynccontextmanager
 async def open_clients(settings: Settings) -> AsyncIterator[AwsClients]:
-    """Open the three clients and close them all when the context ends."""
+    """Open the clients and close them all when the context ends."""
     session = get_session()
     region, endpoint = settings.aws_region, settings.aws_endpoint_url
     sqs_config = client_config(settings, read_timeout_s=sqs_read_timeout(settings))
@@ -83,7 +85,14 @@ async def open_clients(settings: Settings) -> AsyncIterator[AwsClients]:
         s3 = await stack.enter_async_context(
             session.create_client("s3", region_name=region, endpoint_url=endpoint, config=s3_config)
         )
-        yield AwsClients(sqs=sqs, dynamodb=dynamodb, s3=s3)
+        sns = None
+        if settings.events_topic_arn is not None:
+            sns = await stack.enter_async_context(
+                session.create_client(
+                    "sns", region_name=region, endpoint_url=endpoint, config=config
+                )
+            )
+        yield AwsClients(sqs=sqs, dynamodb=dynamodb, s3=s3, sns=sns)
 
 
 def error_code(exc: ClientError) -> str:

@@ -54,7 +54,7 @@ from botocore.exceptions import ClientError
 from service.backends.aws_clients import aws_call, error_code
 from service.backends.paging import decode_cursor, list_scope, next_cursor, position
 from service.errors import AlreadyExists, BackendError
-from service.jobs import Guard, Job, JobStatus, Transition
+from service.jobs import OPEN_WEBHOOK, Guard, Job, JobStatus, Transition
 from service.models import isoformat
 from service.novels import Novel, StoryboardRef
 from service.ports import Page
@@ -234,7 +234,21 @@ def guard_condition(guard: Guard, expr: _Expression) -> str:
         parts.append(f"{expr.name('delivery')} < {expr.value(guard.delivery_below)}")
     if guard.delivery_equal is not None:
         parts.append(f"{expr.name('delivery')} = {expr.value(guard.delivery_equal)}")
+    if guard.webhook_open_below is not None:
+        parts.append(_webhook_open_condition(guard.webhook_open_below, expr))
     return " AND ".join(parts)
+
+
+def _webhook_open_condition(below: int, expr: _Expression) -> str:
+    # A job without a webhook state stores it as NULL (or not at all, if older), and a path
+    # into either does not exist.
+    attempts = f"{expr.name('webhook')}.{expr.name('attempts')}"
+    status = f"{expr.name('webhook')}.{expr.name('status')}"
+    open_states = ", ".join(expr.value(state) for state in sorted(OPEN_WEBHOOK))
+    return (
+        f"(attribute_not_exists({attempts}) OR "
+        f"({status} IN ({open_states}) AND {attempts} < {expr.value(below)}))"
+    )
 
 
 def set_clause(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from service.ports import (
     BlobArchive,
+    EventTopic,
     IdempotencyStore,
     JobCatalog,
     JobStore,
@@ -28,6 +29,8 @@ class Backend:
     blobs: BlobArchive
     idempotency: IdempotencyStore
     probes: Sequence[Pingable]
+    topic: EventTopic | None = None
+    """Where job events are published, when an events topic is configured."""
 
     @property
     def job_catalog(self) -> JobCatalog:

@@ -1,6 +1,7 @@
 """The extension point for job types: what a type declares, and what its handler gets.
 
-A job type is a name, a handler factory and whether users see its jobs. Its handler does
+A job type is a name, a handler factory, whether users see its jobs and, optionally, its
+own retry rule. Its handler does
 the work and returns a :class:`JobResult`; everything around it (taking the job, progress,
 completion, retries with backoff, dead letters, shutdown) is the runner's, the same for
 every type. To add a type, write one handler module that declares a :class:`JobType` and
@@ -9,7 +10,8 @@ add it to ``JOB_TYPES`` in ``service/runtime.py``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import random
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,6 +20,15 @@ from service.consumers.progress import ProgressWriter
 from service.jobs import Job
 from service.metrics import Metrics
 from service.ports import Analyzer
+from service.settings import Settings
+
+JobEnded = Callable[[Job], Awaitable[None]]
+"""Called with a job once it has reached an end state (``completed``, ``failed``,
+``cancelled``), by whoever wrote that state or finds it on a redelivery; it must be
+idempotent. It announces the end (webhook, events topic)."""
+
+JobViewer = Callable[[Job], Mapping[str, Any]]
+"""A job's public view, as ``GET /v1/jobs/{jobId}`` serves it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +73,24 @@ class HandlerDeps:
     backend: Backend
     analyzer: Analyzer | None = None
     metrics: Metrics | None = None
+    settings: Settings | None = None
+    job_view: JobViewer | None = None
+
+
+class Delays(Protocol):
+    """How long to wait after a failed attempt."""
+
+    def delay_s(self, attempt: int, rng: random.Random | None = None) -> int:
+        """Seconds to hide the message after failed attempt number ``attempt`` (1-based)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRule:
+    """A job type's own retry delays and attempts, instead of the service's backoff."""
+
+    delays: Delays
+    max_attempts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,5 +102,9 @@ class JobType:
     """
 
     name: str
-    build: Callable[[HandlerDeps], JobHandler]
+    build: Callable[[HandlerDeps], JobHandler | None]
+    """The handler; ``None`` when the type is not configured in this process (its messages
+    are then unknown here and dead-lettered)."""
     user_visible: bool = True
+    retry: Callable[[Settings], RetryRule] | None = None
+    """The type's own retry rule from the settings; ``None`` for the service's backoff."""

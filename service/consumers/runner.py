@@ -11,6 +11,9 @@ A job cancelled or deleted (its novel erased) under a running attempt ends that 
 its next guarded write, and a handler that implements :class:`Discarding` removes what the
 attempt wrote: a blob stored just before the cancel landed would otherwise stay behind.
 A later delivery of such a job does the same, so a removal that failed is tried again.
+
+Once a job has ended, the runner announces it (``on_ended``) before its message is deleted,
+and again on any redelivery of an ended job, so a crash in between loses no end event.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ import structlog
 from pydantic import ValidationError
 
 from service import jobs
-from service.consumers.job_types import JobContext, JobHandler, JobResult
+from service.consumers.job_types import JobContext, JobEnded, JobHandler, JobResult
 from service.consumers.outcome import DEAD_LETTER, DELETE, Outcome
 from service.consumers.progress import JobStopped, ProgressWriter
-from service.consumers.retry_policy import FailurePolicy
+from service.consumers.retry_policy import FailurePolicy, announce
 from service.errors import JobError
 from service.jobs import Job, JobStatus
 from service.logs import get_logger
@@ -37,6 +40,9 @@ from service.metrics import Metrics
 from service.ports import JobStore, Message
 
 log = get_logger(__name__)
+
+ANNOUNCE_RETRY_S = 10
+"""How soon a message comes back when its job's end could not be announced."""
 
 
 @runtime_checkable
@@ -57,11 +63,16 @@ class JobRunner:
         store: JobStore,
         policy: FailurePolicy,
         metrics: Metrics | None = None,
+        *,
+        policies: Mapping[str, FailurePolicy] | None = None,
+        on_ended: JobEnded | None = None,
     ) -> None:
         self._handlers = dict(handlers)
         self._store = store
         self._policy = policy
+        self._policies = dict(policies or {})
         self._metrics = metrics
+        self._on_ended = on_ended
 
     @property
     def types(self) -> list[str]:
@@ -108,6 +119,7 @@ class JobRunner:
 
     async def _attempt(self, handler: JobHandler, job: Job, delivery: int) -> tuple[Outcome, str]:
         progress = ProgressWriter(self._store, job.job_id, delivery)
+        policy = self._policies.get(job.type, self._policy)
         try:
             result = await handler(JobContext(job, job.attempts, progress))
             await progress.close()
@@ -119,16 +131,16 @@ class JobRunner:
         except JobStopped as stopped:
             log.info("job attempt stopped", reason=stopped.reason)
             if stopped.final:
-                return await self._discard(handler, job.job_id, job.novel_id), "stopped"
+                return await self._discard_and_announce(handler, job), "stopped"
             return DELETE, "stopped"
         except JobError as exc:
             await progress.close()
-            return await self._policy.settle(job, delivery, exc)
+            return await policy.settle(job, delivery, exc)
         except Exception as exc:
             await progress.close()
             log.exception("job attempt crashed")
             crash = JobError("internal_error", str(exc), transient=True)
-            return await self._policy.settle(job, delivery, crash)
+            return await policy.settle(job, delivery, crash)
 
     async def _complete(
         self, handler: JobHandler, job: Job, delivery: int, result: JobResult
@@ -141,14 +153,14 @@ class JobRunner:
             if current is None or current.status is JobStatus.CANCELLED:
                 # The cancel (or the erasure) landed after the result was stored.
                 log.info("completion refused: the job was cancelled or deleted")
-                return await self._discard(handler, job.job_id, job.novel_id), "stopped"
+                return await self._discard_and_announce(handler, job), "stopped"
             log.warning("completion refused: the job was taken over")
             return DELETE, "stopped"
         log.info("job completed", result_key=result.key)
         # Only a completed job's result is published: a cancel that won the race leaves
         # nothing visible.
         await handler.on_completed(done)
-        return DELETE, "completed"
+        return await self._announce(done), "completed"
 
     async def _not_started(self, handler: JobHandler, body: JobMessage) -> Outcome:
         current = await self._store.get(body.job_id)
@@ -165,8 +177,30 @@ class JobRunner:
             # is idempotent, so a redelivery repairs it.
             await handler.on_completed(current)
         if current.status is JobStatus.CANCELLED:
-            return await self._discard(handler, body.job_id, body.novel_id)
+            outcome = await self._discard(handler, body.job_id, body.novel_id)
+            return await self._announce(current) if outcome is DELETE else outcome
+        if current.status in jobs.ENDED:
+            # Likewise for its end events: a crash after the end write lost nothing.
+            return await self._announce(current)
         return DELETE
+
+    async def _discard_and_announce(self, handler: JobHandler, job: Job) -> Outcome:
+        """Discard a stopped attempt's outputs, then announce the end if a cancel made it
+        (a deleted job has nobody left to tell); a failed discard comes back for both."""
+        outcome = await self._discard(handler, job.job_id, job.novel_id)
+        if outcome is not DELETE or self._on_ended is None:
+            return outcome
+        current = await self._store.get(job.job_id)
+        if current is None or current.status not in jobs.ENDED:
+            return DELETE
+        return await self._announce(current)
+
+    async def _announce(self, job: Job) -> Outcome:
+        """DELETE once the job's end is announced; a retry soon if that failed, so the
+        redelivery announces it again before the message goes."""
+        if self._on_ended is None or await announce(self._on_ended, job):
+            return DELETE
+        return Outcome.retry(ANNOUNCE_RETRY_S)
 
     async def _discard(self, handler: JobHandler, job_id: str, novel_id: str) -> Outcome:
         """Remove what attempts of a job that will never complete wrote; if that fails,

@@ -73,20 +73,37 @@ class JobProducer:
         self._idempotency = idempotency
         self._novels = novels
 
-    async def submit(self, novel_id: str, user_id: str, job_type: str = ANALYZE) -> Job:
-        """Create a queued job and send its message; raise EnqueueError if the send fails."""
-        job = Job(job_id=new_id(), novel_id=novel_id, user_id=user_id, type=job_type)
+    async def submit(
+        self,
+        novel_id: str,
+        user_id: str,
+        job_type: str = ANALYZE,
+        *,
+        callback_url: str | None = None,
+    ) -> Job:
+        """Create a queued job and send its message; raise EnqueueError if the send fails.
+
+        ``callback_url`` (already checked against the callback rules) is where the job's
+        end event is POSTed."""
+        job = _new_job(novel_id, user_id, job_type, callback_url)
         await self._create_and_send(job)
         return job
 
     async def submit_once(
-        self, novel_id: str, user_id: str, key: str, job_type: str = ANALYZE
+        self,
+        novel_id: str,
+        user_id: str,
+        key: str,
+        job_type: str = ANALYZE,
+        *,
+        callback_url: str | None = None,
     ) -> Submission:
         """Like ``submit``, but a repeat with the same ``key`` within 24 h returns the job
-        the first call created instead of a new one."""
+        the first call created instead of a new one (with the first call's callback)."""
         if self._idempotency is None:
-            return Submission(await self.submit(novel_id, user_id, job_type))
-        job = Job(job_id=new_id(), novel_id=novel_id, user_id=user_id, type=job_type)
+            job = await self.submit(novel_id, user_id, job_type, callback_url=callback_url)
+            return Submission(job)
+        job = _new_job(novel_id, user_id, job_type, callback_url)
         scope = f"{user_id}:{novel_id}:{job_type}"
         owner = await self._idempotency.claim(scope, key, job.job_id, IDEMPOTENCY_TTL_S)
         if owner != job.job_id:
@@ -162,3 +179,13 @@ class JobProducer:
             # The record store is failing too; the job stays queued with no message. It is
             # visible as queued with attempts 0 and an old createdAt, which operators alert on.
             log.exception("could not mark unsent job failed", jobId=job_id)
+
+
+def _new_job(novel_id: str, user_id: str, job_type: str, callback_url: str | None) -> Job:
+    return Job(
+        job_id=new_id(),
+        novel_id=novel_id,
+        user_id=user_id,
+        type=job_type,
+        callback_url=callback_url,
+    )
