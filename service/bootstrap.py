@@ -1,10 +1,12 @@
-"""Create the AWS resources the service needs: queue, dead-letter queue, table and bucket.
+"""Create the AWS resources the service needs: queue, dead-letter queue, table and bucket,
+and the events topic when one is configured.
 
 Safe to run any number of times. Existing resources are kept; queue attributes are set to
 the configured values on every run, so a changed visibility timeout or receive limit takes
 effect without recreating the queue. The table's TTL is enabled on ``expiresAt`` if it is
 not already, and a table made before the list indexes existed gets them added, one
 UpdateTable at a time as DynamoDB requires, waiting while each one backfills.
+SNS's CreateTopic is idempotent by name, which comes from the configured ARN.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     )
     from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_s3.literals import BucketLocationConstraintType
+    from types_aiobotocore_sns import SNSClient
     from types_aiobotocore_sqs import SQSClient
     from types_aiobotocore_sqs.literals import QueueAttributeNameType
 
@@ -53,6 +56,7 @@ class BootstrapReport:
     dlq_url: str
     table: str
     bucket: str
+    topic_arn: str | None = None
 
 
 async def bootstrap(settings: Settings) -> BootstrapReport:
@@ -75,9 +79,28 @@ async def bootstrap(settings: Settings) -> BootstrapReport:
         await ensure_table(clients.dynamodb, settings.table_name)
         await ensure_time_to_live(clients.dynamodb, settings.table_name, EXPIRES_AT)
         await ensure_bucket(clients.s3, settings.bucket, settings.aws_region)
+        topic_arn = None
+        if clients.sns is not None and settings.events_topic_arn is not None:
+            topic_arn = await ensure_topic(clients.sns, topic_name(settings.events_topic_arn))
     return BootstrapReport(
-        queue_url=queue_url, dlq_url=dlq_url, table=settings.table_name, bucket=settings.bucket
+        queue_url=queue_url,
+        dlq_url=dlq_url,
+        table=settings.table_name,
+        bucket=settings.bucket,
+        topic_arn=topic_arn,
     )
+
+
+def topic_name(arn: str) -> str:
+    """The topic name, the last part of its ARN."""
+    return arn.rsplit(":", 1)[-1]
+
+
+async def ensure_topic(client: SNSClient, name: str) -> str:
+    """The ARN of topic ``name``, created if missing (CreateTopic returns an existing one)."""
+    with aws_call(f"sns CreateTopic {name}"):
+        response = await client.create_topic(Name=name)
+    return response["TopicArn"]
 
 
 async def ensure_queue(client: SQSClient, name: str, attributes: QueueAttributes) -> str:

@@ -85,6 +85,9 @@ def _check_parts(parts: SplitResult) -> None:
 def is_forbidden(address: IPAddress) -> bool:
     """Whether a webhook may never be sent to ``address``."""
     if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            # A connection to it is one to the IPv4 address, so that alone decides.
+            return is_forbidden(address.ipv4_mapped)
         embedded = _embedded_ipv4(address)
         if embedded is not None and is_forbidden(embedded):
             return True
@@ -101,8 +104,6 @@ def is_forbidden(address: IPAddress) -> bool:
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
     if address.sixtofour is not None:
         return address.sixtofour
     if address.teredo is not None:

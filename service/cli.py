@@ -192,6 +192,8 @@ async def _bootstrap(args: argparse.Namespace, settings: Settings) -> int:
         report = await bootstrap(settings)
         print(f"queue {report.queue_url}\ndlq {report.dlq_url}")
         print(f"table {report.table}\nbucket {report.bucket}")
+        if report.topic_arn is not None:
+            print(f"topic {report.topic_arn}")
     else:
         from service.backends.selection import open_backend
 

@@ -18,7 +18,7 @@ from service import jobs
 from service.backends.backend import Backend
 from service.backends.selection import open_backend
 from service.errors import AlreadyExists, BlobNotFound
-from service.jobs import ErrorInfo, Job, JobStatus, StoryboardSummary
+from service.jobs import ErrorInfo, Job, JobStatus, StoryboardSummary, WebhookState
 from service.models import utcnow
 from service.novels import Novel, StoryboardRef, storyboard_key, text_key
 from service.ports import InvalidCursor, Message, Page, Queue, QueueDepth
@@ -384,6 +384,38 @@ async def test_a_final_failure_ends_the_job(backend: Backend) -> None:
     assert failed is not None
     assert (failed.status, failed.error) == (JobStatus.FAILED, ERROR)
     assert await backend.jobs.apply("job-1", jobs.start(2)) is None
+
+
+async def test_webhook_state_only_moves_forward_on_an_ended_job(backend: Backend) -> None:
+    await backend.jobs.create(new_job())
+    pending = jobs.webhook(WebhookState(status="pending"))
+    assert await backend.jobs.apply("job-1", pending) is None  # a live job has no end event
+    await backend.jobs.apply("job-1", jobs.start(1))
+    done = await backend.jobs.apply("job-1", jobs.complete(1, "key"))
+    assert done is not None
+    assert await backend.jobs.apply("job-1", pending) is not None
+    assert await backend.jobs.apply("job-1", pending) is None  # only where there is none
+
+    second = WebhookState(status="retrying", attempts=2, last_error="HTTP 500")
+    after = await backend.jobs.apply("job-1", jobs.webhook(second))
+    assert after is not None
+    assert after.webhook == second
+    # The job's own record is left as it was, its updatedAt included.
+    assert (after.status, after.updated_at, after.result_key) == (
+        JobStatus.COMPLETED,
+        done.updated_at,
+        "key",
+    )
+    first = WebhookState(status="retrying", attempts=1, last_error="late")
+    assert await backend.jobs.apply("job-1", jobs.webhook(first)) is None  # an older attempt
+
+    delivered = WebhookState(status="delivered", attempts=3)
+    assert await backend.jobs.apply("job-1", jobs.webhook(delivered)) is not None
+    failed = WebhookState(status="failed", attempts=3, last_error="after the fact")
+    assert await backend.jobs.apply("job-1", jobs.webhook(failed)) is None  # final stays final
+    stored = await backend.jobs.get("job-1")
+    assert stored is not None
+    assert stored.webhook == delivered
 
 
 async def test_abandon_applies_only_to_a_never_started_job(backend: Backend) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 
@@ -92,6 +93,36 @@ def test_bad_settings_fail_with_one_line(
     message = str(caught.value)
     assert "\n" not in message
     assert fragment in message
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "c2VjcmV0LXdpdGhvdXQtdGhlLXByZWZpeC0xMjM0",  # no whsec_
+        "whsec_not base64!",
+        "whsec_" + base64.b64encode(b"short").decode(),  # under 24 bytes
+    ],
+)
+def test_a_bad_webhook_secret_fails_without_repeating_it(secret: str) -> None:
+    with pytest.raises(SettingsError) as failure:
+        load_settings(webhook_secret=secret)
+    message = str(failure.value)
+    assert "webhook_secret" in message
+    assert secret not in message
+    assert secret.removeprefix("whsec_") not in message
+
+
+def test_webhook_settings_parse() -> None:
+    secret = "whsec_" + base64.b64encode(b"x" * 32).decode()
+    settings = load_settings(webhook_secret=secret, webhook_retry_schedule_s="5, 300,1800")
+    assert settings.webhook_retry_schedule == (5, 300, 1800)
+    assert secret not in repr(settings)
+    assert load_settings().webhook_retry_schedule[-1] == 86_400  # the spec's last wait: 24 h
+    for bad in ("", "5,x", "0,5"):
+        with pytest.raises(SettingsError, match="webhook_retry_schedule_s"):
+            load_settings(webhook_retry_schedule_s=bad)
+    with pytest.raises(SettingsError, match="events_topic_arn"):
+        load_settings(events_topic_arn="storyboard-events")
 
 
 def test_long_poll_must_fit_in_the_visibility_timeout() -> None:
