@@ -77,6 +77,8 @@ IAM_ACTIONS = {
     "head_bucket": "s3:ListBucket",
     # Secrets Manager: the model API key, when it is kept there.
     "get_secret_value": "secretsmanager:GetSecretValue",
+    # SNS
+    "publish": "sns:Publish",
 }
 """The IAM action each client method needs. A new AWS call must be added here and to the
 template's ServicePolicy; until it is, ``test_policy_grants_exactly_what_the_code_calls``
@@ -316,11 +318,14 @@ def test_environment_output_names_real_settings(stack: Stack) -> None:
     assert pairs["STORYBOARD_DLQ_URL"] == "<DeadLetterQueue>"
     assert pairs["STORYBOARD_TABLE_NAME"] == "<Table>"
     assert pairs["STORYBOARD_BUCKET"] == "<Bucket>"
+    assert pairs["STORYBOARD_EVENTS_TOPIC_ARN"] == "<EventsTopic>"
     # The worker's notion of the last delivery must be the queue's redrive count.
     assert pairs["STORYBOARD_MAX_RECEIVE_COUNT"] == stack.parameters["MaxReceiveCount"]
     assert pairs["STORYBOARD_VISIBILITY_TIMEOUT_S"] == stack.parameters["VisibilityTimeout"]
     outputs = set(stack.template["Outputs"])
-    assert {"QueueUrl", "DlqUrl", "TableName", "BucketName", "PolicyArn"} <= outputs
+    assert {"QueueUrl", "DlqUrl", "TableName", "BucketName", "PolicyArn", "EventsTopicArn"} <= (
+        outputs
+    )
 
 
 # ---------------------------------------------------------------------- parity: bootstrap
@@ -332,10 +337,13 @@ async def test_bootstrap_creates_what_the_template_declares(
     queue = stack.resource("Queue")
     dlq = stack.resource("DeadLetterQueue")
     table = stack.resource("Table")
+    base = aws_settings()
+    topic_name = f"{base.queue_name}-events"  # the template's <prefix>-events, for this test
     settings = await prepare(
         aws_settings(
             visibility_timeout_s=int(queue["VisibilityTimeout"]),
             max_receive_count=int(queue["RedrivePolicy"]["maxReceiveCount"]),
+            events_topic_arn=f"arn:aws:sns:us-east-1:123456789012:{topic_name}",
         )
     )
 
@@ -353,6 +361,8 @@ async def test_bootstrap_creates_what_the_template_declares(
             "TimeToLiveDescription"
         ]
         await clients.s3.head_bucket(Bucket=settings.bucket)
+        assert clients.sns is not None
+        topics = (await clients.sns.list_topics())["Topics"]
 
     assert made_queue["VisibilityTimeout"] == str(queue["VisibilityTimeout"])
     assert made_queue["MessageRetentionPeriod"] == str(queue["MessageRetentionPeriod"])
@@ -379,6 +389,8 @@ async def test_bootstrap_creates_what_the_template_declares(
     assert ttl.get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}
     assert ttl.get("AttributeName") == table["TimeToLiveSpecification"]["AttributeName"]
     assert table["TimeToLiveSpecification"]["Enabled"] is True
+    assert {"TopicArn": settings.events_topic_arn} in topics
+    assert stack.resource("EventsTopic")["TopicName"] == f"{stack.parameters['NamePrefix']}-events"
 
 
 def indexes(declared: Any) -> dict[str, tuple[list[tuple[str, str]], str]]:
@@ -489,6 +501,7 @@ def test_policy_is_scoped_to_this_stacks_resources(any_stack: Stack) -> None:
         "dynamodb": {"<Table.Arn>", "<Table.Arn>/index/*"},
         "s3": {"<Bucket.Arn>", "<Bucket.Arn>/*"},
         "secretsmanager": {SECRET_ARN},
+        "sns": {"<EventsTopic>"},
     }
     for statement in policy_statements(stack):
         resources = set(as_list(statement["Resource"]))
