@@ -20,6 +20,7 @@ from service.api_schema import (
     MAX_TITLE,
     VISIBLE_TEXT,
     VISIBLE_TITLE,
+    AnalyzeRequest,
     ErrorBody,
     JobAccepted,
     JobPage,
@@ -44,6 +45,7 @@ _MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
     (NovelPage, "serialization"),
     (JobPage, "serialization"),
     (Storyboard, "serialization"),
+    (AnalyzeRequest, "validation"),
 )
 _REF = "#/components/schemas/{model}"
 
@@ -152,6 +154,20 @@ _PAGE_PARAMS = [
 """A list's page size and the ``nextCursor`` of the page before (400 invalid_cursor if it
 did not come from the same list)."""
 
+_ANALYZE_BODY = {
+    "required": False,
+    "description": "Optional: an empty body queues the analysis with no callback.",
+    "content": {"application/json": {"schema": _ref("AnalyzeRequest")}},
+}
+
+_CALLBACK_REFUSALS = (
+    "`callback_url_forbidden`: the callbackUrl is not https, or its host resolves to a "
+    "loopback, private, link-local, metadata, multicast or reserved address; "
+    "`invalid_callback_url`: it is no URL, has credentials or does not resolve; "
+    "`webhooks_disabled`: no signing secret is configured; `validation_error`: the body "
+    "is not `{callbackUrl}`, or the novel is too large"
+)
+
 _HEALTH = {"200": {"description": "ok"}, **_errors(503)}
 
 
@@ -210,13 +226,16 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         {
             "operationId": "analyzeNovel",
             "summary": "Queue a storyboard analysis",
-            "description": "Answers at once with the job to follow; the work runs on a worker.",
+            "description": "Answers at once with the job to follow; the work runs on a worker. "
+            "With a `callbackUrl`, the job's end is POSTed there as a signed webhook.",
             "parameters": [_id_param("novelId", "novel"), _IDEMPOTENCY_KEY],
+            "requestBody": _ANALYZE_BODY,
             "responses": {
                 "202": {
                     **_json("JobAccepted", "queued, or the earlier job of a replayed key"),
                     "headers": {"Location": _LOCATION, "Idempotent-Replayed": _REPLAYED},
                 },
+                "422": _json("ErrorBody", _CALLBACK_REFUSALS),
                 **_errors(400, 404, 409, 503),
             },
         }

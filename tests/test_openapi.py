@@ -157,3 +157,18 @@ def test_visible_patterns_agree_with_the_servers_emptiness_rules() -> None:
         char = chr(code)
         assert bool(re.search(VISIBLE_TITLE, char)) == _valid_title(char), hex(code)
         assert bool(re.search(VISIBLE_TEXT, char)) == bool(normalise_text(char).strip()), hex(code)
+
+
+def test_analyze_documents_its_callback_body_and_refusals() -> None:
+    document = build_document()
+    operation = document["paths"]["/v1/novels/{novelId}/analyze"]["post"]
+    assert operation["requestBody"]["required"] is False
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/AnalyzeRequest"}
+    request = document["components"]["schemas"]["AnalyzeRequest"]
+    assert set(request["properties"]) == {"callbackUrl"}
+    assert "callback_url_forbidden" in operation["responses"]["422"]["description"]
+    view = document["components"]["schemas"]["JobView"]
+    assert "webhook" in view["properties"]
+    state = document["components"]["schemas"]["WebhookState"]
+    assert set(state["properties"]) == {"status", "attempts", "lastError", "nextAttemptAt"}
