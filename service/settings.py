@@ -99,6 +99,9 @@ class Settings(BaseSettings):
 
     analyzer: Literal["offline", "llm", "sleep"] | None = None
     sleep_analyzer_s: float = Field(default=1.0, ge=0)
+    sleep_analyzer_steps: int = Field(default=1, ge=1, le=10_000)
+    """How many times the sleep analyzer reports progress, evenly over its latency (the
+    progress writer still writes at most once per 2 s per job)."""
 
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = Field(

@@ -31,7 +31,7 @@ def make_analyzer(
     if choice == "sleep":
         from service.analysis.sleeping import SleepAnalyzer
 
-        return SleepAnalyzer(settings.sleep_analyzer_s)
+        return SleepAnalyzer(settings.sleep_analyzer_s, settings.sleep_analyzer_steps)
     if choice == "llm":
         if api_key is not None:
             return _llm_with_rotating_key(settings, blobs, metrics, api_key)

@@ -1,7 +1,9 @@
 """A stand-in analyzer that waits a fixed time, for load tests and benchmarks.
 
 It imitates a model call's latency without any work or network, so throughput and
-concurrency can be measured against the theoretical limit. It is never the default.
+concurrency can be measured against the theoretical limit. It is never the default. With
+``steps`` above one it reports progress that many times, evenly over its latency, so the
+progress a client follows moves while a job runs (the event-stream benchmark needs that).
 """
 
 from __future__ import annotations
@@ -13,18 +15,24 @@ from service.storyboard import Panel, Scene, ShotType, Storyboard, provenance_me
 
 
 class SleepAnalyzer:
-    """Sleeps ``latency_s`` and returns a one-panel storyboard."""
+    """Sleeps ``latency_s`` in ``steps`` equal parts, reporting progress after each, and
+    returns a one-panel storyboard."""
 
     name = "sleep"
     version = "1"
 
-    def __init__(self, latency_s: float) -> None:
+    def __init__(self, latency_s: float, steps: int = 1) -> None:
+        if steps < 1:
+            raise ValueError("steps must be at least 1")
         self.latency_s = latency_s
+        self.steps = steps
 
     async def analyze(self, novel: NovelText, on_progress: ProgressCallback) -> Storyboard:
-        """Wait, then describe the text in a single panel."""
-        await asyncio.sleep(self.latency_s)
-        await on_progress(1.0, "slept")
+        """Wait, reporting the fraction slept after each step, then describe the text in a
+        single panel."""
+        for step in range(1, self.steps + 1):
+            await asyncio.sleep(self.latency_s / self.steps)
+            await on_progress(step / self.steps, "slept")
         opening = novel.text[:200]
         panel = Panel(
             id="p1",
