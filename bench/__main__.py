@@ -1,6 +1,6 @@
 """Runs every benchmark and writes docs/benchmarks.md from the results.
 
-``python -m bench`` (``make bench``) runs the full set in about ten minutes on two cores and
+``python -m bench`` (``make bench``) runs the full set in about thirteen minutes on two cores and
 writes the page and ``bench/results/*.json``. ``python -m bench --quick`` runs one tiny case
 of each kind and writes nothing; ``make bench-smoke`` runs it through
 ``bench/smoke.py``, which checks that every part reported. Parts whose optional
@@ -26,6 +26,7 @@ from bench import (
     memory,
     offline_speed,
     scale_out,
+    sse_fanout,
 )
 from bench.common import RESULTS, environment, optional_module, save
 from bench.report import render
@@ -67,6 +68,7 @@ def run_all(quick: bool) -> dict[str, Any]:
     else:
         print("celery peer: skipped, celery[sqs] (with pycurl) or psutil is not installed")
     results["scale_out"] = isolated(scale_out.main, q)
+    results["sse"] = isolated(sse_fanout.main, q)
     sized = results["memory"]
     results["lambda"] = aws_costs.lambda_on_paper(
         sized["peak_rss_mb"] if sized else None, sized["jobs"] if sized else 256
@@ -83,6 +85,7 @@ SAVED = {
     "http": "http",
     "celery": "celery_peer",
     "scale_out": "scale_out",
+    "sse": "sse_fanout",
     "lambda": "lambda_on_paper",
 }
 """Result key → file under bench/results/."""

@@ -208,6 +208,27 @@ def patch_moto_retention_check() -> None:
     )
 
 
+def patch_moto_batch_get_serializer() -> None:
+    """Answer DynamoDB ``BatchGetItem`` with ``json.dumps`` instead of moto's generic
+    model-driven serializer.
+
+    moto 5 serializes every response by walking the operation's output shape, which for a
+    BatchGetItem of 100 items costs ~2 ms of CPU per item (~220 ms a call), about twenty
+    times a ``GetItem``. The watch hub's reads are nothing but such calls, so without this
+    the emulator's serializer, not the service, would decide every event-stream figure. The
+    result moto computes is already the wire format (attribute values as ``{"S": …}``), so
+    the body is the same JSON; only who writes it changes.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.batch_get_item
+
+    def batch_get_item(self: Any) -> str:
+        return json.dumps(original(self).result)
+
+    setattr(DynamoHandler, "batch_get_item", batch_get_item)  # noqa: B010 - as above
+
+
 def serve(host: str, port: int) -> None:
     """Run a counting moto server until killed (a ThreadedMotoServer with our wrapper)."""
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
@@ -222,6 +243,7 @@ def serve(host: str, port: int) -> None:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     patch_moto_retention_check()
+    patch_moto_batch_get_serializer()
 
     class CountingMotoServer(ThreadedMotoServer):
         """ThreadedMotoServer whose application is wrapped in :class:`CountingApp`."""

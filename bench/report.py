@@ -375,6 +375,127 @@ def scale_out(results: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _poll_cycle_s(row: dict[str, Any]) -> float | None:
+    """Seconds from one watch-hub poll to the next, from the hub's own poll counter."""
+    polls = float(row["hub_polls_per_s"])
+    return 1 / polls if polls else None
+
+
+def _sse_limits(rows: list[dict[str, Any]], poll_s: float) -> list[str]:
+    """What bounds the figures, with this run's numbers."""
+    few, many = rows[0], rows[-1]
+    cycle_few, cycle_many = _poll_cycle_s(few) or 0.0, _poll_cycle_s(many) or 0.0
+    per_read_ms = 1000 * (cycle_many - poll_s) / max(many["expected_reads_per_s"], 1)
+    step_s = few["latency_s"] / few["steps"]
+    return [
+        "**What limits these figures.**",
+        "",
+        f"* *The replica:* little. {few['open_rss_mb'] - few['idle_rss_mb']:.0f} MB for "
+        f"{few['streams']} streams, {few['cores']['replica']:.2f} of a core to send "
+        f"{few['events_per_s']:.0f} events/s.",
+        "* *The delay is the polling.* A write waits for the next poll (half a cycle on "
+        "average, a whole one at worst), then for that poll's reads; the clock starts when "
+        "the worker stamps the write, so its UpdateItem round trip counts too. With "
+        f"{few['jobs']} jobs watched the cycle is {cycle_few:.2f} s ({poll_s:g} s + one read).",
+        f"* *Reads in a row.* `get_many` reads its ⌈jobs/100⌉ batches one after another: "
+        f"with {many['jobs']} jobs a poll is {many['expected_reads_per_s']} round trips, "
+        f"~{per_read_ms:.0f} ms each here, a {cycle_many:.1f} s cycle, "
+        f"{many['batch_get_per_s']:.1f} reads/s instead of {many['expected_reads_per_s']} and a "
+        f"p50 of {many['delay_p50_ms'] / 1000:.1f} s. Reading the batches concurrently would "
+        "make a poll one round trip long (proposed, not done: the hub is not the bench's).",
+        "* *The tail is moto's queue.* The bench's moto answers DynamoDB one request at a "
+        "time (`harness.aws.SerialDynamoDB`, for atomic conditional writes), ~10 ms of CPU "
+        f"per UpdateItem. The {few['concurrency']} jobs started within {few['ramp_s']:.1f} s "
+        f"of each other, so their writes come in bursts every {step_s:.1f} s; the writes "
+        "and the hub's reads queue behind each other there. DynamoDB has no such queue.",
+        "* *Events below writes × streams* where two writes fall in one cycle: a stream "
+        "sends only the newest state, and its delay counts from the newest write.",
+        "* *Who reads.* The replica's reads in the window are the hub's BatchGetItems (a "
+        "stream reads its job once, when it opens); any GetItems are the worker's.",
+        "",
+        "The bench's moto server answers BatchGetItem with `json.dumps` rather than moto's "
+        "generic response serializer (`patch_moto_batch_get_serializer` in "
+        "`bench/moto_counting.py`; the body is the same): that serializer spends ~2 ms of CPU "
+        "per item returned, ~220 ms per 100-key read, and would otherwise set every figure "
+        "here.",
+        "",
+    ]
+
+
+def _sse_resources(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| streams (jobs × streams each) | replica RSS idle | with the streams open | peak "
+        "| replica CPU cores | worker / moto / clients cores |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        c = r["cores"]
+        lines.append(
+            f"| {r['streams']} ({r['jobs']} × {r['per_job']}) | {r['idle_rss_mb']:.0f} MB | "
+            f"{r['open_rss_mb']:.0f} MB | **{r['peak_rss_mb']:.0f} MB** | "
+            f"**{c['replica']:.2f}** | {c['worker']:.2f} / {c['moto']:.2f} / "
+            f"{c['clients']:.2f} |"
+        )
+    return [*lines, ""]
+
+
+def _sse_reads_and_delays(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| streams (jobs × streams each) | job writes/s | events/s at the clients | "
+        "DynamoDB reads/s (BatchGetItem + GetItem) | expected ⌈jobs/100⌉/s | "
+        "watch-hub poll cycle | delay p50 | p90 | p99 | max |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cycle = _poll_cycle_s(r)
+        lines.append(
+            f"| {r['streams']} ({r['jobs']} × {r['per_job']}) | {r['writes_per_s']:.0f} | "
+            f"{r['events_per_s']:.0f} | **{r['reads_per_s']:.1f}** "
+            f"({r['batch_get_per_s']:.1f} + {r['get_item_per_s']:.1f}) | "
+            f"{r['expected_reads_per_s']} | {_f(cycle, 2)} s | **{r['delay_p50_ms']:.0f} ms** | "
+            f"{r['delay_p90_ms']:.0f} ms | **{r['delay_p99_ms']:.0f} ms** | "
+            f"{r['delay_max_ms']:.0f} ms |"
+        )
+    return [*lines, ""]
+
+
+def sse_fanout(results: dict[str, Any]) -> list[str]:
+    """Open event streams on one replica."""
+    s = results.get("sse")
+    if not s:
+        return []
+    rows = s["rows"]
+    first = rows[0]
+    loads = ", ".join(f"{r['load_average']:.1f}" for r in rows)
+    return [
+        "## 7. Event-stream fan-out",
+        "",
+        f"Measured on its own (`python -m bench.sse_fanout`, {s['elapsed_s'] / 60:.1f} minutes) "
+        f"on {s['date']}, on the same machine as the parts above. "
+        "1,000 open `GET /v1/jobs/{id}/events` streams on one replica, `storyboard api` (the "
+        "API half of `storyboard serve`) on the AWS path, counting moto in its own process. "
+        f"The jobs run in a separate `storyboard worker` at concurrency "
+        f"{first['concurrency']}, sleep analyzer L = {first['latency_s']:g} s in "
+        f"{first['steps']} progress steps (`STORYBOARD_SLEEP_ANALYZER_STEPS`), so the "
+        "replica's CPU is the streams' alone; where there are more jobs than that, the rest "
+        "stay queued and are watched all the same. The clients (aiohttp, reading lines) are "
+        "one asyncio process of their own. Once every stream has had its first event and "
+        f"every slot of the worker is busy, a {first['window_s']:g} s window: CPU is user + "
+        "system seconds per second (psutil); reads are counted by moto; an event's *delay* is "
+        "its receive time at the client minus the job view's `updatedAt`, the time of the "
+        "write (same clock), for every event but each stream's first. The watch hub polls "
+        f"every {s['poll_s']:g} s after the previous poll ends, so the *poll cycle* (from its "
+        "own `storyboard_watch_polls` counter) is that plus the poll's duration.",
+        "",
+        *_sse_resources(rows),
+        *_sse_reads_and_delays(rows),
+        f"Load average (1 min) at the end of each window: {loads}. The machine is shared "
+        "with other work, and every moto round trip stretches with its load.",
+        "",
+        *_sse_limits(rows, float(s["poll_s"])),
+    ]
+
+
 def legacy(results: dict[str, Any]) -> list[str]:
     """The earlier sections: embedded drain rate and the offline analyzer."""
     t, o = results["throughput"], results["offline"]
@@ -407,6 +528,7 @@ def legacy(results: dict[str, Any]) -> list[str]:
 def render(env: dict[str, Any], elapsed_s: float, results: dict[str, Any], findings: str) -> str:
     """The whole page; ``findings`` is the hand-written analysis appended after the data."""
     lines = header(env, elapsed_s, results) + goals(results)
-    for section in (concurrency, aws_costs, memory, http, celery, scale_out, legacy):
+    sections = (concurrency, aws_costs, memory, http, celery, scale_out, sse_fanout, legacy)
+    for section in sections:
         lines += section(results)
     return "\n".join(lines) + "\n" + findings

@@ -32,6 +32,7 @@ def expected_lines() -> list[str]:
         lines.append("offline analyzer, Alice")
     lines += ["local L=", "aws   L=", "idle worker:", "memory:", "http service:", "http hello:"]
     lines.append("scale-out local 1 worker(s)")
+    lines.append("sse fan-out")  # its line, or its "skipped" line without psutil
     if all(_installed(name) for name in ("celery", "pycurl", "psutil")):
         lines.append("peer celery (threads pool)")
     else:
