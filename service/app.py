@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from service import routes_health
+from service import web as page
 from service.api import PREFIX, create_v1_app
 from service.appkeys import RUNTIME, SETTINGS
 from service.http_errors import CLIENT_CLOSED, Handler, error_middleware, error_response
@@ -86,6 +87,7 @@ def create_app(
     app[SETTINGS] = settings
     app.add_routes(routes_health.routes)
     app.router.add_get("/openapi.json", openapi_handler)
+    page.add_routes(app)
     if serve_api:
         app.add_subapp(PREFIX, create_v1_app(settings))
 

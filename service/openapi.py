@@ -165,8 +165,17 @@ _CALLBACK_REFUSALS = (
     "loopback, private, link-local, metadata, multicast or reserved address; "
     "`invalid_callback_url`: it is no URL, has credentials or does not resolve; "
     "`webhooks_disabled`: no signing secret is configured; `validation_error`: the body "
-    "is not `{callbackUrl}`, or the novel is too large"
+    "is not `{callbackUrl}`"
 )
+
+_PAGE_HEADERS = {
+    name: {"description": description, "schema": {"type": "string"}}
+    for name, description in (
+        ("Content-Security-Policy", "Same-origin scripts, styles and calls only; no inline code."),
+        ("X-Content-Type-Options", "`nosniff`"),
+        ("ETag", "The file's version, for `If-None-Match`."),
+    )
+}
 
 _HEALTH = {"200": {"description": "ok"}, **_errors(503)}
 
@@ -332,6 +341,49 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "operationId": "metrics",
             "summary": "Prometheus metrics",
             "responses": {"200": {"description": "text exposition format"}},
+        }
+    ),
+    ("GET", "/"): _public(
+        {
+            "operationId": "webPage",
+            "summary": "The web page: upload a novel, follow the job, read the storyboard",
+            "description": "Served with a content-security policy that allows no inline "
+            "scripts or styles; the page calls this API with `fetch`.",
+            "responses": {
+                "200": {
+                    "description": "the page",
+                    "headers": _PAGE_HEADERS,
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                },
+                "304": {"description": "unchanged since the `ETag` the client sent"},
+            },
+        }
+    ),
+    ("GET", "/static/{name}"): _public(
+        {
+            "operationId": "webAsset",
+            "summary": "A script, style sheet or icon of the web page",
+            "parameters": [
+                {
+                    "name": "name",
+                    "in": "path",
+                    "required": True,
+                    "description": "The file's name, as the page links it.",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "the file",
+                    "headers": _PAGE_HEADERS,
+                    "content": {
+                        media: {"schema": {"type": "string"}}
+                        for media in ("text/javascript", "text/css", "image/svg+xml")
+                    },
+                },
+                "304": {"description": "unchanged since the `ETag` the client sent"},
+                **_errors(404),
+            },
         }
     ),
     ("GET", "/openapi.json"): _public(

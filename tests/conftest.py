@@ -9,12 +9,30 @@ from typing import Any
 import pytest
 
 from harness.aws import AwsNames, MotoThread, use_fake_credentials
+from harness.browser import INSTALL_HINT, find_chromium
 from service.settings import Settings
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CORPUS = SHARED / "corpus"
 
 use_fake_credentials()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The one line saying that the browser tests did not run, and how to make them run."""
+    if find_chromium() is None:
+        terminalreporter.write_line(f"browser tests skipped: {INSTALL_HINT}", yellow=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without Chromium, leave out the tests that need it (those using the ``browser``
+    fixture), so one closing line reports them instead of a skip line for each."""
+    if find_chromium() is not None:
+        return
+    browser = [item for item in items if "browser" in getattr(item, "fixturenames", ())]
+    if browser:
+        config.hook.pytest_deselected(items=browser)
+        items[:] = [item for item in items if item not in browser]
 
 
 @pytest.fixture(scope="session")

@@ -55,8 +55,13 @@ def test_wheel_installs_and_serves_in_a_clean_environment(tmp_path: Path) -> Non
             assert time.monotonic() < deadline, "the job did not complete"
             time.sleep(0.2)
         storyboard = _call(f"{url}/v1/novels/{novel['novelId']}/storyboard")
+        # The web page is package data: missing from the wheel, it would 500 or 404 here.
+        page = urllib.request.urlopen(f"{url}/", timeout=10).read().decode()
+        script = urllib.request.urlopen(f"{url}/static/app.js", timeout=10).read().decode()
     finally:
         process.terminate()
         process.wait(timeout=60)
     assert process.returncode == 0
     assert storyboard["meta"]["analyzer"] == "offline"
+    assert '<script type="module" src="/static/app.js">' in page
+    assert "renderReader" in script
