@@ -4,8 +4,9 @@ real headless Chromium against real ``storyboard serve`` processes.
 The browser tests need Debian's ``chromium`` and ``chromium-driver``; without them the suite
 leaves them out with one closing line saying how to install them (``tests/conftest.py``),
 and nothing else here is skipped. Selenium drives the system chromedriver through a
-Service, so Selenium Manager never downloads anything. The tests also write the screenshots
-the README shows to ``docs/screenshots/``.
+Service, so Selenium Manager never downloads anything. The tests also take the screenshots
+the README shows: into a temporary folder, so a test run leaves the tree clean, or, with
+``STORYBOARD_SCREENSHOTS=docs/screenshots``, over the committed ones to refresh them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import os
 import re
 import tempfile
 import threading
@@ -49,7 +51,10 @@ T = TypeVar("T")
 Client = TestClient[web.Request, web.Application]
 
 STATIC = ROOT / "service" / "web" / "static"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS = Path(
+    os.environ.get("STORYBOARD_SCREENSHOTS")
+    or Path(tempfile.gettempdir()) / "storyboard-screenshots"
+)
 VIEWPORT = {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False}
 WAIT_S = 60
 API_KEY = "web-test-key-0123456789"
