@@ -82,8 +82,17 @@ def _add_client_commands(commands: Any) -> None:
     submit = commands.add_parser("submit", help="upload a novel and queue its analysis")
     submit.add_argument("file", help="novel text file (UTF-8 or GB18030), or - for stdin")
     submit.add_argument("--title", help=TITLE_HELP)
+    submit.add_argument(
+        "--wait", action="store_true", help="then follow the job live (as status --follow)"
+    )
     status = commands.add_parser("status", help="show a job's status")
     status.add_argument("job_id")
+    status.add_argument(
+        "--follow",
+        action="store_true",
+        help="follow the job live with a progress bar on stderr until it ends; print its "
+        "final status; exit 0 if it completed, else 1",
+    )
     get = commands.add_parser(
         "get",
         help="download a storyboard",
@@ -205,15 +214,47 @@ async def _bootstrap(args: argparse.Namespace, settings: Settings) -> int:
 async def _submit(args: argparse.Namespace, settings: Settings) -> int:
     from service.client import submit_file
 
-    print(await submit_file(args.url, args.file, args.title, token=_token(args)))
-    return 0
+    job_id = await submit_file(args.url, args.file, args.title, token=_token(args))
+    print(job_id, flush=True)  # first, so a script has the id while the job runs
+    return await _follow(args, job_id) if args.wait else 0
 
 
 async def _status(args: argparse.Namespace, settings: Settings) -> int:
     from service.client import job_status
 
+    if args.follow:
+        return await _follow(args, args.job_id, print_final=True)
     print(await job_status(args.url, args.job_id, token=_token(args)))
     return 0
+
+
+async def _follow(args: argparse.Namespace, job_id: str, *, print_final: bool = False) -> int:
+    """Follow the job's event stream with a progress display; 0 if it completed."""
+    from rich.console import Console
+
+    from service.client import follow_job
+    from service.oneshot import ProgressDisplay
+
+    with ProgressDisplay(Console(stderr=True)) as display:
+
+        def show(view: dict[str, Any]) -> None:
+            progress = view.get("progress") or {}
+            display.show(int(progress.get("percentage", 0)), str(progress.get("stage", "")))
+
+        final = await follow_job(args.url, job_id, show, token=_token(args))
+    if print_final:
+        print(json.dumps(final, ensure_ascii=False, indent=2))
+    return _ending(job_id, final)
+
+
+def _ending(job_id: str, final: dict[str, Any]) -> int:
+    status = final.get("status")
+    if status == "completed":
+        return 0
+    error = final.get("error") or {}
+    detail = f": {error.get('code')}: {error.get('message')}" if error else ""
+    print(f"storyboard: job {job_id} {status}{detail}", file=sys.stderr)
+    return 1
 
 
 async def _get(args: argparse.Namespace, settings: Settings) -> int:

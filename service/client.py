@@ -1,12 +1,13 @@
 """The HTTP client and file helpers of the ``storyboard`` commands that talk to a service:
-``submit``, ``status``, ``get``, ``list`` and ``delete``."""
+``submit``, ``status`` (``--follow``), ``get``, ``list`` and ``delete``."""
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -159,6 +160,90 @@ async def job_status(base_url: str, job_id: str, *, token: str | None = None) ->
     async with _session(token) as session:
         job = await _call(session, "GET", f"{base_url.rstrip('/')}/v1/jobs/{_seg(job_id)}")
     return json.dumps(job, ensure_ascii=False, indent=2)
+
+
+STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
+"""A stream has no end time; the server's ping every 15 s keeps a read from idling 60 s."""
+RECONNECTS = 5
+FINAL_EVENTS = frozenset({"completed", "failed", "cancelled"})
+
+JobCallback = Callable[[dict[str, Any]], None]
+
+
+async def follow_job(
+    base_url: str, job_id: str, on_update: JobCallback, *, token: str | None = None
+) -> dict[str, Any]:
+    """Follow ``GET /v1/jobs/{id}/events`` until the job ends; its final view.
+
+    ``on_update`` gets every job view the stream carries. A dropped stream is reopened with
+    ``Last-Event-ID`` (up to :data:`RECONNECTS` times in a row, a second apart, then 2, 4…),
+    so nothing is missed and nothing is shown twice.
+    """
+    url = f"{base_url.rstrip('/')}/v1/jobs/{_seg(job_id)}/events"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    state = _StreamState()
+    async with aiohttp.ClientSession(timeout=STREAM_TIMEOUT, headers=headers) as session:
+        for attempt in range(RECONNECTS + 1):
+            try:
+                final = await _read_stream(session, url, state, on_update)
+            except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError):
+                final = None
+            except aiohttp.ClientError as exc:
+                raise CliError(f"cannot reach {url}: {exc}") from None
+            if final is not None:
+                return final
+            if attempt < RECONNECTS:
+                await asyncio.sleep(2.0**attempt)
+    raise CliError(f"the event stream of job {job_id} kept dropping; try status again")
+
+
+class _StreamState:
+    """What a reconnect needs: the last event id, and the last view seen."""
+
+    def __init__(self) -> None:
+        self.last_id: str | None = None
+        self.latest: dict[str, Any] | None = None
+
+
+async def _read_stream(
+    session: aiohttp.ClientSession, url: str, state: _StreamState, on_update: JobCallback
+) -> dict[str, Any] | None:
+    """One connection: the final view, or ``None`` if the stream ended before it."""
+    headers = {"Last-Event-ID": state.last_id} if state.last_id else {}
+    async with session.get(url, headers=headers) as response:
+        if response.status == 204:
+            return state.latest  # the server says the final event was already had
+        if response.status >= 400:
+            raise _refusal(response.status, response.reason, await response.read())
+        async for event, event_id, data in _events(response.content):
+            view: dict[str, Any] = json.loads(data)
+            state.last_id, state.latest = event_id or state.last_id, view
+            on_update(view)
+            if event in FINAL_EVENTS:
+                return view
+    return None
+
+
+async def _events(stream: aiohttp.StreamReader) -> AsyncIterator[tuple[str, str | None, str]]:
+    """``(event, id, data)`` per Server-Sent Event, as the HTML standard parses them;
+    comments (the server's pings) and events without data are skipped."""
+    event, event_id = "message", None
+    data: list[str] = []
+    async for raw in stream:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                yield event, event_id, "\n".join(data)
+            event, data = "message", []
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            event = value
+        elif field == "data":
+            data.append(value)
+        elif field == "id" and "\0" not in value:
+            event_id = value
 
 
 async def fetch_storyboard(base_url: str, some_id: str, *, token: str | None = None) -> bytes:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -256,3 +257,56 @@ def test_list_and_delete_against_a_live_service(tmp_path: Path) -> None:
     assert gone.returncode == 1
     assert empty.returncode == 0, empty.stderr
     assert (empty.stdout, empty.stderr) == ("", "0 novels\n")
+
+
+def test_submit_wait_follows_the_job_live_and_exits_0_when_it_completes(tmp_path: Path) -> None:
+    env = service_env(
+        tmp_path / "data",
+        STORYBOARD_ANALYZER="sleep",
+        STORYBOARD_SLEEP_ANALYZER_S="8",
+        STORYBOARD_SLEEP_ANALYZER_STEPS="4",
+    )
+    novel = tmp_path / "novel.txt"
+    novel.write_text("Once upon a time there was a tale.", encoding="utf-8")
+    with running_service("serve", env, tmp_path / "serve.log") as service:
+        waited = _run("submit", str(novel), "--wait", "--url", service.url, env=env)
+        assert waited.returncode == 0, waited.stderr
+        job_id = waited.stdout.strip()
+        assert len(job_id) == 32  # only the id on stdout; the progress went to stderr
+        followed = _run("status", job_id, "--follow", "--url", service.url, env=env)
+    # Not a terminal: a line per tenth of progress, from the live stream's reports.
+    percentages = [int(line.split("%")[0]) for line in waited.stderr.splitlines() if "%" in line]
+    assert len(percentages) >= 3, waited.stderr
+    assert percentages == sorted(percentages)
+    assert percentages[-1] == 100
+    assert any(0 < value < 100 for value in percentages), waited.stderr
+    # A job that has ended already: its final event at once, and its final view on stdout.
+    assert followed.returncode == 0, followed.stderr
+    assert json.loads(followed.stdout)["status"] == "completed"
+
+
+def test_status_follow_exits_1_when_the_job_ends_otherwise(tmp_path: Path) -> None:
+    env = service_env(tmp_path / "data")
+    novel = tmp_path / "novel.txt"
+    novel.write_text("A tale nobody will analyze.", encoding="utf-8")
+    # The API alone: nothing takes the job, so it waits until the cancel below.
+    with running_service("api", env, tmp_path / "api.log") as service:
+        job_id = _run("submit", str(novel), "--url", service.url, env=env).stdout.strip()
+        command = [sys.executable, "-m", "service", "status", job_id, "--follow"]
+        follower = subprocess.Popen(
+            [*command, "--url", service.url],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(2)  # the follower is connected and waiting on a quiet stream
+        assert follower.poll() is None
+        request = urllib.request.Request(f"{service.url}/v1/jobs/{job_id}/cancel", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 1, err
+    assert json.loads(out)["status"] == "cancelled"
+    assert f"storyboard: job {job_id} cancelled" in err
