@@ -23,12 +23,14 @@ MAX_PAGE = 100
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A received queue message. ``receive_count`` is 1 on the first delivery."""
+    """A received queue message. ``receive_count`` is 1 on the first delivery; ``group`` is
+    the message group it was sent with (the user), ``None`` for an ungrouped message."""
 
     message_id: str
     receipt: str
     body: str
     receive_count: int
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +53,14 @@ class Queue(Protocol):
 
     Batch methods take any number of receipts and split them into calls of at most ten.
     A stale or unknown receipt fails on its own without failing the rest of the batch.
+
+    Messages carry a ``group``, the user they are for. Receives share the workers fairly
+    between groups: a group with many messages in flight waits while quieter groups have
+    visible messages, as an SQS fair queue does. An ungrouped message is a group of its own.
     """
 
-    async def send(self, body: str) -> str:
-        """Enqueue a message and return its id."""
+    async def send(self, body: str, *, group: str | None = None) -> str:
+        """Enqueue a message in ``group`` and return its id."""
         ...
 
     async def receive(

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     max_receive_count: int = Field(default=10, ge=1, le=1000)
     """The queue's own redrive limit on receives: a backstop above ``max_attempts`` for a
     message that keeps being received without its job ever starting or settling."""
+    queue_order: Literal["fair", "fifo"] = "fair"
+    """How receives choose between users' messages. ``fair``: the user with the fewest
+    messages in flight first (an SQS fair queue; every message carries its user as the
+    message group). ``fifo``: oldest first, and no message group is sent, so one user's
+    backlog delays everyone; kept to measure what fairness buys."""
     delete_flush_s: float = Field(default=0.1, gt=0)
     heartbeat_stale_s: float = Field(default=90.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 from harness.processes import free_port
 from service.backends.aws_blobs import S3BlobStore
 from service.backends.aws_clients import open_clients
+from service.backends.aws_queue import sqs_group_id
 from service.backends.aws_records import (
     DynamoJobStore,
     from_attribute,
@@ -304,6 +306,35 @@ async def test_receive_count_rises_on_redelivery(backend: Backend) -> None:
     [second] = await backend.queue.receive(max_messages=10, wait_s=1, visibility_s=60)
     assert (second.message_id, second.receive_count) == (message_id, 2)
     assert second.receipt != first.receipt
+
+
+def test_a_user_id_sqs_cannot_take_as_a_group_becomes_a_digest_of_it() -> None:
+    assert sqs_group_id("user-42@example.com") == "user-42@example.com"
+    odd = ["张三", "has space", "x" * 129, "tab\tin", "\ud800"]
+    groups = [sqs_group_id(user) for user in odd]
+    for user, group in zip(odd, groups, strict=True):
+        assert re.fullmatch(r"sha256-[0-9a-f]{64}", group), (user, group)
+    assert len(set(groups)) == len(odd)
+    assert sqs_group_id("x" * 128) == "x" * 128
+
+
+async def test_every_message_is_sent_with_its_users_group(backend: Backend) -> None:
+    users = ["alice", "张三", "has space"]
+    for user in users:
+        await backend.queue.send(f"for {user}", group=user)
+
+    received = {m.body: m.group for m in await _receive_all(backend, len(users))}
+
+    assert received == {f"for {user}": sqs_group_id(user) for user in users}
+
+
+async def test_first_in_first_out_order_sends_no_group(aws_settings: SettingsFactory) -> None:
+    settings = aws_settings(queue_order="fifo")
+    await bootstrap(settings)
+    async with open_backend(settings) as opened:
+        await opened.queue.send("m", group="alice")
+        [message] = await opened.queue.receive(max_messages=1, wait_s=1, visibility_s=60)
+    assert message.group is None
 
 
 async def test_delete_batch_reports_exactly_the_stale_receipts(backend: Backend) -> None:

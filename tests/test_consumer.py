@@ -125,6 +125,8 @@ async def test_retries_exhausted_fail_the_job_and_dead_letter_at_once(
     async with open_runtime(settings, analyzer=analyzer) as runtime:
         job = await _finished(runtime, (await _submit(runtime)).job_id)
         await one_message_dead_lettered(runtime.backend.queue, runtime.backend.dlq)
+        parked = await runtime.backend.dlq.receive(max_messages=1, wait_s=1, visibility_s=0)
+    assert [m.group for m in parked] == [job.user_id]  # a redrive keeps the user's group
     assert job.status is JobStatus.FAILED
     assert job.attempts == 2
     assert job.error is not None

@@ -36,6 +36,8 @@ async def test_submit_creates_a_queued_job_and_sends_the_seed_body(
     assert len(messages) == 1
     body = json.loads(messages[0].body)
     assert body == {"jobId": job.job_id, "novelId": novel.novel_id, "userId": "local"}
+    # The user is the message group, so the queue shares its workers fairly between users.
+    assert messages[0].group == "local"
 
 
 async def test_a_failed_send_marks_the_job_failed(aws_settings: SettingsFactory) -> None:

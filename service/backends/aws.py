@@ -30,7 +30,8 @@ async def open_aws_backend(settings: Settings) -> AsyncIterator[Backend]:
     async with open_clients(settings) as clients:
         queue_url = await resolve_queue_url(clients.sqs, settings.queue_name, settings.queue_url)
         dlq_url = await resolve_queue_url(clients.sqs, settings.dlq_name, settings.dlq_url)
-        queue = SqsQueue(clients.sqs, queue_url)
+        grouped = settings.queue_order == "fair"
+        queue = SqsQueue(clients.sqs, queue_url, grouped=grouped)
         jobs = DynamoJobStore(clients.dynamodb, settings.table_name)
         blobs = S3BlobStore(clients.s3, settings.bucket)
         topic = None
@@ -39,7 +40,7 @@ async def open_aws_backend(settings: Settings) -> AsyncIterator[Backend]:
         yield Backend(
             name="aws",
             queue=queue,
-            dlq=SqsQueue(clients.sqs, dlq_url),
+            dlq=SqsQueue(clients.sqs, dlq_url, grouped=grouped),
             jobs=jobs,
             novels=DynamoNovelStore(clients.dynamodb, settings.table_name),
             blobs=blobs,

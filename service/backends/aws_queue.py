@@ -10,7 +10,9 @@ are idempotent.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -21,9 +23,11 @@ from service.queue_limits import MAX_BATCH
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
-    from types_aiobotocore_sqs.type_defs import BatchResultErrorEntryTypeDef
+    from types_aiobotocore_sqs.type_defs import BatchResultErrorEntryTypeDef, MessageTypeDef
 
 MAX_WAIT_S = 20
+_GROUP_ID = re.compile(r"[!-~]{1,128}")
+"""What SQS takes as a ``MessageGroupId``: 1-128 printable ASCII characters, no spaces."""
 
 _ChunkCall = Callable[[list[tuple[str, str]]], Awaitable["list[BatchResultErrorEntryTypeDef]"]]
 """Sends one chunk of ``(entry id, receipt)`` pairs and returns the failed entries."""
@@ -38,18 +42,40 @@ async def resolve_queue_url(client: SQSClient, name: str, configured: str | None
     return response["QueueUrl"]
 
 
-class SqsQueue:
-    """A :class:`~service.ports.Queue` on one SQS queue."""
+def sqs_group_id(group: str) -> str:
+    """``group`` as an SQS ``MessageGroupId``: itself when SQS takes it, else a digest.
 
-    def __init__(self, client: SQSClient, url: str) -> None:
+    User ids come from API keys and JWT claims, so they may hold spaces, non-ASCII letters
+    or more than 128 characters; the digest keeps each such user one group of its own.
+    """
+    if _GROUP_ID.fullmatch(group):
+        return group
+    return "sha256-" + hashlib.sha256(group.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class SqsQueue:
+    """A :class:`~service.ports.Queue` on one SQS queue.
+
+    A standard queue is a fair queue once messages carry a ``MessageGroupId``: SQS then
+    delivers quiet groups' messages before those of a group holding a large share of the
+    messages in flight. With ``grouped=False`` no group is sent (first in, first out).
+    """
+
+    def __init__(self, client: SQSClient, url: str, *, grouped: bool = True) -> None:
         self._client = client
         self.url = url
         self._name = url.rstrip("/").rsplit("/", 1)[-1]
+        self._grouped = grouped
 
-    async def send(self, body: str) -> str:
-        """Enqueue ``body`` and return the message id."""
+    async def send(self, body: str, *, group: str | None = None) -> str:
+        """Enqueue ``body`` in ``group`` and return the message id."""
         with aws_call(f"sqs SendMessage {self._name}"):
-            response = await self._client.send_message(QueueUrl=self.url, MessageBody=body)
+            if group is not None and self._grouped:
+                response = await self._client.send_message(
+                    QueueUrl=self.url, MessageBody=body, MessageGroupId=sqs_group_id(group)
+                )
+            else:
+                response = await self._client.send_message(QueueUrl=self.url, MessageBody=body)
         return response["MessageId"]
 
     async def receive(
@@ -63,17 +89,9 @@ class SqsQueue:
                 # Rounding up keeps a sub-second wait a long poll rather than a sampled one.
                 WaitTimeSeconds=min(max(math.ceil(wait_s), 0), MAX_WAIT_S),
                 VisibilityTimeout=visibility_s,
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
             )
-        return [
-            Message(
-                message_id=raw["MessageId"],
-                receipt=raw["ReceiptHandle"],
-                body=raw.get("Body", ""),
-                receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
-            )
-            for raw in response.get("Messages", [])
-        ]
+        return [_message(raw) for raw in response.get("Messages", [])]
 
     async def delete_batch(self, receipts: Sequence[str]) -> BatchOutcome:
         """Delete received messages, ten per call."""
@@ -158,3 +176,14 @@ async def _run_chunk(action: str, chunk: list[str], call: _ChunkCall) -> dict[st
             raise BackendError(f"{action} reported an unknown entry id {entry['Id']!r}")
         failed[receipt] = entry.get("Code") or "Unknown"
     return failed
+
+
+def _message(raw: MessageTypeDef) -> Message:
+    attributes = raw.get("Attributes", {})
+    return Message(
+        message_id=raw["MessageId"],
+        receipt=raw["ReceiptHandle"],
+        body=raw.get("Body", ""),
+        receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
+        group=attributes.get("MessageGroupId"),
+    )

@@ -42,6 +42,7 @@ async def open_local_backend(
             dlq=settings.dlq_name,
             max_receive_count=settings.max_receive_count,
             poll_interval_s=poll_interval_s,
+            fair=settings.queue_order == "fair",
         )
         dlq = LocalQueue(db, settings.dlq_name, signals=signals, poll_interval_s=poll_interval_s)
         jobs = LocalJobStore(db)

@@ -50,7 +50,8 @@ SCHEMA = (
         body TEXT NOT NULL,
         visible_at REAL NOT NULL,
         receive_count INTEGER NOT NULL DEFAULT 0,
-        receipt TEXT
+        receipt TEXT,
+        group_id TEXT
     )
     """,
     "CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages (queue, visible_at)",
@@ -310,8 +311,26 @@ def _require_free_space(directory: Path) -> None:
         raise OSError(errno.ENOSPC, f"only {free} bytes free on the device", str(directory))
 
 
+ADDED_COLUMNS = (("messages", "group_id", "TEXT"),)
+"""Columns added after the first release: a database made before gains them on open."""
+
+LATE_SCHEMA = (
+    # The fair receive seeks each group's oldest visible messages and counts its hidden
+    # ones without reading the table: receive_count is in the index for that count.
+    "CREATE INDEX IF NOT EXISTS messages_by_group"
+    " ON messages (queue, group_id, visible_at, receive_count)",
+)
+"""Indexes over added columns, created once the columns exist."""
+
+
 def _create_schema(connection: sqlite3.Connection) -> None:
     for statement in SCHEMA:
+        connection.execute(statement)
+    for table, column, kind in ADDED_COLUMNS:
+        present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    for statement in LATE_SCHEMA:
         connection.execute(statement)
 
 

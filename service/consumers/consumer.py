@@ -319,7 +319,7 @@ class Consumer:
             log.error("no dead-letter queue to move the message to; leaving it")
             return
         try:
-            await self._dlq.send(message.body)
+            await self._dlq.send(message.body, group=message.group)
         except Exception as exc:
             # Left where it is: redelivery, and the queue's own redrive, still apply.
             log.error("could not move the message to the dead-letter queue", error=str(exc))

@@ -138,7 +138,7 @@ class JobProducer:
             job_id=job.job_id, novel_id=job.novel_id, user_id=job.user_id, type=job.type
         )
         try:
-            await self._queue.send(message.to_body())
+            await self._queue.send(message.to_body(), group=job.user_id)
         except Exception as exc:
             log.error("enqueue failed", jobId=job.job_id, error=str(exc))
             await self._abandon(job.job_id)

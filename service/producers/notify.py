@@ -81,7 +81,7 @@ class Notifier:
         message = JobMessage(
             job_id=delivery.job_id, novel_id=job.novel_id, user_id=job.user_id, type=channel
         )
-        await self._queue.send(message.to_body())
+        await self._queue.send(message.to_body(), group=job.user_id)
         log.info("job end event queued", channel=channel, type=event, deliveryId=delivery.job_id)
 
     async def _close_webhook(self, delivery: Job) -> None:

@@ -92,6 +92,6 @@ async def redrive(backend: Backend, job_ids: Collection[str] | None) -> RedriveR
 async def _restart(backend: Backend, job_id: str, message: Message) -> bool:
     if await backend.jobs.apply(job_id, jobs.requeue()) is None:
         return False
-    await backend.queue.send(message.body)
+    await backend.queue.send(message.body, group=message.group)
     await backend.dlq.delete_batch([message.receipt])
     return True
