@@ -118,6 +118,11 @@ class JobView(CamelModel):
         "job: title, chapters, scenes, panels and characters.",
     )
     next_attempt_at: datetime | None = None
+    started_at: datetime | None = Field(
+        default=None,
+        description="When the latest attempt started; null while the job has never run. "
+        "startedAt - createdAt is how long the job waited in the queue.",
+    )
     usage: dict[str, int] | None = None
     webhook: WebhookState | None = Field(
         default=None,
@@ -144,6 +149,7 @@ class JobView(CamelModel):
             storyboard_url=url if done else None,
             summary=job.summary,
             next_attempt_at=job.next_attempt_at,
+            started_at=job.started_at,
             usage=job.usage,
             webhook=job.webhook,
         )

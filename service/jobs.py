@@ -127,6 +127,9 @@ class Job(CamelModel):
     result_key: str | None = None
     summary: dict[str, Any] | None = None
     next_attempt_at: datetime | None = None
+    started_at: datetime | None = None
+    """When the latest attempt started: ``startedAt - createdAt`` is the first attempt's
+    wait in the queue, the figure fair sharing between users keeps low."""
     usage: dict[str, int] | None = None
     version: int = 1
     """The record's version: 1 when created, one more with every write. Watchers (the
@@ -194,16 +197,17 @@ def start(delivery: int) -> Transition:
     A running job may be taken by a newer delivery: its previous worker died or lost the
     message, since a live worker keeps its message hidden.
     """
+    now = isoformat(utcnow())
     return Transition(
         Guard(LIVE, delivery_below=delivery),
-        _stamp(
-            {
-                "status": JobStatus.RUNNING.value,
-                "delivery": delivery,
-                "progress": Progress(percentage=10, stage="started").to_doc(),
-                "nextAttemptAt": None,
-            }
-        ),
+        {
+            "status": JobStatus.RUNNING.value,
+            "delivery": delivery,
+            "progress": Progress(percentage=10, stage="started").to_doc(),
+            "nextAttemptAt": None,
+            "startedAt": now,
+            "updatedAt": now,
+        },
         add={"attempts": 1},
     )
 
