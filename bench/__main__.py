@@ -21,6 +21,7 @@ from bench import (
     aws_costs,
     celery_peer,
     concurrency,
+    fairness,
     http_load,
     local_throughput,
     memory,
@@ -69,6 +70,7 @@ def run_all(quick: bool) -> dict[str, Any]:
         print("celery peer: skipped, celery[sqs] (with pycurl) or psutil is not installed")
     results["scale_out"] = isolated(scale_out.main, q)
     results["sse"] = isolated(sse_fanout.main, q)
+    results["fairness"] = isolated(fairness.main, q)
     sized = results["memory"]
     results["lambda"] = aws_costs.lambda_on_paper(
         sized["peak_rss_mb"] if sized else None, sized["jobs"] if sized else 256
@@ -86,6 +88,7 @@ SAVED = {
     "celery": "celery_peer",
     "scale_out": "scale_out",
     "sse": "sse_fanout",
+    "fairness": "fairness",
     "lambda": "lambda_on_paper",
 }
 """Result key → file under bench/results/."""

@@ -103,6 +103,7 @@ def goals(results: dict[str, Any]) -> list[str]:
             f"| ≤ {GOAL_RSS_MB} MB RSS with 256 jobs in flight | {memory['peak_rss_mb']:.0f} MB | "
             f"{_met(memory['peak_rss_mb'] <= GOAL_RSS_MB)} |"
         )
+    lines += _fairness_goal(results)
     peer = results.get("celery")
     if peer and "configs" in peer:
         for config in peer["configs"]:
@@ -118,6 +119,19 @@ def goals(results: dict[str, Any]) -> list[str]:
                     f"throughput {_met(faster)}, memory {_met(lighter)} |"
                 )
     return [*lines, ""]
+
+
+def _fairness_goal(results: dict[str, Any]) -> list[str]:
+    rows = (results.get("fairness") or {}).get("rows") or []
+    fair = next((r for r in rows if r["order"] == "fair"), None)
+    if fair is None:
+        return []
+    p95 = fair["quiet"]["p95_s"]
+    return [
+        f"| quiet users' p95 wait behind one user's backlog ≤ 2 × L | {p95:.2f} s "
+        f"(L = {fair['goal_s'] / 2:g} s; {fair['fifo_estimate_s']:.1f} s expected first in, "
+        f"first out) | {_met(p95 <= fair['goal_s'])} |"
+    ]
 
 
 def concurrency(results: dict[str, Any]) -> list[str]:
@@ -496,6 +510,48 @@ def sse_fanout(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def fairness(results: dict[str, Any]) -> list[str]:
+    """Quiet users' waits behind one user's backlog, first-in-first-out against fair."""
+    f = results.get("fairness")
+    if not f:
+        return []
+    case = f["case"]
+    lines = [
+        "## 8. Fair sharing between users",
+        "",
+        f"Measured on its own (`python -m bench.fairness`, {f['elapsed_s'] / 60:.1f} minutes) on "
+        f"{f['date']}. One `storyboard serve` on the embedded backend at concurrency "
+        f"{case['concurrency']}, sleep analyzer L = {case['latency_s']:g} s. User A submits "
+        f"{case['busy_jobs']} jobs over HTTP; {case['quiet_delay_s']:g} s after A's first, "
+        f"users B, C and D submit {case['quiet_jobs']} each. A job's wait is its `startedAt` "
+        "minus its `createdAt`; A's makespan runs from A's first submission to A's last "
+        "completion. Each order runs in a fresh data directory (`STORYBOARD_QUEUE_ORDER`).",
+        "",
+        "| order | quiet users' wait p50 / p95 / max | A's wait p50 / p95 / max | A's makespan |",
+        "|---|---|---|---|",
+    ]
+    for row in f["rows"]:
+        q, b = row["quiet"], row["busy"]
+        lines.append(
+            f"| {row['order']} | {q['p50_s']:.2f} / {q['p95_s']:.2f} / {q['max_s']:.2f} s | "
+            f"{b['p50_s']:.1f} / {b['p95_s']:.1f} / {b['max_s']:.1f} s | "
+            f"{row['busy_makespan_s']:.1f} s |"
+        )
+    fair = next(r for r in f["rows"] if r["order"] == "fair")
+    met = fair["quiet"]["p95_s"] <= fair["goal_s"]
+    lines += [
+        "",
+        f"Goal: the quiet users' p95 wait under the fair order at most 2 × L = "
+        f"{fair['goal_s']:g} s, against about N × L / C = {fair['fifo_estimate_s']:.1f} s "
+        f"first in, first out: {_met(met)}. A's makespan barely moves between the orders: "
+        "fairness changes who waits, not how much work there is. Its floor is N × L / C = "
+        f"{fair['fifo_estimate_s']:.1f} s; the rest is the submissions themselves and a "
+        "machine shared with other work.",
+        "",
+    ]
+    return lines
+
+
 def legacy(results: dict[str, Any]) -> list[str]:
     """The earlier sections: embedded drain rate and the offline analyzer."""
     t, o = results["throughput"], results["offline"]
@@ -528,7 +584,17 @@ def legacy(results: dict[str, Any]) -> list[str]:
 def render(env: dict[str, Any], elapsed_s: float, results: dict[str, Any], findings: str) -> str:
     """The whole page; ``findings`` is the hand-written analysis appended after the data."""
     lines = header(env, elapsed_s, results) + goals(results)
-    sections = (concurrency, aws_costs, memory, http, celery, scale_out, sse_fanout, legacy)
+    sections = (
+        concurrency,
+        aws_costs,
+        memory,
+        http,
+        celery,
+        scale_out,
+        sse_fanout,
+        fairness,
+        legacy,
+    )
     for section in sections:
         lines += section(results)
     return "\n".join(lines) + "\n" + findings

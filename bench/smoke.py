@@ -33,6 +33,7 @@ def expected_lines() -> list[str]:
     lines += ["local L=", "aws   L=", "idle worker:", "memory:", "http service:", "http hello:"]
     lines.append("scale-out local 1 worker(s)")
     lines.append("sse fan-out")  # its line, or its "skipped" line without psutil
+    lines += ["fairness fifo:", "fairness fair:"]
     if all(_installed(name) for name in ("celery", "pycurl", "psutil")):
         lines.append("peer celery (threads pool)")
     else:

@@ -150,6 +150,21 @@ def event_streams(results: dict[str, Any]) -> str | None:
     )
 
 
+def fair_sharing(results: dict[str, Any]) -> str | None:
+    """What one user's backlog costs everyone else, fair against first-in-first-out."""
+    rows = {r["order"]: r for r in (results.get("fairness") or {}).get("rows") or []}
+    if not {"fair", "fifo"} <= rows.keys():
+        return None
+    fair, fifo = rows["fair"], rows["fifo"]
+    return (
+        f"**One user's backlog no longer holds up the rest:** behind a user with "
+        f"{results['fairness']['case']['busy_jobs']} queued jobs, three other users' jobs "
+        f"started within {fair['quiet']['p95_s']:.2f} s at p95 under the fair order, against "
+        f"{fifo['quiet']['p95_s']:.1f} s first in, first out; the busy user's own makespan moved "
+        f"from {fifo['busy_makespan_s']:.1f} s to {fair['busy_makespan_s']:.1f} s (part 8)."
+    )
+
+
 def provenance(env: dict[str, Any], elapsed_s: float) -> str:
     """Where the figures came from."""
     return (
@@ -228,6 +243,7 @@ def summary(
         concurrency_advice(results),
         api_and_idle(results),
         event_streams(results),
+        fair_sharing(results),
         provenance(env, elapsed_s),
         gaps(results, goal_rows, targets),
     ]
