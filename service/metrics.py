@@ -2,15 +2,19 @@
 
 Counters the consumer already keeps (receives, visibility extensions, in-flight jobs) are
 read at scrape time by a collector, so the hot path pays nothing for them. Job outcomes,
-stage timings, model calls and HTTP requests are recorded where they happen.
+stage timings, model calls and HTTP requests are recorded where they happen. Queue depths
+are read from the queues themselves when ``/metrics`` is scraped (:meth:`Metrics.sample_queues`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -34,6 +38,11 @@ _CONSUMER_COUNTERS = {
     "released": "messages released at shutdown",
 }
 
+QUEUE_DEPTH_TIMEOUT_S = 2.0
+"""How long a scrape waits for one queue's depth; a scrape times out after 10 s."""
+
+log = structlog.get_logger(__name__)
+
 
 class ObservedConsumer(Protocol):
     """What the collector reads from a consumer at scrape time."""
@@ -52,6 +61,16 @@ class ObservedConsumer(Protocol):
         """Its monotonic counters by name."""
         ...
 
+    @property
+    def last_beat(self) -> float:
+        """``time.monotonic()`` when the receive loop last went round."""
+        ...
+
+    @property
+    def draining(self) -> bool:
+        """True once its shutdown has begun."""
+        ...
+
 
 class ConsumerCollector(Collector):
     """Exposes a consumer's own counters and gauges at scrape time."""
@@ -68,17 +87,37 @@ class ConsumerCollector(Collector):
             for queue, consumer in self._consumers.items():
                 family.add_metric([queue], consumer.counters()[field])
             yield family
+        yield from self._gauges()
+
+    def _gauges(self) -> Iterator[Metric]:
+        labels = ["queue"]
         in_flight = GaugeMetricFamily(
-            "storyboard_jobs_in_flight", "jobs running now", labels=["queue"]
+            "storyboard_jobs_in_flight", "jobs running now", labels=labels
+        )
+        capacity = GaugeMetricFamily(
+            "storyboard_worker_capacity", "jobs it may run at once", labels=labels
         )
         saturation = GaugeMetricFamily(
-            "storyboard_worker_saturation", "in-flight jobs / concurrency", labels=["queue"]
+            "storyboard_worker_saturation", "in-flight jobs / concurrency", labels=labels
         )
+        beat = GaugeMetricFamily(
+            "storyboard_consumer_heartbeat_age_seconds",
+            "seconds since the receive loop last went round",
+            labels=labels,
+        )
+        draining = GaugeMetricFamily(
+            "storyboard_consumer_draining", "1 once the consumer's drain has begun", labels=labels
+        )
+        now = time.monotonic()
         for queue, consumer in self._consumers.items():
             in_flight.add_metric([queue], consumer.in_flight)
+            capacity.add_metric([queue], consumer.capacity)
             saturation.add_metric([queue], consumer.in_flight / consumer.capacity)
-        yield in_flight
-        yield saturation
+            if not consumer.draining:
+                # A draining loop ends on purpose; its age would only read as a stall.
+                beat.add_metric([queue], now - consumer.last_beat)
+            draining.add_metric([queue], float(consumer.draining))
+        yield from (in_flight, capacity, saturation, beat, draining)
 
 
 class ObservedHub(Protocol):
@@ -119,6 +158,47 @@ class HubCollector(Collector):
         )
 
 
+class Depth(Protocol):
+    """Approximate message counts of a queue."""
+
+    @property
+    def visible(self) -> int:
+        """Messages waiting to be received."""
+        ...
+
+    @property
+    def in_flight(self) -> int:
+        """Messages received and hidden now."""
+        ...
+
+
+class ObservedQueue(Protocol):
+    """What the metrics read from a queue when scraped."""
+
+    async def depth(self) -> Depth:
+        """Its approximate counts now."""
+        ...
+
+
+class LimitsCollector(Collector):
+    """The configured per-process model limits; an unlimited one (0) has no sample, so a
+    ratio against it yields nothing rather than a division by zero."""
+
+    def __init__(self, requests_per_minute: int, tokens_per_minute: int) -> None:
+        self._limits = {
+            "storyboard_llm_requests_per_minute_limit": requests_per_minute,
+            "storyboard_llm_tokens_per_minute_limit": tokens_per_minute,
+        }
+
+    def collect(self) -> Iterator[Metric]:
+        """One gauge per limit."""
+        for name, value in self._limits.items():
+            family = GaugeMetricFamily(name, "configured per-process model limit (0: none)")
+            if value:
+                family.add_metric([], value)
+            yield family
+
+
 class Metrics:
     """Every metric of one process, in its own registry."""
 
@@ -151,6 +231,19 @@ class Metrics:
         self.llm_tokens = Counter(
             "storyboard_llm_tokens", "model tokens by direction", ["direction"], registry=r
         )
+        self.job_errors = Counter(
+            "storyboard_job_errors", "failed job attempts by error code and outcome",
+            ["code", "outcome"], registry=r,
+        )  # fmt: skip
+        self.queue_messages = Gauge(
+            "storyboard_queue_messages", "approximate messages in the queue, read at scrape time",
+            ["queue", "state"], registry=r,
+        )  # fmt: skip
+        self.queue_depth_errors = Counter(
+            "storyboard_queue_depth_errors", "queue depth reads that failed", ["queue"],
+            registry=r,
+        )  # fmt: skip
+        self._queues: dict[str, ObservedQueue] = {}
 
     def watch(self, consumers: Mapping[str, ObservedConsumer]) -> None:
         """Expose the consumers' counters, keyed by queue role (``main``, ``dlq``)."""
@@ -159,6 +252,40 @@ class Metrics:
     def watch_hub(self, hub: ObservedHub) -> None:
         """Expose the watch hub's streams, watched jobs and reads."""
         self.registry.register(HubCollector(hub))
+
+    def watch_queues(self, queues: Mapping[str, ObservedQueue]) -> None:
+        """Read these queues' depths at every scrape, keyed by role (``main``, ``dlq``)."""
+        self._queues.update(queues)
+
+    def model_limits(self, requests_per_minute: int, tokens_per_minute: int) -> None:
+        """Expose the configured per-process model limits (0 means none)."""
+        self.registry.register(LimitsCollector(requests_per_minute, tokens_per_minute))
+
+    async def sample_queues(self) -> None:
+        """Read every watched queue's depth now, all at once.
+
+        A queue that cannot be read loses its series until it can, so that a stale count
+        is never scraped as a fresh one; the failure is counted.
+        """
+        async with asyncio.TaskGroup() as group:
+            for role, queue in self._queues.items():
+                group.create_task(self._sample(role, queue))
+
+    async def _sample(self, role: str, queue: ObservedQueue) -> None:
+        try:
+            depth = await asyncio.wait_for(queue.depth(), QUEUE_DEPTH_TIMEOUT_S)
+        except Exception as exc:
+            self.queue_depth_errors.labels(role).inc()
+            for state in ("visible", "in_flight"):
+                self.queue_messages.remove(role, state)
+            log.warning("queue depth read failed", queue=role, error=repr(exc))
+            return
+        self.queue_messages.labels(role, "visible").set(depth.visible)
+        self.queue_messages.labels(role, "in_flight").set(depth.in_flight)
+
+    def job_failed(self, code: str, outcome: str) -> None:
+        """Record a failed attempt's error code beside what became of it."""
+        self.job_errors.labels(code, outcome).inc()
 
     def job_finished(self, outcome: str, seconds: float) -> None:
         """Record one attempt's outcome and duration."""

@@ -32,8 +32,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus metrics of this process."""
-    body = runtime_of(request).metrics.render()
+    """Prometheus metrics of this process, with the queues' depths read now."""
+    metrics = runtime_of(request).metrics
+    await metrics.sample_queues()
+    body = metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -195,8 +195,10 @@ async def open_runtime(
             )
             dead_letters = build_dead_letter_consumer(settings, backend, notifier.ended)
             metrics.watch({"main": consumer, "dlq": dead_letters})
+            metrics.model_limits(settings.llm_requests_per_minute, settings.llm_tokens_per_minute)
             await stack.enter_async_context(dead_letters)
             await stack.enter_async_context(consumer)
+        metrics.watch_queues({"main": backend.queue, "dlq": backend.dlq})
         producer = JobProducer(backend.jobs, backend.queue, backend.idempotency, backend.novels)
         types = {job_type.name: job_type for job_type in job_types}
         hub = await stack.enter_async_context(WatchHub(backend.jobs, poll_s=settings.watch_poll_s))

@@ -135,12 +135,21 @@ class JobRunner:
             return DELETE, "stopped"
         except JobError as exc:
             await progress.close()
-            return await policy.settle(job, delivery, exc)
+            return await self._settle(policy, job, delivery, exc)
         except Exception as exc:
             await progress.close()
             log.exception("job attempt crashed")
             crash = JobError("internal_error", str(exc), transient=True)
-            return await policy.settle(job, delivery, crash)
+            return await self._settle(policy, job, delivery, crash)
+
+    async def _settle(
+        self, policy: FailurePolicy, job: Job, delivery: int, error: JobError
+    ) -> tuple[Outcome, str]:
+        """Let the failure policy settle a failed attempt, counting its code."""
+        outcome, label = await policy.settle(job, delivery, error)
+        if self._metrics is not None:
+            self._metrics.job_failed(error.code, label)
+        return outcome, label
 
     async def _complete(
         self, handler: JobHandler, job: Job, delivery: int, result: JobResult
