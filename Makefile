@@ -22,9 +22,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/mypy deploy/validate.py
+	$(BIN)/mypy deploy/validate.py deploy/observability/rules.py
 	$(BIN)/cfn-lint deploy/aws/storyboard.yaml
 	$(BIN)/python deploy/validate.py
+	$(BIN)/python deploy/observability/rules.py --check
 
 # One pytest-xdist worker a core: every worker has its own moto server, and every test its
 # own ports, data directory and AWS resource names, so tests can run side by side.

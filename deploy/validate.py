@@ -10,8 +10,9 @@ checked is exactly what ``kubectl apply -k`` sends. Every rendered object is the
 
 * built-in kinds against the Kubernetes OpenAPI schema of ``KUBERNETES_VERSION`` with
   ``kubernetes-validate`` in strict mode (unknown fields are errors);
-* the KEDA ScaledObject, which kubernetes-validate cannot know, against the small JSON schema
-  below; the other custom resources here (``REFERENCE_CHECKED``) by their references only;
+* the KEDA ScaledObject and the Prometheus Operator's PrometheusRule, which
+  kubernetes-validate cannot know, against the small JSON schemas below; the other custom
+  resources here (``REFERENCE_CHECKED``) by their references only;
 * cross-references: ConfigMaps, Secrets, claims, ServiceAccounts, volumes and named ports
   that the Deployments use exist; every HPA and ScaledObject scales a Deployment that is in
   the same rendered output; ServiceMonitors select a Service with the port they scrape;
@@ -597,8 +598,54 @@ SCALED_OBJECT_SCHEMA = _object(
 )
 """KEDA ``ScaledObject`` (keda.sh/v1alpha1): the fields these manifests use, and no others."""
 
+_DURATION = {"type": "string", "pattern": r"^([0-9]+(ms|s|m|h|d|w|y))+$"}
+_RULE = {
+    **_object(
+        ["expr"],
+        alert={"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+        record={"type": "string", "pattern": r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"},
+        expr=_STRING,
+        keep_firing_for=_DURATION,
+        labels=_STRING_MAP,
+        annotations=_STRING_MAP,
+        **{"for": _DURATION},
+    ),
+    # Exactly one of the two; an alert may wait and carry annotations, a recording rule not.
+    "oneOf": [
+        {"required": ["alert"], "not": {"required": ["record"]}},
+        {
+            "required": ["record"],
+            "not": {"anyOf": [{"required": [k]} for k in ("alert", "for", "annotations")]},
+        },
+    ],
+}
+PROMETHEUS_RULE_SCHEMA = _object(
+    ["apiVersion", "kind", "metadata", "spec"],
+    apiVersion={"const": "monitoring.coreos.com/v1"},
+    kind={"const": "PrometheusRule"},
+    metadata=_object(
+        ["name"], name=_DNS_NAME, namespace=_DNS_NAME, labels=_STRING_MAP, annotations=_STRING_MAP
+    ),
+    spec=_object(
+        ["groups"],
+        groups={
+            "type": "array",
+            "minItems": 1,
+            "items": _object(
+                ["name", "rules"],
+                name=_STRING,
+                interval=_DURATION,
+                rules={"type": "array", "minItems": 1, "items": _RULE},
+            ),
+        },
+    ),
+)
+"""Prometheus Operator ``PrometheusRule`` (monitoring.coreos.com/v1): rule groups as
+Prometheus reads them. The PromQL itself is checked by promtool (tests/test_observability.py)."""
+
 CUSTOM_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
     ("keda.sh/v1alpha1", "ScaledObject"): SCALED_OBJECT_SCHEMA,
+    ("monitoring.coreos.com/v1", "PrometheusRule"): PROMETHEUS_RULE_SCHEMA,
 }
 
 REFERENCE_CHECKED = frozenset(
