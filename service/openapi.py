@@ -340,6 +340,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         {
             "operationId": "metrics",
             "summary": "Prometheus metrics",
+            "description": "The queues' depths are read when this is requested (on AWS, one "
+            "`GetQueueAttributes` call per queue); a queue that cannot be read is left out.",
             "responses": {"200": {"description": "text exposition format"}},
         }
     ),
