@@ -230,6 +230,36 @@ class IdempotencyStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class QuotaGrant:
+    """The answer to a slot request: whether the job holds a slot now, and how many slots
+    the user holds (this one included when granted)."""
+
+    granted: bool
+    held: int
+
+
+class UserQuotas(Protocol):
+    """Per-user slot records: which jobs hold one of the user's active-job slots.
+
+    A slot is keyed by its job id, so taking it again or giving it back twice changes
+    nothing: a repeated release can never free a slot another job holds.
+    """
+
+    async def acquire(self, user_id: str, job_id: str, *, limit: int, at: datetime) -> QuotaGrant:
+        """Give ``job_id`` a slot, taken ``at``, if it holds one already or the user holds
+        fewer than ``limit``; atomically, so concurrent callers never exceed the limit."""
+        ...
+
+    async def release(self, user_id: str, job_id: str) -> None:
+        """Free the job's slot; a slot not held is no error."""
+        ...
+
+    async def held(self, user_id: str) -> dict[str, datetime]:
+        """Every job holding one of the user's slots, with when it took it."""
+        ...
+
+
 class BlobStore(Protocol):
     """Opaque bytes by key: novel texts and storyboards."""
 

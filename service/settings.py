@@ -26,6 +26,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from service.queue_limits import MAX_VISIBILITY_S
 
 MIB = 1024 * 1024
+MAX_USER_ACTIVE_JOBS = 1000
+"""The most slots one user's quota record may hold: a DynamoDB item stays far under 400 KB."""
 DASHSCOPE_BEIJING = "https://dashscope.aliyuncs.com/compatible-mode/v1"
 
 
@@ -97,6 +99,13 @@ class Settings(BaseSettings):
     retry_max_s: float = Field(default=900.0, gt=0, le=MAX_VISIBILITY_S)
     dlq_poll_s: float = Field(default=300.0, gt=0)
     dlq_hold_s: int = Field(default=60, ge=1, le=MAX_VISIBILITY_S)
+    user_max_active_jobs: int = Field(default=20, ge=0, le=MAX_USER_ACTIVE_JOBS)
+    """Queued plus running analyses one user may hold at once; 0 means no limit."""
+    user_submit_rate: int = Field(default=0, ge=0, le=100_000)
+    """Submissions a minute one user may make to one replica (a token bucket); 0 means
+    off. Off by default: the active-job limit already bounds what one user holds, and a
+    per-replica rate means a different total at every replica count, so it is the
+    operator's to choose knowing theirs."""
     watch_poll_s: float = Field(default=1.0, gt=0, le=60)
     """How often the watch hub reads the jobs open event streams follow."""
     sse_ping_s: float = Field(default=15.0, gt=0, le=300)

@@ -872,6 +872,61 @@ async def test_every_probe_answers(backend: Backend) -> None:
         await probe.ping()
 
 
+# --- user quotas -----------------------------------------------------------------------
+
+
+async def test_slots_are_granted_up_to_the_limit(backend: Backend) -> None:
+    at = utcnow()
+    grants = [await backend.quotas.acquire("u1", f"j{n}", limit=3, at=at) for n in range(4)]
+
+    assert [(grant.granted, grant.held) for grant in grants] == [
+        (True, 1),
+        (True, 2),
+        (True, 3),
+        (False, 3),
+    ]
+    assert await backend.quotas.held("u1") == {f"j{n}": at for n in range(3)}
+    assert await backend.quotas.held("u2") == {}, "users are counted apart"
+
+
+async def test_a_job_holding_a_slot_takes_it_again_without_a_second(backend: Backend) -> None:
+    at = utcnow()
+    assert (await backend.quotas.acquire("u1", "j1", limit=2, at=at)).granted
+    assert (await backend.quotas.acquire("u1", "j2", limit=2, at=at)).granted
+
+    again = await backend.quotas.acquire("u1", "j1", limit=2, at=at + timedelta(seconds=5))
+
+    assert (again.granted, again.held) == (True, 2), "a full quota still admits its own job"
+    assert await backend.quotas.held("u1") == {"j1": at, "j2": at}
+
+
+async def test_a_release_frees_only_its_own_slot_however_often_it_comes(backend: Backend) -> None:
+    at = utcnow()
+    for job_id in ("j1", "j2"):
+        await backend.quotas.acquire("u1", job_id, limit=2, at=at)
+
+    for _ in range(3):
+        await backend.quotas.release("u1", "j1")
+    await backend.quotas.release("u1", "never-held")
+    await backend.quotas.release("nobody", "j1")
+
+    assert await backend.quotas.held("u1") == {"j2": at}
+    assert (await backend.quotas.acquire("u1", "j3", limit=2, at=at)).granted
+    assert not (await backend.quotas.acquire("u1", "j4", limit=2, at=at)).granted
+
+
+async def test_concurrent_takes_never_exceed_the_limit(backend: Backend) -> None:
+    # A user's first takes race to create the record too: each round is a new user.
+    for round_number in range(4):
+        user = f"racer-{round_number}"
+        grants = await asyncio.gather(
+            *(backend.quotas.acquire(user, f"j{n}", limit=7, at=utcnow()) for n in range(30))
+        )
+        assert sum(grant.granted for grant in grants) == 7, round_number
+        assert all(grant.held == 7 for grant in grants if not grant.granted)
+        assert len(await backend.quotas.held(user)) == 7
+
+
 # --- idempotency store -----------------------------------------------------------------
 
 SCOPE = "user-1:novel-1"

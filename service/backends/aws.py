@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from service.backends.aws_blobs import S3BlobStore
 from service.backends.aws_clients import open_clients
 from service.backends.aws_queue import SqsQueue, resolve_queue_url
+from service.backends.aws_quotas import DynamoUserQuotas
 from service.backends.aws_records import DynamoIdempotencyStore, DynamoJobStore, DynamoNovelStore
 from service.backends.aws_topic import SnsTopic
 from service.backends.backend import Backend
@@ -45,6 +46,7 @@ async def open_aws_backend(settings: Settings) -> AsyncIterator[Backend]:
             novels=DynamoNovelStore(clients.dynamodb, settings.table_name),
             blobs=blobs,
             idempotency=DynamoIdempotencyStore(clients.dynamodb, settings.table_name),
+            quotas=DynamoUserQuotas(clients.dynamodb, settings.table_name),
             # The DLQ and the novel records are not on the job path, and the idempotency
             # keys share the jobs' table; these three are.
             probes=(queue, jobs, blobs),

@@ -8,7 +8,10 @@ record           pk                                    sk
 novel            ``NOVEL#<id>``                        ``NOVEL``
 job              ``JOB#<id>``                          ``JOB``
 idempotency key  ``IDEMP#<scope>#<sha256(key) hex>``   ``IDEMP``
+user's slots     ``QUOTA#<userId>``                    ``QUOTA``
 ===============  ====================================  =========
+
+The slot items are ``service.backends.aws_quotas``'s.
 
 Every record is read and written by its full key; the sort key leaves room for items that
 belong to a record (e.g. ``pk=NOVEL#<id>, sk=STORYBOARD#<job>``) without a migration.

@@ -14,6 +14,7 @@ from service.ports import (
     NovelStore,
     Pingable,
     Queue,
+    UserQuotas,
 )
 
 
@@ -28,6 +29,8 @@ class Backend:
     novels: NovelStore
     blobs: BlobArchive
     idempotency: IdempotencyStore
+    quotas: UserQuotas
+    """Each user's active-job slots."""
     probes: Sequence[Pingable]
     topic: EventTopic | None = None
     """Where job events are published, when an events topic is configured."""

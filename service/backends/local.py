@@ -1,7 +1,8 @@
 """The embedded local backend: SQS, DynamoDB and S3 semantics on one machine, no AWS.
 
-Queues, jobs, novels and idempotency keys live in one SQLite file, ``<data_dir>/storyboard.db``,
-which several processes may share; blobs are files under ``<data_dir>/blobs/``.
+Queues, jobs, novels, idempotency keys and users' active-job slots live in one SQLite file,
+``<data_dir>/storyboard.db``, which several processes may share; blobs are files under
+``<data_dir>/blobs/``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from service.backends.local_blobs import LocalBlobStore
 from service.backends.local_db import Database
 from service.backends.local_idempotency import LocalIdempotencyStore
 from service.backends.local_queue import LocalQueue, QueueSignals
+from service.backends.local_quotas import LocalUserQuotas
 from service.backends.local_records import LocalJobStore, LocalNovelStore
 from service.settings import Settings
 
@@ -56,6 +58,7 @@ async def open_local_backend(
             novels=novels,
             blobs=blobs,
             idempotency=idempotency,
+            quotas=LocalUserQuotas(db),
             probes=(queue, dlq, jobs, novels, idempotency, blobs),
         )
     finally:

@@ -75,6 +75,15 @@ SCHEMA = (
     ) WITHOUT ROWID
     """,
     "CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at)",
+    # One row per active-job slot: a database made before quotas gains the table on open.
+    """
+    CREATE TABLE IF NOT EXISTS user_slots (
+        user_id TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        taken_at TEXT NOT NULL,
+        PRIMARY KEY (user_id, job_id)
+    ) WITHOUT ROWID
+    """,
     # The lists, newest first, read from the documents themselves: a database made before
     # them gains the indexes on open, covering every record it already holds.
     f"CREATE INDEX IF NOT EXISTS novels_by_user ON novels ({DOC_USER}, {DOC_CREATED}, id)",
