@@ -6,7 +6,9 @@ latest, so a request creating a job for it drops that job. Then, in this order:
 
 1. the novel's waiting and running jobs are cancelled with the guarded cancel, so no worker
    can complete one any more; a worker in the middle of one stops at its next progress
-   write or at its completion, and removes what it wrote (``service.consumers.runner``);
+   write or at its completion, and removes what it wrote (``service.consumers.runner``).
+   Their active-job slots are freed: a deleted job is announced to no one, so the end
+   hook that frees the others never runs for these;
 2. the text, every storyboard, each job's result and each job's checkpoints are deleted;
 3. the job records, then the novel record, are deleted;
 4. the novel's jobs are listed once more: a job recorded just before the claim can reach
@@ -70,8 +72,10 @@ async def erase_novel(backend: Backend, novel: Novel) -> bool:
 
 
 async def _stop_and_empty(backend: Backend, found: list[Job]) -> None:
-    """Cancel the jobs that have not ended, then delete what each one wrote."""
+    """Cancel the jobs that have not ended, free their slots, then delete what each one
+    wrote."""
     await _each(found, lambda job: backend.jobs.apply(job.job_id, jobs.cancel()))
+    await _each(found, lambda job: backend.quotas.release(job.user_id, job.job_id))
     await _each(found, lambda job: _delete_outputs(backend, job))
 
 

@@ -12,7 +12,7 @@ Requests aiohttp's HTTP parser rejects never reach the middleware. Serving throu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -45,13 +45,24 @@ _CODES = {
 
 
 class ApiError(Exception):
-    """An error with an HTTP status, a stable code and a human message."""
+    """An error with an HTTP status, a stable code and a human message; ``details`` are
+    further fields of the error object, ``headers`` go on the response."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        details: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.details = dict(details or {})
+        self.headers = dict(headers or {})
 
 
 def not_found(what: str) -> ApiError:
@@ -59,9 +70,16 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} not found")
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
     """The JSON error body."""
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+    error = {**(details or {}), "code": code, "message": message}
+    return web.json_response({"error": error}, status=status, headers=headers)
 
 
 @web.middleware
@@ -70,7 +88,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

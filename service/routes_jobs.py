@@ -165,9 +165,11 @@ async def _announce(runtime: Runtime, job: Job) -> None:
     # winner died before it could); the events are queued once. Should queueing fail, the
     # job's own message announces it when it comes back, so the cancel still stands.
     try:
-        await runtime.notifier.ended(job)
+        await runtime.on_ended(job)
     except Exception as exc:
-        log.warning("could not queue the cancelled job's events", error=str(exc))
+        log.warning(
+            "could not give back the cancelled job's slot or queue its events", error=str(exc)
+        )
 
 
 def job_view(request: web.Request, job: Job) -> JobView:

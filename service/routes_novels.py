@@ -39,6 +39,9 @@ from service.jobs import Job, JobStatus
 from service.novels import Novel
 from service.ports import InvalidCursor
 from service.producers.enqueue import EnqueueError, IdempotencyConflict, NovelGone, Submission
+from service.producers.quota import RETRY_AFTER_S, TooManyActiveJobs
+from service.rate_limits import LimitState, RateDecision, headers_for, slots_state
+from service.runtime import Runtime
 from service.text import (
     EmptyTextError,
     TextDecodeError,
@@ -230,25 +233,17 @@ async def delete_novel(request: web.Request) -> web.Response:
 
 @routes.post("/novels/{novelId}/analyze")
 async def analyze_novel(request: web.Request) -> web.Response:
-    """Queue an analysis of the novel; answer 202 with the job's status URL."""
+    """Queue an analysis of the novel; answer 202 with the job's status URL.
+
+    Over the user's submission rate or active-job quota, a 429; every answer that got as
+    far as the limits carries the ``RateLimit-*`` headers (``service.rate_limits``).
+    """
     novel = await owned_novel(request)
     key = _idempotency_key(request)
     callback = await _callback_url(request)
-    producer, user = runtime_of(request).producer, current_user(request)
-    try:
-        if key is None:
-            job = await producer.submit(novel.novel_id, user, callback_url=callback)
-            submission = Submission(job)
-        else:
-            submission = await producer.submit_once(
-                novel.novel_id, user, key, callback_url=callback
-            )
-    except EnqueueError as exc:
-        raise ApiError(503, "queue_unavailable", str(exc)) from None
-    except IdempotencyConflict as exc:
-        raise ApiError(409, "idempotency_conflict", str(exc)) from None
-    except NovelGone:
-        raise not_found("novel") from None
+    runtime, user = runtime_of(request), current_user(request)
+    rate = _take_token(runtime, user)
+    submission = await _submit(runtime, novel, user, key, callback, rate)
     job = submission.job
     status_url = public_url(request, f"/v1/jobs/{job.job_id}")
     body = JobAccepted(
@@ -257,10 +252,67 @@ async def analyze_novel(request: web.Request) -> web.Response:
         status_url=status_url,
         message=_ACCEPTED_MESSAGES[job.status],
     ).to_doc()
-    headers = {"Location": status_url}
+    headers = {"Location": status_url, **headers_for(rate, _slots(runtime, submission))}
     if submission.replayed:
         headers["Idempotent-Replayed"] = "true"
     return web.json_response(body, status=202, headers=headers)
+
+
+def _take_token(runtime: Runtime, user: str) -> LimitState | None:
+    """The rate limit's state once this submission took its token; 429 if none was left."""
+    if runtime.rate_limiter is None:
+        return None
+    decision = runtime.rate_limiter.take(user)
+    if not decision.allowed:
+        raise _rate_limited(decision)
+    return decision.state
+
+
+def _rate_limited(decision: RateDecision) -> ApiError:
+    # The headers describe the rate alone: it is what the client must wait out, and the
+    # quota's state would cost a read for a request that is refused anyway.
+    limit, wait = decision.state.limit, decision.retry_after_s
+    return ApiError(
+        429,
+        "rate_limited",
+        f"more than {limit} analysis requests a minute; try again in {wait} s",
+        details={"limit": limit, "retryAfter": wait},
+        headers={"Retry-After": str(wait), **headers_for(decision.state)},
+    )
+
+
+async def _submit(
+    runtime: Runtime,
+    novel: Novel,
+    user: str,
+    key: str | None,
+    callback: str | None,
+    rate: LimitState | None,
+) -> Submission:
+    """The producer's submission, its refusals as API errors."""
+    try:
+        return await runtime.producer.submit_once(novel.novel_id, user, key, callback_url=callback)
+    except TooManyActiveJobs as exc:
+        slots = slots_state(exc.limit, exc.active, exc.retry_after_s)
+        raise ApiError(
+            429,
+            "too_many_active_jobs",
+            str(exc),
+            details={"activeJobs": exc.active, "limit": exc.limit},
+            headers={"Retry-After": str(exc.retry_after_s), **headers_for(rate, slots)},
+        ) from None
+    except EnqueueError as exc:
+        raise ApiError(503, "queue_unavailable", str(exc)) from None
+    except IdempotencyConflict as exc:
+        raise ApiError(409, "idempotency_conflict", str(exc)) from None
+    except NovelGone:
+        raise not_found("novel") from None
+
+
+def _slots(runtime: Runtime, submission: Submission) -> LimitState | None:
+    if runtime.quota is None or submission.active_jobs is None:
+        return None
+    return slots_state(runtime.quota.limit, submission.active_jobs, RETRY_AFTER_S)
 
 
 _ACCEPTED_MESSAGES = {

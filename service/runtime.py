@@ -31,6 +31,8 @@ from service.metrics import Metrics
 from service.ports import Analyzer, BlobStore, Closeable
 from service.producers.enqueue import JobProducer
 from service.producers.notify import Notifier
+from service.producers.quota import ActiveJobQuota
+from service.rate_limits import SubmitRateLimiter
 from service.settings import Settings
 from service.watch import WatchHub
 
@@ -53,6 +55,11 @@ class Runtime:
     job_types: Mapping[str, JobType]
     watch: WatchHub
     notifier: Notifier
+    on_ended: JobEnded
+    """The hook every end of a job goes through: its slot back, its end announced."""
+    quota: ActiveJobQuota | None = None
+    rate_limiter: SubmitRateLimiter | None = None
+    """This replica's per-user submission rate, when one is set."""
 
     @property
     def draining(self) -> bool:
@@ -158,6 +165,36 @@ def build_notifier(settings: Settings, backend: Backend, job_types: Sequence[Job
     return Notifier(backend.jobs, backend.queue, channels=channels, announced_types=visible)
 
 
+def build_quota(
+    settings: Settings, backend: Backend, job_types: Sequence[JobType]
+) -> ActiveJobQuota | None:
+    """The active-job quota on the user-visible job types, unless the limit is 0 (off)."""
+    if settings.user_max_active_jobs == 0:
+        return None
+    visible = [job_type.name for job_type in job_types if job_type.user_visible]
+    return ActiveJobQuota(
+        backend.quotas, backend.jobs, limit=settings.user_max_active_jobs, counted_types=visible
+    )
+
+
+def end_hook(notifier: Notifier, quota: ActiveJobQuota | None) -> JobEnded:
+    """The notifier's hook, preceded by giving the job's slot back when a quota is on.
+
+    Both halves are idempotent, and a failure of either fails the hook, so whoever called
+    it calls it again (a message coming back) until both have happened.
+    """
+    if quota is None:
+        return notifier.ended
+
+    async def ended(job: Job) -> None:
+        try:
+            await quota.ended(job)
+        finally:
+            await notifier.ended(job)
+
+    return ended
+
+
 def warn_about_notifications(settings: Settings) -> None:
     """Start-up lines for notification settings that weaken or do nothing."""
     if settings.webhook_allow_private:
@@ -186,23 +223,36 @@ async def open_runtime(
     async with AsyncExitStack() as stack:
         backend = await stack.enter_async_context(open_backend(settings))
         notifier = build_notifier(settings, backend, job_types)
+        quota = build_quota(settings, backend, job_types)
+        on_ended = end_hook(notifier, quota)
         consumer = None
         if worker:
             if analyzer is None:
                 analyzer = await open_analyzer(settings, stack, backend.blobs, metrics)
-            consumer = build_consumer(
-                settings, backend, analyzer, metrics, job_types, notifier.ended
-            )
-            dead_letters = build_dead_letter_consumer(settings, backend, notifier.ended)
+            consumer = build_consumer(settings, backend, analyzer, metrics, job_types, on_ended)
+            dead_letters = build_dead_letter_consumer(settings, backend, on_ended)
             metrics.watch({"main": consumer, "dlq": dead_letters})
             metrics.model_limits(settings.llm_requests_per_minute, settings.llm_tokens_per_minute)
             await stack.enter_async_context(dead_letters)
             await stack.enter_async_context(consumer)
         metrics.watch_queues({"main": backend.queue, "dlq": backend.dlq})
-        producer = JobProducer(backend.jobs, backend.queue, backend.idempotency, backend.novels)
+        producer = JobProducer(
+            backend.jobs, backend.queue, backend.idempotency, backend.novels, quota
+        )
         types = {job_type.name: job_type for job_type in job_types}
         hub = await stack.enter_async_context(WatchHub(backend.jobs, poll_s=settings.watch_poll_s))
         metrics.watch_hub(hub)
         yield Runtime(
-            settings, backend, analyzer, producer, consumer, metrics, types, hub, notifier
+            settings,
+            backend,
+            analyzer,
+            producer,
+            consumer,
+            metrics,
+            types,
+            hub,
+            notifier,
+            on_ended,
+            quota,
+            SubmitRateLimiter(settings.user_submit_rate) if settings.user_submit_rate else None,
         )

@@ -6,6 +6,10 @@ storyboard that is on its way from one that will never come. If that or the send
 job is ended ``failed`` rather than left ``queued`` forever (``enqueue_failed``). A job for
 a novel that went away or began to be erased meanwhile is deleted again, unsent: the
 erasure may have looked for the novel's jobs before this one was written.
+
+With an active-job quota, a user-visible job takes one of its user's slots before its
+record is written (``TooManyActiveJobs`` when none is free), and a submission that does
+not queue its job gives the slot back.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from service.logs import get_logger
 from service.messages import ANALYZE, JobMessage
 from service.models import new_id
 from service.ports import IdempotencyStore, JobCatalog, JobStore, NovelStore, Queue
+from service.producers.quota import ActiveJobQuota
 
 log = get_logger(__name__)
 
@@ -53,12 +58,15 @@ class Submission:
 
     job: Job
     replayed: bool = False
+    active_jobs: int | None = None
+    """The slots the user holds after this submission, when a quota counts the job."""
 
 
 class JobProducer:
     """Creates jobs and puts them on the queue.
 
-    With ``novels``, each new job is recorded as its novel's latest job before it is sent.
+    With ``novels``, each new job is recorded as its novel's latest job before it is sent;
+    with ``quota``, each job it counts takes a slot first.
     """
 
     def __init__(
@@ -67,11 +75,13 @@ class JobProducer:
         queue: Queue,
         idempotency: IdempotencyStore | None = None,
         novels: NovelStore | None = None,
+        quota: ActiveJobQuota | None = None,
     ) -> None:
         self._jobs = jobs_store
         self._queue = queue
         self._idempotency = idempotency
         self._novels = novels
+        self._quota = quota
 
     async def submit(
         self,
@@ -93,28 +103,34 @@ class JobProducer:
         self,
         novel_id: str,
         user_id: str,
-        key: str,
+        key: str | None,
         job_type: str = ANALYZE,
         *,
         callback_url: str | None = None,
     ) -> Submission:
         """Like ``submit``, but a repeat with the same ``key`` within 24 h returns the job
-        the first call created instead of a new one (with the first call's callback)."""
-        if self._idempotency is None:
-            job = await self.submit(novel_id, user_id, job_type, callback_url=callback_url)
-            return Submission(job)
+        the first call created instead of a new one (with the first call's callback), and
+        takes no second slot. Without a key, a plain ``submit``."""
         job = _new_job(novel_id, user_id, job_type, callback_url)
+        if key is None or self._idempotency is None:
+            return Submission(job, active_jobs=await self._create_and_send(job))
         scope = f"{user_id}:{novel_id}:{job_type}"
         owner = await self._idempotency.claim(scope, key, job.job_id, IDEMPOTENCY_TTL_S)
         if owner != job.job_id:
-            return Submission(await self._owners_job(owner), replayed=True)
+            earlier = await self._owners_job(owner)
+            return Submission(earlier, replayed=True, active_jobs=await self._held(earlier))
         try:
-            await self._create_and_send(job)
+            active = await self._create_and_send(job)
         except BaseException:
             # Nothing was queued under the key, so a retry of the request may claim it.
             await self._idempotency.release(scope, key, job.job_id)
             raise
-        return Submission(job)
+        return Submission(job, active_jobs=active)
+
+    async def _held(self, job: Job) -> int | None:
+        if self._quota is None or not self._quota.counts(job):
+            return None
+        return await self._quota.held(job.user_id)
 
     async def _owners_job(self, owner: str) -> Job:
         """The job of the request that claimed the key first.
@@ -131,7 +147,22 @@ class JobProducer:
             await asyncio.sleep(OWNER_POLL_S)
         return earlier
 
-    async def _create_and_send(self, job: Job) -> None:
+    async def _create_and_send(self, job: Job) -> int | None:
+        """Queue the job, in a slot of its user's when the quota counts it; the slots the
+        user holds then (``None`` without a quota)."""
+        if self._quota is None or not self._quota.counts(job):
+            await self._queue_job(job)
+            return None
+        active = await self._quota.take(job)
+        try:
+            await self._queue_job(job)
+        except BaseException:
+            # The job will never run (it was failed, dropped, or never written).
+            await _give_back(self._quota, job)
+            raise
+        return active
+
+    async def _queue_job(self, job: Job) -> None:
         await self._jobs.create(job)
         await self._point_novel_at(job)
         message = JobMessage(
@@ -179,6 +210,14 @@ class JobProducer:
             # The record store is failing too; the job stays queued with no message. It is
             # visible as queued with attempts 0 and an old createdAt, which operators alert on.
             log.exception("could not mark unsent job failed", jobId=job_id)
+
+
+async def _give_back(quota: ActiveJobQuota, job: Job) -> None:
+    try:
+        await quota.give_back(job)
+    except Exception:
+        # The slot is reconciled away once its user reaches the limit.
+        log.exception("could not give back the slot of an unqueued job", jobId=job.job_id)
 
 
 def _new_job(novel_id: str, user_id: str, job_type: str, callback_url: str | None) -> Job:
