@@ -111,6 +111,8 @@ def measure(connections: int, requests: int, max_s: float) -> dict[str, Any]:
             STORYBOARD_DATA_DIR=data_dir,
             STORYBOARD_ANALYZER="sleep",
             STORYBOARD_SLEEP_ANALYZER_S="600",
+            # One user sends every request; the active-job quota would refuse all but 20.
+            STORYBOARD_USER_MAX_ACTIVE_JOBS="0",
         )
         with running_service("serve", env, Path(data_dir) / "serve.log") as service:
             novel_id = asyncio.run(upload(service.url))

@@ -31,6 +31,7 @@ async def one_run(jobs: int, concurrency: int) -> dict[str, float]:
             data_dir=Path(data_dir),
             worker_concurrency=concurrency,
             receive_wait_s=1,
+            user_max_active_jobs=0,  # one user submits the whole backlog
         )
         async with open_runtime(settings, worker=False) as runtime:
             novel = await store_novel(runtime.backend, "bench", "Bench", "A short text.")

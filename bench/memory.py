@@ -51,6 +51,8 @@ def measure(jobs: int, latency_s: float, hold_s: float) -> dict[str, Any]:
             STORYBOARD_ANALYZER="sleep",
             STORYBOARD_SLEEP_ANALYZER_S=str(latency_s),
             STORYBOARD_RECEIVE_WAIT_S="1",
+            # Every job is one user's: without this the quota would admit only 20.
+            STORYBOARD_USER_MAX_ACTIVE_JOBS="0",
         )
         with (
             running_service("serve", env, Path(data_dir) / "serve.log", wait=False) as service,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 
@@ -159,6 +159,34 @@ class ErrorBody(CamelModel):
     """The body of every error response."""
 
     error: ErrorInfo
+
+
+class ActiveJobsError(CamelModel):
+    """The user holds as many queued and running analyses as the quota allows."""
+
+    code: Literal["too_many_active_jobs"]
+    message: str
+    active_jobs: int = Field(ge=0)
+    """The user's analyses queued or running now."""
+    limit: int = Field(ge=1)
+    """The most the user may have at once (``STORYBOARD_USER_MAX_ACTIVE_JOBS``)."""
+
+
+class RateLimitedError(CamelModel):
+    """The user sent analysis requests faster than the rate this replica allows."""
+
+    code: Literal["rate_limited"]
+    message: str
+    limit: int = Field(ge=1)
+    """Analysis requests a minute one user may send (``STORYBOARD_USER_SUBMIT_RATE``)."""
+    retry_after: int = Field(ge=1)
+    """Seconds until the next request would be accepted, as ``Retry-After`` says."""
+
+
+class LimitErrorBody(CamelModel):
+    """The body of a 429: the error object of the usual shape, with the limit's figures."""
+
+    error: Annotated[ActiveJobsError | RateLimitedError, Field(discriminator="code")]
 
 
 class LatestJob(CamelModel):

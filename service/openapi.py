@@ -25,6 +25,7 @@ from service.api_schema import (
     JobAccepted,
     JobPage,
     JobView,
+    LimitErrorBody,
     NovelCreated,
     NovelDetail,
     NovelPage,
@@ -46,6 +47,7 @@ _MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
     (JobPage, "serialization"),
     (Storyboard, "serialization"),
     (AnalyzeRequest, "validation"),
+    (LimitErrorBody, "serialization"),
 )
 _REF = "#/components/schemas/{model}"
 
@@ -143,6 +145,40 @@ _REPLAYED = {
     "schema": {"type": "string", "enum": ["true"]},
 }
 
+_SECONDS = {"type": "string", "pattern": "^[0-9]+$"}
+_RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": {
+        "description": "The limit described: submissions a minute "
+        "(`STORYBOARD_USER_SUBMIT_RATE`) or analyses queued and running at once "
+        "(`STORYBOARD_USER_MAX_ACTIVE_JOBS`), whichever has fewer remaining now. The three "
+        "`RateLimit-*` fields are those of draft-ietf-httpapi-ratelimit-headers-07 (later "
+        "drafts merged them into `RateLimit` and `RateLimit-Policy`); absent when both "
+        "limits are off.",
+        "schema": _SECONDS,
+    },
+    "RateLimit-Remaining": {
+        "description": "Submissions that limit still admits, after this one.",
+        "schema": _SECONDS,
+    },
+    "RateLimit-Reset": {
+        "description": "Seconds until that limit admits another submission: 0 while some "
+        "remain, else the `Retry-After` a refusal gives (for the active-job limit a hint: "
+        "a slot frees when one of the caller's jobs ends).",
+        "schema": _SECONDS,
+    },
+}
+_RETRY_AFTER = {"description": "Seconds to wait before trying again.", "schema": _SECONDS}
+_TOO_MANY = {
+    **_json(
+        "LimitErrorBody",
+        "`too_many_active_jobs`: the caller has as many analyses queued or running as allowed "
+        "(the count and the limit are in the error; one finishing, or a cancel, frees a slot); "
+        "`rate_limited`: more analysis requests a minute than allowed. An `Idempotency-Key` "
+        "repeat of an accepted request takes no second slot.",
+    ),
+    "headers": {"Retry-After": _RETRY_AFTER, **_RATE_LIMIT_HEADERS},
+}
+
 _PAGE_PARAMS = [
     {
         "name": "limit",
@@ -236,15 +272,22 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "operationId": "analyzeNovel",
             "summary": "Queue a storyboard analysis",
             "description": "Answers at once with the job to follow; the work runs on a worker. "
-            "With a `callbackUrl`, the job's end is POSTed there as a signed webhook.",
+            "With a `callbackUrl`, the job's end is POSTed there as a signed webhook. Each "
+            "caller may have a limited number of analyses queued or running, and may be "
+            "limited in requests a minute: over either, a 429.",
             "parameters": [_id_param("novelId", "novel"), _IDEMPOTENCY_KEY],
             "requestBody": _ANALYZE_BODY,
             "responses": {
                 "202": {
                     **_json("JobAccepted", "queued, or the earlier job of a replayed key"),
-                    "headers": {"Location": _LOCATION, "Idempotent-Replayed": _REPLAYED},
+                    "headers": {
+                        "Location": _LOCATION,
+                        "Idempotent-Replayed": _REPLAYED,
+                        **_RATE_LIMIT_HEADERS,
+                    },
                 },
                 "422": _json("ErrorBody", _CALLBACK_REFUSALS),
+                "429": _TOO_MANY,
                 **_errors(400, 404, 409, 503),
             },
         }

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from service import jobs
 from service.api_schema import (
+    ActiveJobsError,
     AnalyzeRequest,
     JobAccepted,
     LatestJob,
@@ -20,6 +21,7 @@ from service.api_schema import (
     NovelListItem,
     NovelPage,
     NovelUpload,
+    RateLimitedError,
 )
 from service.callbacks import CallbackRefused, check_callback_url
 from service.erasure import erase_novel
@@ -272,13 +274,14 @@ def _rate_limited(decision: RateDecision) -> ApiError:
     # The headers describe the rate alone: it is what the client must wait out, and the
     # quota's state would cost a read for a request that is refused anyway.
     limit, wait = decision.state.limit, decision.retry_after_s
-    return ApiError(
-        429,
-        "rate_limited",
-        f"more than {limit} analysis requests a minute; try again in {wait} s",
-        details={"limit": limit, "retryAfter": wait},
-        headers={"Retry-After": str(wait), **headers_for(decision.state)},
+    error = RateLimitedError(
+        code="rate_limited",
+        message=f"more than {limit} analysis requests a minute; try again in {wait} s",
+        limit=limit,
+        retry_after=wait,
     )
+    headers = {"Retry-After": str(wait), **headers_for(decision.state)}
+    return ApiError(429, error.code, error.message, details=error.to_doc(), headers=headers)
 
 
 async def _submit(
@@ -293,20 +296,22 @@ async def _submit(
     try:
         return await runtime.producer.submit_once(novel.novel_id, user, key, callback_url=callback)
     except TooManyActiveJobs as exc:
-        slots = slots_state(exc.limit, exc.active, exc.retry_after_s)
-        raise ApiError(
-            429,
-            "too_many_active_jobs",
-            str(exc),
-            details={"activeJobs": exc.active, "limit": exc.limit},
-            headers={"Retry-After": str(exc.retry_after_s), **headers_for(rate, slots)},
-        ) from None
+        raise _too_many(exc, rate) from None
     except EnqueueError as exc:
         raise ApiError(503, "queue_unavailable", str(exc)) from None
     except IdempotencyConflict as exc:
         raise ApiError(409, "idempotency_conflict", str(exc)) from None
     except NovelGone:
         raise not_found("novel") from None
+
+
+def _too_many(exc: TooManyActiveJobs, rate: LimitState | None) -> ApiError:
+    error = ActiveJobsError(
+        code="too_many_active_jobs", message=str(exc), active_jobs=exc.active, limit=exc.limit
+    )
+    slots = slots_state(exc.limit, exc.active, exc.retry_after_s)
+    headers = {"Retry-After": str(exc.retry_after_s), **headers_for(rate, slots)}
+    return ApiError(429, error.code, error.message, details=error.to_doc(), headers=headers)
 
 
 def _slots(runtime: Runtime, submission: Submission) -> LimitState | None:

@@ -172,3 +172,17 @@ def test_analyze_documents_its_callback_body_and_refusals() -> None:
     assert "webhook" in view["properties"]
     state = document["components"]["schemas"]["WebhookState"]
     assert set(state["properties"]) == {"status", "attempts", "lastError", "nextAttemptAt"}
+
+
+def test_analyze_declares_its_429s_and_the_rate_limit_headers() -> None:
+    document = build_document()
+    responses = document["paths"]["/v1/novels/{novelId}/analyze"]["post"]["responses"]
+    names = {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"}
+    assert names <= set(responses["202"]["headers"])
+    assert names | {"Retry-After"} <= set(responses["429"]["headers"])
+    assert "draft-ietf-httpapi-ratelimit-headers-07" in json.dumps(responses["202"]["headers"])
+    schema = responses["429"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/LimitErrorBody"}
+    errors = document["components"]["schemas"]
+    assert set(errors["ActiveJobsError"]["required"]) == {"code", "message", "activeJobs", "limit"}
+    assert set(errors["RateLimitedError"]["required"]) == {"code", "message", "limit", "retryAfter"}

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from service import jobs
+from service.api_schema import LimitErrorBody
 from service.app import create_app
 from service.backends.backend import Backend
 from service.backends.selection import open_backend
@@ -208,6 +209,7 @@ async def test_fifty_concurrent_submissions_admit_exactly_the_limit(start_app: S
         refused = [(body, headers) for status, body, headers in answers if status == 429]
         assert (len(accepted), len(refused)) == (7, 43), round_number
         for body, headers in refused:
+            LimitErrorBody.model_validate(body)  # the document's 429 schema
             assert body["error"]["code"] == "too_many_active_jobs"
             assert (body["error"]["activeJobs"], body["error"]["limit"]) == (7, 7)
             assert "7" in body["error"]["message"]
@@ -307,6 +309,7 @@ async def test_over_the_submission_rate_a_429_says_when_to_come_back(
     assert [headers["RateLimit-Remaining"] for _, _, headers in answers] == ["2", "1", "0", "0"]
     assert {headers["RateLimit-Limit"] for _, _, headers in answers} == {"3"}
     _, body, headers = answers[3]
+    LimitErrorBody.model_validate(body)
     assert body["error"]["code"] == "rate_limited"
     assert body["error"]["limit"] == 3
     assert 0 < int(headers["Retry-After"]) <= 20
