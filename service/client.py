@@ -151,7 +151,13 @@ async def submit_file(
             data=data,
             headers={"Content-Type": "text/plain"},
         )
-        job = await _call(session, "POST", f"{base}/v1/novels/{_seg(novel['novelId'])}/analyze")
+        try:
+            job = await _call(session, "POST", f"{base}/v1/novels/{_seg(novel['novelId'])}/analyze")
+        except Refused as refused:
+            # A limit (429) or an outage refused the analysis, not the upload: say what is
+            # stored, so nobody wonders whether the text must be sent again.
+            stored = f"the text is stored as novel {novel['novelId']}"
+            raise Refused(refused.code, f"{refused.message} ({stored})") from None
     return str(job["jobId"])
 
 

@@ -148,6 +148,28 @@ async def test_get_while_the_job_runs_names_the_job(
         assert caught.value.message.startswith(f"not ready yet; job {job_id} is running (")
 
 
+async def test_a_submission_over_the_quota_is_refused_with_the_api_s_words(
+    aiohttp_client: AiohttpClient,
+    local_settings: SettingsFactory,
+    held: HeldAnalyzer,
+    tmp_path: Path,
+) -> None:
+    held.release.clear()
+    settings = local_settings(receive_wait_s=0.5, user_max_active_jobs=1)
+    api = await aiohttp_client(create_app(settings, analyzer=held))
+    path = tmp_path / "tale.txt"
+    path.write_text("Once upon a time.", encoding="utf-8")
+    await submit_file(_base(api), str(path), None)
+
+    with pytest.raises(Refused) as caught:
+        await submit_file(_base(api), str(path), None)
+    held.release.set()
+
+    assert caught.value.code == "too_many_active_jobs"
+    assert "you have 1 analysis queued or running" in caught.value.message
+    assert "the text is stored as novel " in str(caught.value)
+
+
 async def test_lists_follow_the_cursor_to_the_end(api: Client, tmp_path: Path) -> None:
     jobs = [await _analyzed(api, tmp_path, f"Tale {n}") for n in range(3)]
     base = _base(api)

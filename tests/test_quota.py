@@ -212,7 +212,9 @@ async def test_fifty_concurrent_submissions_admit_exactly_the_limit(start_app: S
             LimitErrorBody.model_validate(body)  # the document's 429 schema
             assert body["error"]["code"] == "too_many_active_jobs"
             assert (body["error"]["activeJobs"], body["error"]["limit"]) == (7, 7)
-            assert "7" in body["error"]["message"]
+            assert (
+                "you have 7 analyses queued or running and may have 7" in body["error"]["message"]
+            )
             assert int(headers["Retry-After"]) > 0
             assert headers["RateLimit-Remaining"] == "0"
         # Cancelling every accepted job gives its slot back for the next round.

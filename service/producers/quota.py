@@ -37,9 +37,10 @@ class TooManyActiveJobs(Exception):
     """The user holds every slot; nothing was created."""
 
     def __init__(self, active: int, limit: int) -> None:
+        analyses = "analysis" if active == 1 else "analyses"
         super().__init__(
-            f"you have {active} analyses queued or running, the most allowed at once is "
-            f"{limit}; wait for one to finish (or cancel one) and try again"
+            f"you have {active} {analyses} queued or running and may have {limit} at once; "
+            "wait for one to finish (or cancel one) and try again"
         )
         self.active = active
         self.limit = limit
