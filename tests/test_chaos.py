@@ -73,6 +73,10 @@ def _wait_all_completed(url: str, job_ids: list[str], within_s: float) -> dict[s
         time.sleep(0.5)
 
 
+NO_QUOTA = {"STORYBOARD_USER_MAX_ACTIVE_JOBS": "0"}
+"""One user submits every job here, far more than the default active-job limit."""
+
+
 def _chaos(
     tmp_path: Path, env: dict[str, str], settings: Settings, *, jobs: int, workers: int, kills: int
 ) -> None:
@@ -114,7 +118,7 @@ def _chaos(
 def test_random_sigkills_lose_nothing(tmp_path: Path) -> None:
     data = tmp_path / "data"
     settings = Settings(backend="local", data_dir=data)
-    _chaos(tmp_path, service_env(data), settings, jobs=200, workers=3, kills=6)
+    _chaos(tmp_path, service_env(data, **NO_QUOTA), settings, jobs=200, workers=3, kills=6)
 
 
 def test_random_sigkills_lose_nothing_on_the_aws_path(
@@ -133,6 +137,7 @@ def test_random_sigkills_lose_nothing_on_the_aws_path(
         STORYBOARD_RECEIVE_WAIT_S="1",
         **FAKE_CREDENTIALS,
         **names,
+        **NO_QUOTA,
     )
     _chaos(tmp_path, env, settings, jobs=40, workers=2, kills=4)
 
@@ -145,9 +150,11 @@ def test_sigterm_under_load_drains_within_the_grace_period(tmp_path: Path) -> No
         STORYBOARD_SLEEP_ANALYZER_S="1",
         STORYBOARD_WORKER_CONCURRENCY="4",
         STORYBOARD_SHUTDOWN_GRACE_S="10",
+        **NO_QUOTA,
     )
     with ExitStack() as stack:
-        api = stack.enter_context(running_service("api", service_env(data), tmp_path / "api.log"))
+        api_env = service_env(data, **NO_QUOTA)
+        api = stack.enter_context(running_service("api", api_env, tmp_path / "api.log"))
         leaving = stack.enter_context(running_service("worker", env, tmp_path / "w1.log"))
         staying = stack.enter_context(running_service("worker", env, tmp_path / "w2.log"))
         _, job_ids = _submit(api.url, 40)
