@@ -129,7 +129,7 @@ class _DownQueue:
     def __init__(self, queue: Queue) -> None:
         self._queue = queue
 
-    async def send(self, body: str) -> str:
+    async def send(self, body: str, *, group: str | None = None) -> str:
         raise OSError("queue unreachable")
 
     async def depth(self) -> QueueDepth:
