@@ -24,13 +24,15 @@ MAX_PAGE = 100
 @dataclass(frozen=True, slots=True)
 class Message:
     """A received queue message. ``receive_count`` is 1 on the first delivery; ``group`` is
-    the message group it was sent with (the user), ``None`` for an ungrouped message."""
+    the message group it was sent with (the user), ``None`` for an ungrouped message;
+    ``attributes`` are the string attributes it was sent with (the trace context)."""
 
     message_id: str
     receipt: str
     body: str
     receive_count: int
     group: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +59,20 @@ class Queue(Protocol):
     Messages carry a ``group``, the user they are for. Receives share the workers fairly
     between groups: a group with many messages in flight waits while quieter groups have
     visible messages, as an SQS fair queue does. An ungrouped message is a group of its own.
+
+    Messages may carry up to :data:`~service.queue_limits.MAX_ATTRIBUTES` string
+    ``attributes`` beside the body (SQS message attributes); every delivery returns them.
     """
 
-    async def send(self, body: str, *, group: str | None = None) -> str:
-        """Enqueue a message in ``group`` and return its id."""
+    async def send(
+        self,
+        body: str,
+        *,
+        group: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> str:
+        """Enqueue a message in ``group`` with ``attributes`` and return its id; ValueError
+        for more attributes than SQS takes, or an empty name or value."""
         ...
 
     async def receive(

@@ -172,7 +172,9 @@ async def test_stop_releases_unfinished_messages_at_once(make_settings: Settings
 async def test_poison_messages_go_to_the_dead_letter_queue_at_once(
     make_settings: SettingsFactory,
 ) -> None:
-    settings = await prepare(make_settings(visibility_timeout_s=300, receive_wait_s=0.5))
+    settings = await prepare(
+        make_settings(visibility_timeout_s=300, receive_wait_s=0.5, dlq_hold_s=1, dlq_poll_s=60)
+    )
     analyzer = CountingAnalyzer()
     poison = [
         "not json at all",
@@ -181,8 +183,8 @@ async def test_poison_messages_go_to_the_dead_letter_queue_at_once(
         json.dumps({"jobId": "b" * 32, "novelId": "n", "userId": "u"}),  # no such job
     ]
     async with open_runtime(settings, analyzer=analyzer) as runtime:
-        for body in poison:
-            await runtime.backend.queue.send(body)
+        for index, body in enumerate(poison):
+            await runtime.backend.queue.send(body, attributes={"n": str(index)})
         good = await _submit(runtime)
         job = await _finished(runtime, good.job_id)
 
@@ -195,6 +197,22 @@ async def test_poison_messages_go_to_the_dead_letter_queue_at_once(
         await eventually(all_parked)
         assert runtime.consumer is not None
         stats = runtime.consumer.stats
+    async with open_runtime(settings, worker=False) as viewer:
+        # The dead-letter consumer held them for a second; all are visible again after it.
+        taken: list[Message] = []
+
+        async def all_taken() -> bool:
+            taken.extend(
+                await viewer.backend.dlq.receive(max_messages=10, wait_s=1, visibility_s=60)
+            )
+            return len(taken) == len(poison)
+
+        await eventually(all_taken)
+        parked = taken
+    # Each moved message keeps the attributes it was sent with (its trace context).
+    assert sorted((m.body, dict(m.attributes)) for m in parked) == sorted(
+        (body, {"n": str(index)}) for index, body in enumerate(poison)
+    )
     assert job.status is JobStatus.COMPLETED  # the loop carried on
     assert stats.dead_lettered == len(poison)
     assert stats.crashed == 0

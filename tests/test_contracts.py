@@ -213,6 +213,49 @@ async def test_depth_counts_visible_and_in_flight_messages(backend: Backend) -> 
     assert await backend.dlq.depth() == QueueDepth(0, 0)
 
 
+# --- message attributes --------------------------------------------------------------
+
+TRACE = {
+    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "tracestate": "vendor=value",
+}
+
+
+async def test_attributes_come_back_on_every_delivery_and_through_the_redrive(
+    backend: Backend,
+) -> None:
+    await backend.queue.send("traced", group="alice", attributes=TRACE)
+    await backend.queue.send("plain")
+
+    received = {m.body: m for m in await receive_all(backend.queue, 2, batch=10)}
+    assert dict(received["traced"].attributes) == TRACE
+    assert dict(received["plain"].attributes) == {}
+    assert received["traced"].group == "alice"
+    await backend.queue.change_visibility_batch([received["traced"].receipt], 0)
+    await asyncio.sleep(0.05)  # moto compares visibility in whole milliseconds
+    again = await receive_one(backend.queue)
+    assert (again.receive_count, dict(again.attributes)) == (2, TRACE)
+    await backend.queue.change_visibility_batch([again.receipt], 0)
+    await asyncio.sleep(0.05)
+
+    # A third delivery is a move to the DLQ, which keeps the attributes as SQS's redrive does.
+    assert await nothing_visible(backend.queue)
+    parked = await receive_one(backend.dlq)
+    assert (parked.body, dict(parked.attributes)) == ("traced", TRACE)
+
+
+async def test_ten_attributes_are_taken_and_an_eleventh_is_refused(backend: Backend) -> None:
+    ten = {f"a{i}": f"value {i} · ✓" for i in range(10)}
+    await backend.queue.send("full", attributes=ten)
+    assert dict((await receive_one(backend.queue)).attributes) == ten
+
+    with pytest.raises(ValueError, match="at most 10"):
+        await backend.queue.send("too many", attributes={**ten, "a10": "x"})
+    with pytest.raises(ValueError, match="must not be empty"):
+        await backend.queue.send("empty", attributes={"traceparent": ""})
+    assert await nothing_visible(backend.queue)
+
+
 # --- fair sharing between groups ---------------------------------------------------------
 
 

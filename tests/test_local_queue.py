@@ -108,7 +108,7 @@ def test_a_large_backlog_does_not_change_what_a_quiet_group_waits() -> None:
     assert [row[4] for row in picked] == ["quiet"]
 
 
-async def test_a_database_made_before_groups_gains_them_and_keeps_its_messages(
+async def test_a_database_made_before_groups_and_attributes_gains_both_and_keeps_its_messages(
     local_settings: SettingsFactory,
 ) -> None:
     settings_ = local_settings()
@@ -127,10 +127,13 @@ async def test_a_database_made_before_groups_gains_them_and_keeps_its_messages(
     old.close()
 
     async with opened(settings_) as backend:
-        await backend.queue.send("new", group="alice")
+        await backend.queue.send("new", group="alice", attributes={"traceparent": "t"})
         batch = await backend.queue.receive(max_messages=10, wait_s=0, visibility_s=60)
 
-    assert sorted((m.body, m.group) for m in batch) == [("new", "alice"), ("old", None)]
+    assert sorted((m.body, m.group, dict(m.attributes)) for m in batch) == [
+        ("new", "alice", {"traceparent": "t"}),
+        ("old", None, {}),
+    ]
     indexes = {row[1] for row in _pragma(settings_.data_dir, "index_list(messages)")}
     assert "messages_by_group" in indexes
 

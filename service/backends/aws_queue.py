@@ -13,13 +13,13 @@ import asyncio
 import hashlib
 import math
 import re
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from service.backends.aws_clients import aws_call
 from service.errors import BackendError
 from service.ports import BatchOutcome, Message, QueueDepth
-from service.queue_limits import MAX_BATCH
+from service.queue_limits import MAX_BATCH, check_attributes
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -67,15 +67,25 @@ class SqsQueue:
         self._name = url.rstrip("/").rsplit("/", 1)[-1]
         self._grouped = grouped
 
-    async def send(self, body: str, *, group: str | None = None) -> str:
-        """Enqueue ``body`` in ``group`` and return the message id."""
+    async def send(
+        self,
+        body: str,
+        *,
+        group: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> str:
+        """Enqueue ``body`` in ``group`` with string message ``attributes``; the message id."""
+        request: dict[str, Any] = {"QueueUrl": self.url, "MessageBody": body}
+        if group is not None and self._grouped:
+            request["MessageGroupId"] = sqs_group_id(group)
+        checked = check_attributes(attributes)
+        if checked:
+            request["MessageAttributes"] = {
+                name: {"DataType": "String", "StringValue": value}
+                for name, value in checked.items()
+            }
         with aws_call(f"sqs SendMessage {self._name}"):
-            if group is not None and self._grouped:
-                response = await self._client.send_message(
-                    QueueUrl=self.url, MessageBody=body, MessageGroupId=sqs_group_id(group)
-                )
-            else:
-                response = await self._client.send_message(QueueUrl=self.url, MessageBody=body)
+            response = await self._client.send_message(**request)
         return response["MessageId"]
 
     async def receive(
@@ -90,6 +100,7 @@ class SqsQueue:
                 WaitTimeSeconds=min(max(math.ceil(wait_s), 0), MAX_WAIT_S),
                 VisibilityTimeout=visibility_s,
                 MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
+                MessageAttributeNames=["All"],
             )
         return [_message(raw) for raw in response.get("Messages", [])]
 
@@ -186,4 +197,9 @@ def _message(raw: MessageTypeDef) -> Message:
         body=raw.get("Body", ""),
         receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
         group=attributes.get("MessageGroupId"),
+        attributes={
+            name: value["StringValue"]
+            for name, value in raw.get("MessageAttributes", {}).items()
+            if "StringValue" in value
+        },
     )

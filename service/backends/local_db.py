@@ -51,7 +51,8 @@ SCHEMA = (
         visible_at REAL NOT NULL,
         receive_count INTEGER NOT NULL DEFAULT 0,
         receipt TEXT,
-        group_id TEXT
+        group_id TEXT,
+        attributes TEXT
     )
     """,
     "CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages (queue, visible_at)",
@@ -320,7 +321,7 @@ def _require_free_space(directory: Path) -> None:
         raise OSError(errno.ENOSPC, f"only {free} bytes free on the device", str(directory))
 
 
-ADDED_COLUMNS = (("messages", "group_id", "TEXT"),)
+ADDED_COLUMNS = (("messages", "group_id", "TEXT"), ("messages", "attributes", "TEXT"))
 """Columns added after the first release: a database made before gains them on open."""
 
 LATE_SCHEMA = (

@@ -24,12 +24,12 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from service.backends.local_db import Database
 from service.ports import BatchOutcome, Message, QueueDepth
-from service.queue_limits import MAX_BATCH, MAX_VISIBILITY_S
+from service.queue_limits import MAX_BATCH, MAX_VISIBILITY_S, check_attributes
 
 INVALID_RECEIPT = "ReceiptHandleIsInvalid"
 
@@ -46,8 +46,8 @@ WITH RECURSIVE
                   AND visible_at > :now AND receive_count > 0)
     FROM groups WHERE name IS NOT NULL
   ),
-  heads(id, message_id, body, receive_count, group_id, visible_at, rank) AS (
-    SELECT m.id, m.message_id, m.body, m.receive_count, m.group_id, m.visible_at,
+  heads(id, message_id, body, receive_count, group_id, attributes, visible_at, rank) AS (
+    SELECT m.id, m.message_id, m.body, m.receive_count, m.group_id, m.attributes, m.visible_at,
            loads.in_flight + row_number() OVER (PARTITION BY m.group_id
                                                 ORDER BY m.visible_at, m.id)
     FROM loads JOIN messages AS m ON m.id IN (
@@ -56,12 +56,12 @@ WITH RECURSIVE
       ORDER BY visible_at, id LIMIT :wanted)
     UNION ALL
     SELECT * FROM (
-      SELECT id, message_id, body, receive_count, group_id, visible_at, 1
+      SELECT id, message_id, body, receive_count, group_id, attributes, visible_at, 1
       FROM messages INDEXED BY messages_by_group
       WHERE queue = :queue AND group_id IS NULL AND visible_at <= :now
       ORDER BY visible_at, id LIMIT :wanted)
   )
-SELECT id, message_id, body, receive_count, group_id FROM heads
+SELECT id, message_id, body, receive_count, group_id, attributes FROM heads
 ORDER BY rank, visible_at, id LIMIT :wanted
 """
 # INDEXED BY: with no statistics the planner would rather walk messages_by_visibility,
@@ -79,12 +79,13 @@ same index. An ungrouped message is a group of its own, with nothing in flight.
 """
 
 FIFO_RECEIVE = """
-SELECT id, message_id, body, receive_count, group_id FROM messages
+SELECT id, message_id, body, receive_count, group_id, attributes FROM messages
 WHERE queue = :queue AND visible_at <= :now ORDER BY visible_at, id LIMIT :wanted
 """
 """The oldest visible messages, whatever their group: the order without fairness."""
 
-_Row = tuple[int, str, str, int, str | None]
+_Row = tuple[int, str, str, int, str | None, str | None]
+"""id, message id, body, receive count, group, attributes (a JSON object, or NULL)."""
 
 
 class QueueSignals:
@@ -182,15 +183,23 @@ class LocalQueue:
         self._receive_sql = FAIR_RECEIVE if fair else FIFO_RECEIVE
         self._background: set[asyncio.Future[BatchOutcome]] = set()
 
-    async def send(self, body: str, *, group: str | None = None) -> str:
-        """Enqueue ``body`` in ``group``, visible at once; return the message id."""
+    async def send(
+        self,
+        body: str,
+        *,
+        group: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> str:
+        """Enqueue ``body`` in ``group`` with ``attributes``, visible at once; the message id."""
+        checked = check_attributes(attributes)
+        stored = json.dumps(checked, ensure_ascii=False) if checked else None
         message_id = str(_random_uuid())
 
         def insert(connection: sqlite3.Connection) -> None:
             connection.execute(
-                "INSERT INTO messages (queue, message_id, body, visible_at, group_id)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (self.name, message_id, body, time.time(), group),
+                "INSERT INTO messages (queue, message_id, body, visible_at, group_id, attributes)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (self.name, message_id, body, time.time(), group, stored),
             )
 
         await self._db.write(insert)
@@ -340,7 +349,9 @@ class LocalQueue:
         parameters = {"queue": self.name, "now": now, "wanted": wanted + len(taken)}
         rows = connection.execute(self._receive_sql, parameters).fetchall()
         fresh: list[_Row] = [
-            (int(r[0]), str(r[1]), str(r[2]), int(r[3]), r[4]) for r in rows if r[1] not in taken
+            (int(r[0]), str(r[1]), str(r[2]), int(r[3]), r[4], r[5])
+            for r in rows
+            if r[1] not in taken
         ]
         return fresh[:wanted]
 
@@ -349,8 +360,15 @@ class LocalQueue:
         connection: sqlite3.Connection, rows: list[_Row], hidden_until: float
     ) -> list[Message]:
         messages = [
-            Message(message_id, _random_uuid().hex, body, receive_count + 1, group)
-            for _, message_id, body, receive_count, group in rows
+            Message(
+                message_id,
+                _random_uuid().hex,
+                body,
+                receive_count + 1,
+                group,
+                json.loads(attributes) if attributes else {},
+            )
+            for _, message_id, body, receive_count, group, attributes in rows
         ]
         connection.executemany(
             "UPDATE messages SET visible_at = ?, receive_count = ?, receipt = ? WHERE id = ?",

@@ -319,7 +319,8 @@ class Consumer:
             log.error("no dead-letter queue to move the message to; leaving it")
             return
         try:
-            await self._dlq.send(message.body, group=message.group)
+            # The attributes go along: the parked message keeps the trace of its job.
+            await self._dlq.send(message.body, group=message.group, attributes=message.attributes)
         except Exception as exc:
             # Left where it is: redelivery, and the queue's own redrive, still apply.
             log.error("could not move the message to the dead-letter queue", error=str(exc))

@@ -92,6 +92,7 @@ async def redrive(backend: Backend, job_ids: Collection[str] | None) -> RedriveR
 async def _restart(backend: Backend, job_id: str, message: Message) -> bool:
     if await backend.jobs.apply(job_id, jobs.requeue()) is None:
         return False
-    await backend.queue.send(message.body, group=message.group)
+    # With its attributes, the redriven job's next attempt joins the trace it started in.
+    await backend.queue.send(message.body, group=message.group, attributes=message.attributes)
     await backend.dlq.delete_batch([message.receipt])
     return True
