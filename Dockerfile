@@ -29,7 +29,8 @@ COPY service ./service
 
 # --only-binary: dependencies come as published wheels and nothing is compiled here, so a
 # release without a wheel for this platform fails the build instead of needing a compiler.
-RUN pip wheel --no-cache-dir --only-binary=:all: --wheel-dir /wheels .
+# The otel extra is in: the image can export traces once OTEL_* variables are set.
+RUN pip wheel --no-cache-dir --only-binary=:all: --wheel-dir /wheels ".[otel]"
 
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from opentelemetry.trace import TracerProvider
 
 from service import routes_health
 from service import web as page
@@ -68,21 +69,39 @@ async def draining_middleware(request: web.Request, handler: Handler) -> web.Str
     return await handler(request)
 
 
+@web.middleware
+async def tracing_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A server span for each request, from the runtime's tracing.
+
+    Mounted only on an app built with tracing on. The instrumentation's own middleware
+    comes with the runtime, which opens when the app starts, after its middlewares are set.
+    """
+    runtime = request.config_dict.get(RUNTIME)
+    middleware = None if runtime is None else runtime.tracing.http_middleware
+    if middleware is None:
+        return await handler(request)
+    return await middleware(request, handler)
+
+
 def create_app(
     settings: Settings,
     *,
     serve_api: bool = True,
     worker: bool = True,
     analyzer: Analyzer | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> web.Application:
     """Build the app. ``serve_api`` mounts the /v1 sub-app; ``worker`` runs the consumer.
 
     Health, metrics and the OpenAPI document stay on the root app, so a worker-only
     process still serves its probes.
     """
+    traced = settings.tracing or tracer_provider is not None
+    # Outermost, so the request's span covers the error handling and the metrics too.
+    middlewares = [tracing_middleware] if traced else []
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[metrics_middleware, error_middleware, draining_middleware],
+        middlewares=[*middlewares, metrics_middleware, error_middleware, draining_middleware],
     )
     app[SETTINGS] = settings
     app.add_routes(routes_health.routes)
@@ -92,7 +111,9 @@ def create_app(
         app.add_subapp(PREFIX, create_v1_app(settings))
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with open_runtime(settings, worker=worker, analyzer=analyzer) as runtime:
+        async with open_runtime(
+            settings, worker=worker, analyzer=analyzer, tracer_provider=tracer_provider
+        ) as runtime:
             app[RUNTIME] = runtime
             yield
 

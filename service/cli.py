@@ -21,6 +21,7 @@ from service.errors import BackendError, CliError
 from service.jobs import JobStatus
 from service.logs import configure_logging
 from service.settings import Settings, SettingsError, load_settings
+from service.tracing import tracing_configured
 
 if TYPE_CHECKING:
     from service.producers.redrive import RedriveReport
@@ -159,7 +160,7 @@ def _configure_logging(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _settings_for(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = {"tracing": tracing_configured(os.environ)}
     if getattr(args, "host", None):
         overrides["host"] = args.host
     if getattr(args, "port", None) is not None:

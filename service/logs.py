@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 import structlog
+from opentelemetry import trace
 from structlog.typing import Processor
 
 _SECRET_MARKERS = ("key", "token", "secret", "password", "authorization")
@@ -35,6 +36,17 @@ def _mask_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMa
     return event
 
 
+def add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Add ``traceId`` and ``spanId`` (hex, as trace back ends show them) while a recording
+    span is current, so a job's lines can be found from its trace and the other way round."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        context = span.get_span_context()
+        event.setdefault("traceId", format(context.trace_id, "032x"))
+        event.setdefault("spanId", format(context.span_id, "016x"))
+    return event
+
+
 def _renderer(fmt: str) -> Processor:
     use_console = fmt == "console" or (fmt == "auto" and sys.stdout.isatty())
     if use_console:
@@ -50,6 +62,7 @@ def stdlib_formatter(fmt: str = "json") -> logging.Formatter:
             structlog.processors.add_log_level,
             structlog.stdlib.add_logger_name,
             structlog.stdlib.ExtraAdder(),
+            add_trace_ids,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
         ],
         processors=[
@@ -81,6 +94,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _mask_secrets,

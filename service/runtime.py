@@ -12,6 +12,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.trace import TracerProvider
+
 from service.analysis.factory import make_analyzer
 from service.api_schema import JobView
 from service.backends.aws_secrets import open_secret_key
@@ -28,12 +30,14 @@ from service.events import SNS, WEBHOOK
 from service.jobs import Job
 from service.logs import get_logger
 from service.metrics import Metrics
-from service.ports import Analyzer, BlobStore, Closeable
+from service.ports import Analyzer, BlobStore, Closeable, Queue
 from service.producers.enqueue import JobProducer
 from service.producers.notify import Notifier
 from service.producers.quota import ActiveJobQuota
 from service.rate_limits import SubmitRateLimiter
 from service.settings import Settings
+from service.telemetry import LOCAL, SQS, QueueTracing, TracedQueue
+from service.tracing import Tracing, open_tracing
 from service.watch import WatchHub
 
 JOB_TYPES: tuple[JobType, ...] = (ANALYZE_JOB, webhook_job_type(), SNS_JOB)
@@ -57,6 +61,7 @@ class Runtime:
     notifier: Notifier
     on_ended: JobEnded
     """The hook every end of a job goes through: its slot back, its end announced."""
+    tracing: Tracing
     quota: ActiveJobQuota | None = None
     rate_limiter: SubmitRateLimiter | None = None
     """This replica's per-user submission rate, when one is set."""
@@ -74,9 +79,11 @@ def build_consumer(
     metrics: Metrics | None = None,
     job_types: Sequence[JobType] = JOB_TYPES,
     on_ended: JobEnded | None = None,
+    tracing: QueueTracing | None = None,
 ) -> Consumer:
     """The consumer, running every configured job type's handler under its failure policy:
-    the service's backoff, or the type's own retry rule."""
+    the service's backoff, or the type's own retry rule; each message in a ``process``
+    span with ``tracing``."""
     view = job_viewer(settings)
     deps = HandlerDeps(backend, analyzer, metrics, settings=settings, job_view=view)
     policy = FailurePolicy(
@@ -108,11 +115,14 @@ def build_consumer(
         grace_s=settings.shutdown_grace_s,
         crash_retry_s=math.ceil(settings.retry_base_s),
     )
-    return Consumer(backend.queue, runner.dispatch, config, dlq=backend.dlq)
+    return Consumer(backend.queue, runner.dispatch, config, dlq=backend.dlq, tracing=tracing)
 
 
 def build_dead_letter_consumer(
-    settings: Settings, backend: Backend, on_ended: JobEnded | None = None
+    settings: Settings,
+    backend: Backend,
+    on_ended: JobEnded | None = None,
+    tracing: QueueTracing | None = None,
 ) -> Consumer:
     """The consumer that fails the jobs of dead-lettered messages and keeps the messages."""
     config = ConsumerConfig(
@@ -124,11 +134,15 @@ def build_dead_letter_consumer(
         idle_pause_s=settings.dlq_poll_s,
     )
     handler = DeadLetterHandler(backend.jobs, settings.dlq_hold_s, on_ended)
-    return Consumer(backend.dlq, handler, config)
+    return Consumer(backend.dlq, handler, config, tracing=tracing)
 
 
 async def open_analyzer(
-    settings: Settings, stack: AsyncExitStack, blobs: BlobStore, metrics: Metrics
+    settings: Settings,
+    stack: AsyncExitStack,
+    blobs: BlobStore,
+    metrics: Metrics,
+    tracing: Tracing | None = None,
 ) -> Analyzer:
     """The configured analyzer, its resources (the Secrets Manager client of a key kept
     there, the model client) closed by ``stack``. A key in Secrets Manager is read here, so
@@ -142,7 +156,8 @@ async def open_analyzer(
 
         source = await stack.enter_async_context(open_secret_key(settings, secret_id))
         api_key = await RotatingKey.load(source)
-    analyzer = make_analyzer(settings, blobs, metrics, api_key)
+    tracer = tracing.tracer() if tracing is not None and tracing.enabled else None
+    analyzer = make_analyzer(settings, blobs, metrics, api_key, tracer)
     if isinstance(analyzer, Closeable):
         stack.push_async_callback(analyzer.aclose)
     return analyzer
@@ -153,7 +168,9 @@ def job_viewer(settings: Settings) -> Callable[[Job], dict[str, Any]]:
     return lambda job: JobView.of(job, settings.public_base_url).to_doc()
 
 
-def build_notifier(settings: Settings, backend: Backend, job_types: Sequence[JobType]) -> Notifier:
+def build_notifier(
+    settings: Settings, backend: Backend, job_types: Sequence[JobType], queue: Queue | None = None
+) -> Notifier:
     """The hook every end of a job goes through, with the channels this process can use."""
     names = {job_type.name for job_type in job_types}
     channels = []
@@ -162,7 +179,9 @@ def build_notifier(settings: Settings, backend: Backend, job_types: Sequence[Job
     if backend.topic is not None and SNS in names:
         channels.append(SNS)
     visible = [job_type.name for job_type in job_types if job_type.user_visible]
-    return Notifier(backend.jobs, backend.queue, channels=channels, announced_types=visible)
+    return Notifier(
+        backend.jobs, queue or backend.queue, channels=channels, announced_types=visible
+    )
 
 
 def build_quota(
@@ -209,6 +228,18 @@ def warn_about_notifications(settings: Settings) -> None:
         )
 
 
+def queue_tracing(settings: Settings, tracing: Tracing) -> tuple[QueueTracing, QueueTracing] | None:
+    """The span settings of the main queue and the DLQ, or ``None`` with tracing off."""
+    if not tracing.enabled:
+        return None
+    tracer = tracing.tracer()
+    system = SQS if settings.resolved_backend == "aws" else LOCAL
+    return (
+        QueueTracing(tracer, system, settings.queue_name),
+        QueueTracing(tracer, system, settings.dlq_name),
+    )
+
+
 @asynccontextmanager
 async def open_runtime(
     settings: Settings,
@@ -216,29 +247,46 @@ async def open_runtime(
     worker: bool = True,
     analyzer: Analyzer | None = None,
     job_types: Sequence[JobType] = JOB_TYPES,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Open the backend and, with ``worker``, run the consumer for the context's lifetime."""
+    """Open the backend and, with ``worker``, run the consumer for the context's lifetime.
+
+    Traces go to ``tracer_provider`` when given, else to an SDK provider of this runtime's
+    own when ``settings.tracing`` is on (see :mod:`service.tracing`); none are made else.
+    """
     metrics = Metrics()
     warn_about_notifications(settings)
     async with AsyncExitStack() as stack:
+        # Opened first and so closed last: spans of the drain are exported too.
+        tracing = await stack.enter_async_context(open_tracing(settings.tracing, tracer_provider))
+        spans = queue_tracing(settings, tracing)
         backend = await stack.enter_async_context(open_backend(settings))
-        notifier = build_notifier(settings, backend, job_types)
+        queue = backend.queue if spans is None else TracedQueue(backend.queue, spans[0])
+        notifier = build_notifier(settings, backend, job_types, queue)
         quota = build_quota(settings, backend, job_types)
         on_ended = end_hook(notifier, quota)
         consumer = None
         if worker:
             if analyzer is None:
-                analyzer = await open_analyzer(settings, stack, backend.blobs, metrics)
-            consumer = build_consumer(settings, backend, analyzer, metrics, job_types, on_ended)
-            dead_letters = build_dead_letter_consumer(settings, backend, on_ended)
+                analyzer = await open_analyzer(settings, stack, backend.blobs, metrics, tracing)
+            consumer = build_consumer(
+                settings,
+                backend,
+                analyzer,
+                metrics,
+                job_types,
+                on_ended,
+                tracing=None if spans is None else spans[0],
+            )
+            dead_letters = build_dead_letter_consumer(
+                settings, backend, on_ended, tracing=None if spans is None else spans[1]
+            )
             metrics.watch({"main": consumer, "dlq": dead_letters})
             metrics.model_limits(settings.llm_requests_per_minute, settings.llm_tokens_per_minute)
             await stack.enter_async_context(dead_letters)
             await stack.enter_async_context(consumer)
         metrics.watch_queues({"main": backend.queue, "dlq": backend.dlq})
-        producer = JobProducer(
-            backend.jobs, backend.queue, backend.idempotency, backend.novels, quota
-        )
+        producer = JobProducer(backend.jobs, queue, backend.idempotency, backend.novels, quota)
         types = {job_type.name: job_type for job_type in job_types}
         hub = await stack.enter_async_context(WatchHub(backend.jobs, poll_s=settings.watch_poll_s))
         metrics.watch_hub(hub)
@@ -253,6 +301,7 @@ async def open_runtime(
             hub,
             notifier,
             on_ended,
+            tracing,
             quota,
             SubmitRateLimiter(settings.user_submit_rate) if settings.user_submit_rate else None,
         )

@@ -167,6 +167,9 @@ class Settings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+    tracing: bool = Field(default=False, exclude=True)
+    """Whether to export traces. ``main`` sets it from the standard ``OTEL_*`` variables
+    (``service.tracing.tracing_configured``), which the OpenTelemetry SDK reads itself."""
 
     @field_validator("auth_api_keys")
     @classmethod

@@ -40,10 +40,12 @@ import re
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 from pydantic import BaseModel, ValidationError
 
 from service.analysis.chapters import Chapter, chunk_text, split_chapters
@@ -99,6 +101,12 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+CHUNK_INDEX = "storyboard.chunk.index"
+PASS = "storyboard.pass"
+REPAIR = "storyboard.repair"
+"""Span attributes of a model request: its chunk (from 0), its pass (``a``: cast and
+summary, ``b``: storyboard) and whether it asks for a repair of an invalid reply."""
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
@@ -573,7 +581,11 @@ class LlmAnalyzer:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, blobs: BlobStore, observer: RequestObserver | None = None
+        cls,
+        settings: Settings,
+        blobs: BlobStore,
+        observer: RequestObserver | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> LlmAnalyzer:
         """The analyzer with a client and a process-wide limiter built from the settings."""
         config = ClientConfig.from_settings(settings)
@@ -588,7 +600,7 @@ class LlmAnalyzer:
             requests_per_minute=settings.llm_requests_per_minute,
             tokens_per_minute=settings.llm_tokens_per_minute,
         )
-        client = LlmClient(config, limiter, observer=observer)
+        client = LlmClient(config, limiter, observer=observer, tracer=tracer)
         return cls(client, blobs, AnalyzerOptions.from_settings(settings))
 
     async def aclose(self) -> None:
@@ -674,20 +686,26 @@ class LlmAnalyzer:
             else:
                 await run.finished(kind, saved[1], reused=True)
                 return reply
-        reply, usage = await self._ask(messages, parse)
+        # Which chunk and pass a model request is for, on its span.
+        labels: dict[str, AttributeValue] = {CHUNK_INDEX: chunk.index, PASS: kind}
+        reply, usage = await self._ask(messages, parse, labels)
         await run.checkpoints.save(kind, chunk.index, fingerprint, reply, usage)
         await run.finished(kind, usage, reused=False)
         return reply
 
     async def _ask(
-        self, messages: list[ChatMessage], parse: Callable[[dict[str, Any]], M]
+        self,
+        messages: list[ChatMessage],
+        parse: Callable[[dict[str, Any]], M],
+        labels: Mapping[str, AttributeValue],
     ) -> tuple[M, Usage]:
         """A validated reply, after at most one repair round."""
-        first = await self._attempt(messages, parse)
+        first = await self._attempt(messages, parse, labels)
         if not isinstance(first, _Rejected):
             return first
         log.info("model reply invalid, asking for a repair", errors=len(first.errors))
-        second = await self._attempt(repair_messages(messages, first.raw, first.errors), parse)
+        repair = repair_messages(messages, first.raw, first.errors)
+        second = await self._attempt(repair, parse, {**labels, REPAIR: True})
         if not isinstance(second, _Rejected):
             return second[0], first.usage + second[1]
         raise JobError(
@@ -698,11 +716,14 @@ class LlmAnalyzer:
         )
 
     async def _attempt(
-        self, messages: list[ChatMessage], parse: Callable[[dict[str, Any]], M]
+        self,
+        messages: list[ChatMessage],
+        parse: Callable[[dict[str, Any]], M],
+        labels: Mapping[str, AttributeValue],
     ) -> tuple[M, Usage] | _Rejected:
         try:
             data, usage = await self._client.complete_json(
-                messages, max_tokens=self.options.max_output_tokens
+                messages, max_tokens=self.options.max_output_tokens, span_attributes=labels
             )
         except InvalidReply as exc:
             return _Rejected(exc.raw, [exc.reason], exc.usage)

@@ -31,6 +31,8 @@ from urllib.parse import urlparse
 
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 
 from service.analysis.llm_limits import LlmLimiter
 from service.errors import BackendError, JobError
@@ -412,10 +414,13 @@ class LlmClient:
         jitter: Callable[[], float] = random.random,
         observer: RequestObserver | None = None,
         rotating_key: RotatingKey | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         """``rotating_key``, when given, is sent instead of ``config.api_key`` and re-read
-        once per request that the model refuses."""
+        once per request that the model refuses. ``tracer`` makes a span of each request
+        (the API's no-op tracer when not given)."""
         self.config = config
+        self._tracer = tracer or trace.NoOpTracer()
         self._observer = observer
         self._rotating_key = rotating_key
         self._limiter = limiter
@@ -433,9 +438,14 @@ class LlmClient:
         self._extra_body = {"enable_thinking": False} if host.endswith("aliyuncs.com") else None
 
     async def complete_json(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        span_attributes: Mapping[str, AttributeValue] | None = None,
     ) -> tuple[dict[str, Any], Usage]:
-        """The reply's JSON object and what it cost.
+        """The reply's JSON object and what it cost. Each request made for it is a span
+        carrying ``span_attributes`` beside the GenAI ones (see :func:`request_attributes`).
 
         Raises :class:`InvalidReply` when the model answered without a JSON object (the
         caller may ask it to repair), and :class:`JobError` for every other failure.
@@ -445,7 +455,7 @@ class LlmClient:
         while True:
             key = self._key()
             try:
-                completion = await self._send(messages, max_tokens, key)
+                completion = await self._send(messages, max_tokens, key, span_attributes or {})
             except openai.OpenAIError as exc:
                 failure = classify_error(exc, key)
                 if failure.code == _AUTH_FAILED and not rotated:
@@ -480,7 +490,11 @@ class LlmClient:
         return self.config.api_key or NO_KEY
 
     async def _send(
-        self, messages: Sequence[ChatMessage], max_tokens: int, key: str
+        self,
+        messages: Sequence[ChatMessage],
+        max_tokens: int,
+        key: str,
+        span_attributes: Mapping[str, AttributeValue],
     ) -> ChatCompletion:
         # Pessimistic for the rate limiter: the prompt plus the longest reply allowed.
         prompt_tokens = _prompt_tokens(messages, self.config.chars_per_token)
@@ -492,33 +506,55 @@ class LlmClient:
                 max_tokens=max_tokens,
             )
             started = time.perf_counter()
-            try:
-                completion = await self._openai.chat.completions.create(
-                    model=self.config.model,
-                    messages=messages,
-                    max_tokens=max_tokens,
-                    temperature=self.config.temperature,
-                    response_format={"type": "json_object"},
-                    extra_body=self._extra_body,
-                    # Per request, so a refusal is known to be of the key this request sent.
-                    extra_headers=self._auth_header(key),
+            with self._tracer.start_as_current_span(
+                f"chat {self.config.model}",
+                kind=trace.SpanKind.CLIENT,
+                attributes={**request_attributes(self.config, max_tokens), **span_attributes},
+                # An exception's text may quote the provider's reply; its class is enough.
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span:
+                try:
+                    completion = await self._request(messages, max_tokens, key)
+                except BaseException as exc:
+                    # The prompt may have been billed; no reply was.
+                    lease.record(prompt_tokens)
+                    code = _failure_code(exc)
+                    self._observe(started, code, 0, 0)
+                    _failed(span, code)
+                    raise
+                try:
+                    _check_shape(completion)
+                except MalformedResponse as exc:
+                    _failed(span, _failure_code(exc))
+                    raise
+                usage = completion.usage
+                if usage is not None:
+                    lease.record(usage.total_tokens)
+                self._observe(
+                    started,
+                    None,
+                    usage.prompt_tokens if usage else 0,
+                    usage.completion_tokens if usage else 0,
                 )
-            except BaseException as exc:
-                # The prompt may have been billed; no reply was.
-                lease.record(prompt_tokens)
-                self._observe(started, _failure_code(exc), 0, 0)
-                raise
-            _check_shape(completion)
-            usage = completion.usage
-            if usage is not None:
-                lease.record(usage.total_tokens)
-            self._observe(
-                started,
-                None,
-                usage.prompt_tokens if usage else 0,
-                usage.completion_tokens if usage else 0,
-            )
-            return completion
+                if span.is_recording():
+                    span.set_attributes(reply_attributes(completion))
+                return completion
+
+    async def _request(
+        self, messages: Sequence[ChatMessage], max_tokens: int, key: str
+    ) -> ChatCompletion:
+        completion = await self._openai.chat.completions.create(
+            model=self.config.model,
+            messages=messages,
+            max_tokens=max_tokens,
+            temperature=self.config.temperature,
+            response_format={"type": "json_object"},
+            extra_body=self._extra_body,
+            # Per request, so a refusal is known to be of the key this request sent.
+            extra_headers=self._auth_header(key),
+        )
+        return completion
 
     def _auth_header(self, key: str) -> dict[str, str] | None:
         return None if self._rotating_key is None else {"Authorization": f"Bearer {key}"}
@@ -538,6 +574,42 @@ class LlmClient:
             server_hint_s=failure.retry_after_s,
         )
         await self._sleep(delay)
+
+
+def request_attributes(config: ClientConfig, max_tokens: int) -> dict[str, AttributeValue]:
+    """A model request's span attributes, after the OpenTelemetry GenAI conventions. Never
+    the prompt: the novel's text stays out of traces."""
+    url = urlparse(config.base_url)
+    attributes: dict[str, AttributeValue] = {
+        "gen_ai.operation.name": "chat",
+        # The wire protocol is OpenAI's chat completions, whoever serves it.
+        "gen_ai.system": "openai",
+        "gen_ai.request.model": config.model,
+        "gen_ai.request.max_tokens": max_tokens,
+        "gen_ai.request.temperature": config.temperature,
+        "server.address": url.hostname or "",
+    }
+    if url.port is not None:
+        attributes["server.port"] = url.port
+    return attributes
+
+
+def reply_attributes(completion: ChatCompletion) -> dict[str, AttributeValue]:
+    """A reply's span attributes: model, id, token counts, finish reasons; never its text."""
+    attributes: dict[str, AttributeValue] = {
+        "gen_ai.response.id": completion.id,
+        "gen_ai.response.model": completion.model,
+        "gen_ai.response.finish_reasons": [str(c.finish_reason) for c in completion.choices],
+    }
+    if completion.usage is not None:
+        attributes["gen_ai.usage.input_tokens"] = completion.usage.prompt_tokens
+        attributes["gen_ai.usage.output_tokens"] = completion.usage.completion_tokens
+    return attributes
+
+
+def _failed(span: trace.Span, code: str) -> None:
+    span.set_attribute("error.type", code)
+    span.set_status(trace.StatusCode.ERROR, code)
 
 
 def _failure_code(exc: BaseException) -> str:

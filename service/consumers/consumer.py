@@ -24,6 +24,7 @@ from service.consumers.stats import ConsumerStats
 from service.logs import get_logger
 from service.ports import Message, Queue
 from service.queue_limits import MAX_BATCH
+from service.telemetry import QueueTracing, process_span
 
 log = get_logger(__name__)
 
@@ -59,8 +60,12 @@ class Consumer:
         dispatch: Dispatch,
         config: ConsumerConfig,
         dlq: Queue | None = None,
+        tracing: QueueTracing | None = None,
     ) -> None:
+        """``tracing``, when given, runs each message in a ``process`` span (see
+        :mod:`service.telemetry`); without it no span is made at all."""
         self._queue = queue
+        self._tracing = tracing
         self._dlq = dlq
         self._dispatch = dispatch
         self._config = config
@@ -275,6 +280,14 @@ class Consumer:
         structlog.contextvars.bind_contextvars(
             messageId=message.message_id, delivery=message.receive_count
         )
+        if self._tracing is None:
+            await self._process(message)
+            return
+        # The settling (delete, retry delay, dead-letter move) is part of the processing.
+        with process_span(self._tracing, message):
+            await self._process(message)
+
+    async def _process(self, message: Message) -> None:
         try:
             outcome = await self._handle(message)
             # Settled messages leave the lease extender; a cancelled one keeps its lease so that
