@@ -28,6 +28,7 @@ from bench import (
     offline_speed,
     scale_out,
     sse_fanout,
+    tracing_cost,
 )
 from bench.common import RESULTS, environment, optional_module, save
 from bench.report import render
@@ -71,6 +72,7 @@ def run_all(quick: bool) -> dict[str, Any]:
     results["scale_out"] = isolated(scale_out.main, q)
     results["sse"] = isolated(sse_fanout.main, q)
     results["fairness"] = isolated(fairness.main, q)
+    results["tracing"] = isolated(tracing_cost.main, q)
     sized = results["memory"]
     results["lambda"] = aws_costs.lambda_on_paper(
         sized["peak_rss_mb"] if sized else None, sized["jobs"] if sized else 256
@@ -89,6 +91,7 @@ SAVED = {
     "scale_out": "scale_out",
     "sse": "sse_fanout",
     "fairness": "fairness",
+    "tracing": "tracing_cost",
     "lambda": "lambda_on_paper",
 }
 """Result key → file under bench/results/."""

@@ -552,6 +552,58 @@ def fairness(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def tracing(results: dict[str, Any]) -> list[str]:
+    """CPU per job and jobs per second with OpenTelemetry off and on."""
+    t = results.get("tracing")
+    if not t:
+        return []
+    rows = {row["mode"]: row for row in t["rows"]}
+    off, on = rows["off"], rows["on"]
+    lines = [
+        "## 9. The cost of tracing",
+        "",
+        f"Measured on its own (`python -m bench.tracing_cost`, {t['elapsed_s'] / 60:.1f} "
+        f"minutes) on {t['date']}. The embedded backend's job path in one process: "
+        f"{t['jobs']} jobs submitted through the producer, then drained by one consumer at "
+        f"concurrency {t['concurrency']} with a no-op analyzer, median of {t['repeats']} runs "
+        "of each mode, the modes alternating. Off is the default (no `OTEL_*` variable: no "
+        "SDK, no exporter, no span objects). On is what the runtime builds when `OTEL_*` is "
+        "set: the SDK's batch span processor and its OTLP/HTTP exporter, sending to a "
+        "loopback receiver in another process that decodes every export. CPU is the "
+        "process's own, the exporter's thread and the final flush included.",
+        "",
+        "| tracing | submit jobs/s | submit CPU ms/job | drain jobs/s | drain CPU ms/job |",
+        "|---|---|---|---|---|",
+    ]
+    for row in (off, on):
+        lines.append(
+            f"| {row['mode']} | {row['submit_per_s']:.0f} | {row['submit_cpu_ms_per_job']:.2f} | "
+            f"{row['drain_per_s']:.0f} | {row['drain_cpu_ms_per_job']:.2f} |"
+        )
+    cpu_off = off["submit_cpu_ms_per_job"] + off["drain_cpu_ms_per_job"]
+    cpu_on = on["submit_cpu_ms_per_job"] + on["drain_cpu_ms_per_job"]
+    per_span = (cpu_on - cpu_off) / t["spans_per_job"] if t["spans_per_job"] else None
+    slower_submit = (1 - on["submit_per_s"] / off["submit_per_s"]) * 100
+    slower_drain = (1 - on["drain_per_s"] / off["drain_per_s"]) * 100
+    lines += [
+        "",
+        f"On, the receiver got {t['spans_exported']} spans, {t['spans_per_job']:.2f} a job "
+        f"(`send` and `process`; fewer than 2 would mean the batch processor dropped some), "
+        f"about {t['otlp_bytes_per_span']:.0f} bytes each on the wire. A job costs "
+        f"{cpu_on - cpu_off:.2f} ms more CPU in all ({cpu_off:.2f} → {cpu_on:.2f} ms, "
+        f"{(cpu_on / cpu_off - 1) * 100:+.0f} %), about {_f(per_span)} ms a span made and "
+        f"exported, and the rates fall by {slower_submit:.0f} % (submit) and "
+        f"{slower_drain:.0f} % (drain): "
+        "the exporter's thread encodes and sends while the event loop waits for the "
+        "interpreter lock. That is the worst case, jobs that do nothing. A real job's model "
+        "calls take seconds, and each model request, AWS call (on the AWS backend) and HTTP "
+        "request adds one span of about that cost; a sampler "
+        "(`OTEL_TRACES_SAMPLER=parentbased_traceidratio`) cuts it for the jobs not sampled.",
+        "",
+    ]
+    return lines
+
+
 def legacy(results: dict[str, Any]) -> list[str]:
     """The earlier sections: embedded drain rate and the offline analyzer."""
     t, o = results["throughput"], results["offline"]
@@ -593,6 +645,7 @@ def render(env: dict[str, Any], elapsed_s: float, results: dict[str, Any], findi
         scale_out,
         sse_fanout,
         fairness,
+        tracing,
         legacy,
     )
     for section in sections:

@@ -525,3 +525,41 @@ def test_an_unusable_key_file_is_a_clear_settings_error(
     with pytest.raises(SettingsError, match="key file") as caught:
         load_api_key(_settings(llm_api_key_file=path))
     assert str(path) in str(caught.value)
+
+
+# --------------------------------------------------------------------------- spans
+
+
+async def test_each_request_is_a_span_with_its_tokens_or_its_error_code(fake: FakeLlm) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    config = ClientConfig(
+        base_url=fake.base_url, api_key=KEY, model="qwen-test", max_retries=1, backoff_base_s=0
+    )
+    client = LlmClient(config, LlmLimiter(concurrency=1), tracer=provider.get_tracer("t"))
+    fake.enqueue(error(503, "ServiceUnavailable"), ok({"secret": "Say hello back."}))
+    try:
+        await client.complete_json(
+            MESSAGES, max_tokens=64, span_attributes={"storyboard.chunk.index": 3}
+        )
+    finally:
+        await client.aclose()
+        provider.shutdown()
+
+    failed, answered = memory.get_finished_spans()
+    assert failed.name == answered.name == "chat qwen-test"
+    assert failed.status.status_code is StatusCode.ERROR
+    assert dict(failed.attributes or {})["error.type"] == "llm_unavailable"
+    attributes = dict(answered.attributes or {})
+    assert attributes["gen_ai.request.max_tokens"] == 64
+    assert attributes["storyboard.chunk.index"] == 3
+    assert int(str(attributes["gen_ai.usage.output_tokens"])) > 0
+    assert "error.type" not in attributes
+    spans_text = json.dumps([dict(s.attributes or {}) for s in (failed, answered)])
+    assert "Say hello" not in spans_text
