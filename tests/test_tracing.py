@@ -8,6 +8,7 @@ never set), so nothing leaks into other tests. The OTLP test goes the production
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -24,8 +25,9 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from service.app import create_app, tracing_middleware
 from service.jobs import JobStatus
 from service.logs import configure_logging
+from service.producers.redrive import redrive
 from service.runtime import open_runtime
-from service.settings import Settings
+from service.settings import Settings, SettingsError
 from service.telemetry import TracedQueue
 from service.tracing import OFF, tracing_configured
 from service.uploads import store_novel
@@ -216,6 +218,38 @@ async def test_retries_and_the_dead_letter_queue_stay_in_the_trace_of_the_send(
     ]
 
 
+async def test_a_redriven_job_runs_again_in_the_trace_it_started_in(
+    local_settings: SettingsFactory, exporter: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, memory = exporter
+    settings = local_settings(
+        receive_wait_s=0.5, max_receive_count=1, dlq_hold_s=1, dlq_poll_s=0.2, retry_base_s=0.2
+    )
+    async with open_runtime(
+        settings, analyzer=FlakyAnalyzer(failures=100), tracer_provider=provider
+    ) as runtime:
+        novel = await store_novel(runtime.backend, "u", "T", "text")
+        job_id = (await runtime.producer.submit(novel.novel_id, "u")).job_id
+        await job_finished(runtime.backend.jobs, job_id)
+
+    async with open_runtime(settings, worker=False) as runtime:
+
+        async def moved() -> bool:
+            return (await redrive(runtime.backend, {job_id})).moved == [job_id]
+
+        await eventually(moved)
+    async with open_runtime(
+        settings, analyzer=CountingAnalyzer(), tracer_provider=provider
+    ) as runtime:
+        done = await job_finished(runtime.backend.jobs, job_id)
+    assert done.status is JobStatus.COMPLETED
+    spans = list(memory.get_finished_spans())
+    send = _one(spans, "send storyboard-jobs")
+    runs = [s for s in spans if s.name == "process storyboard-jobs"]
+    assert len(runs) == 2  # the failed attempt, and the one after the redrive
+    assert {(_trace_id(s), _parent_id(s)) for s in runs} == {(_trace_id(send), _span_id(send))}
+
+
 async def test_the_notification_job_is_sent_from_the_ended_jobs_trace(
     local_settings: SettingsFactory,
     exporter: tuple[TracerProvider, InMemorySpanExporter],
@@ -268,6 +302,16 @@ async def test_tracing_off_builds_nothing_and_sends_no_attributes(
         await runtime.producer.submit(novel.novel_id, "u")
         (message,) = await runtime.backend.queue.receive(max_messages=1, wait_s=1, visibility_s=5)
     assert dict(message.attributes) == {}
+
+
+async def test_tracing_asked_for_without_the_sdk_refuses_to_start(
+    local_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if the otel extra were not installed: the import fails.
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)
+    with pytest.raises(SettingsError, match=r"storyboard-service\[otel\]"):
+        async with open_runtime(local_settings(tracing=True), worker=False):
+            pass
 
 
 @pytest.mark.parametrize(
