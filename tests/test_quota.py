@@ -4,7 +4,7 @@ and the limit held under concurrent submissions over real HTTP."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -129,7 +129,9 @@ class _DownQueue:
     def __init__(self, queue: Queue) -> None:
         self._queue = queue
 
-    async def send(self, body: str, *, group: str | None = None) -> str:
+    async def send(
+        self, body: str, *, group: str | None = None, attributes: Mapping[str, str] | None = None
+    ) -> str:
         raise OSError("queue unreachable")
 
     async def depth(self) -> QueueDepth:
