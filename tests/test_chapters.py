@@ -294,3 +294,147 @@ def test_short_chapters_are_still_chapters() -> None:
     chapters = split_chapters(text)
     assert _titles(chapters) == ["第一回\u3000桃园结义", "第二回\u3000张飞怒鞭督邮"]
     assert chapters[1].body == "张飞大怒。"
+
+
+# --------------------------------------------------------------------------- front matter
+
+NOTICE = (
+    "本电子书仅供读者预览，请在下载二十四小时内删除，不得用作商业用途。版权归原作者所有。\n"
+    + "出版说明\n"
+    + "　　本书以通行本为底本，参校诸本，改正了明显的错字，统一了异体字。" * 80
+    + "\n"
+)
+XIYOU_HEADINGS = [
+    "第一回　灵根孕育源流出　心性修持大道生",
+    "第二回　悟彻菩提真妙理　断魔归本合元神",
+    "第三回　四海千山皆拱伏　九幽十类尽除名",
+]
+
+
+def _xiyou(toc: list[str]) -> str:
+    body = "\n".join(f"{h}\n　　{PARAGRAPH}" for h in XIYOU_HEADINGS)
+    return f"{NOTICE}西游记\n吴承恩　著\n目录\n" + "\n".join(toc) + f"\n\n{body}\n"
+
+
+@pytest.mark.parametrize(
+    "toc",
+    [
+        XIYOU_HEADINGS,  # the contents repeat the headings exactly
+        ["第001回 灵根孕育源流出", "第002回 悟彻菩提真妙理", "第003回 四海千山皆拱伏"],
+        ["第一回 灵根育孕源流出 心性修持大道生", "第二回　悟彻菩提", "第三回"],
+    ],
+)
+def test_chinese_notice_and_contents_are_not_chapters(toc: list[str]) -> None:
+    chapters = split_chapters(_xiyou(toc))
+    assert _titles(chapters) == XIYOU_HEADINGS
+    assert [c.index for c in chapters] == [1, 2, 3]
+    assert [c.number for c in chapters] == [1, 2, 3]
+    assert all(c.body.strip() == PARAGRAPH for c in chapters)
+
+
+def test_long_chinese_preface_is_not_a_chapter() -> None:
+    preface = "序言\n" + f"　　{PARAGRAPH}\n" * 40
+    chapters = split_chapters(f"{preface}{XIYOU_HEADINGS[0]}\n　　{PARAGRAPH}\n后记\n{PARAGRAPH}")
+    assert _titles(chapters) == XIYOU_HEADINGS[:1]
+    assert chapters[0].body.strip() == PARAGRAPH
+
+
+STORY = "\n\n".join([ENGLISH_PARAGRAPH] * 3)
+GUTENBERG_HEAD = """The Project Gutenberg eBook of Dracula
+
+This ebook is for the use of anyone anywhere in the United States and
+most other parts of the world at no cost and with almost no restrictions
+whatsoever.
+
+Title: Dracula
+
+Author: Bram Stoker
+
+Release date: October 1, 1995 [eBook #345]
+
+*** START OF THE PROJECT GUTENBERG EBOOK DRACULA ***
+
+Produced by Chuck Greif and the Online Distributed Proofreading Team
+
+DRACULA
+
+by Bram Stoker
+
+"""
+GUTENBERG_TAIL = """
+*** END OF THE PROJECT GUTENBERG EBOOK DRACULA ***
+
+Updated editions will replace the previous one--the old editions will
+be renamed.
+
+START: FULL LICENSE
+
+THE FULL PROJECT GUTENBERG LICENSE
+
+Section 1. General Terms of Use and Redistributing Project Gutenberg-tm
+electronic works
+
+Chapter 2 of the licence is not a chapter of the book.
+"""
+
+
+def _gutenberg(contents: str, chapters: list[tuple[str, str]]) -> str:
+    preface = "PREFACE\n\n" + "\n\n".join([ENGLISH_PARAGRAPH] * 25)
+    body = "\n\n\n".join(f"{heading}\n\n{STORY}" for heading, _ in chapters)
+    return f"{GUTENBERG_HEAD}CONTENTS\n\n{contents}\n\n{preface}\n\n\n{body}\n{GUTENBERG_TAIL}"
+
+
+@pytest.mark.parametrize(
+    "contents",
+    [
+        "CHAPTER I. Jonathan Harker's Journal\nCHAPTER II. Jonathan Harker's Journal",
+        " CHAPTER I.     Jonathan Harker's Journal     1\n CHAPTER II.    Continued    14",
+        "I. Jonathan Harker's Journal\nII. Continued",
+    ],
+)
+def test_gutenberg_header_contents_preface_and_licence_are_not_chapters(contents: str) -> None:
+    headings = [
+        ("CHAPTER I. Jonathan Harker's Journal", "CHAPTER I. Jonathan Harker's Journal"),
+        ("CHAPTER II. Jonathan Harker's Journal", "CHAPTER II. Jonathan Harker's Journal"),
+    ]
+    chapters = split_chapters(_gutenberg(contents, headings))
+    assert _titles(chapters) == [title for _, title in headings]
+    assert [c.index for c in chapters] == [1, 2]
+    assert all(c.body == STORY for c in chapters)
+
+
+def test_bare_heading_takes_its_title_from_the_next_line() -> None:
+    text = _gutenberg(
+        "CHAPTER I\nCHAPTER II",
+        [("CHAPTER I\n\nJONATHAN HARKER'S JOURNAL", ""), ("CHAPTER II.\nThe Pool of Tears", "")],
+    )
+    chapters = split_chapters(text)
+    assert _titles(chapters) == [
+        "CHAPTER I. JONATHAN HARKER'S JOURNAL",
+        "CHAPTER II. The Pool of Tears",
+    ]
+    assert all(c.body == STORY for c in chapters)
+
+
+def test_bare_heading_does_not_swallow_the_first_line_of_prose() -> None:
+    text = "CHAPTER I\n\nThe day was cold.\n\nCHAPTER II\nIt was a truth universally known\n"
+    assert _titles(split_chapters(text)) == ["CHAPTER I", "CHAPTER II"]
+
+
+def test_story_collection_numbers_are_headings() -> None:
+    text = (
+        "Contents\n\n   I.     A Scandal in Bohemia\n   II.    The Red-Headed League\n\n"
+        f"I. A SCANDAL IN BOHEMIA\n\n{STORY}\n\nII. THE RED-HEADED LEAGUE\n\n{STORY}\n"
+    )
+    chapters = split_chapters(text)
+    assert _titles(chapters) == ["I. A SCANDAL IN BOHEMIA", "II. THE RED-HEADED LEAGUE"]
+    assert [c.number for c in chapters] == [1, 2]
+
+
+def test_long_untitled_opening_without_front_matter_lines_is_still_a_prologue() -> None:
+    prologue = "\n\n".join([ENGLISH_PARAGRAPH] * 25)
+    chapters = split_chapters(
+        f"DRACULA\n\nby Bram Stoker\n\n{prologue}\n\nCHAPTER I. Home\n\n{STORY}"
+    )
+    assert _titles(chapters) == ["", "CHAPTER I. Home"]
+    assert chapters[0].body.endswith(prologue)

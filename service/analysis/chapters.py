@@ -5,6 +5,12 @@ Chinese, Arabic or full-width numerals, ``序章/楔子/尾声/番外`` and thei
 ``Chapter N`` / ``CHAPTER IV.`` / ``Chapter the First``. Candidates are then filtered so
 that tables of contents, volume headings without text of their own, duplicated pastes
 and download-site banners never become chapters.
+
+Front and back matter never become chapters either: a Project Gutenberg header and
+licence are cut off at their ``*** START/END OF THE PROJECT GUTENBERG EBOOK`` lines, text
+before the first heading is a chapter only when it is long and carries no front-matter
+line (``CONTENTS``, ``PREFACE``, ``目录``, ``出版说明``, ``作者：`` …), and an afterword or
+appendix after the last chapter is not part of it.
 """
 
 from __future__ import annotations
@@ -54,8 +60,9 @@ _CN_NUMERAL = "零〇一二两三四五六七八九十百千万0-9０-９"
 _CN_HEADING = re.compile(
     rf"第\s*(?P<num>[{_CN_NUMERAL}]+)\s*[回章节卷集部篇](?P<rest>.*)",
 )
+# 序言 and 后记 are a preface and an afterword, not story: see _FRONT_MATTER, _BACK_MATTER.
 _CN_SPECIAL_HEADING = re.compile(
-    r"(?P<word>序章|序幕|序言|楔子|引子|尾声|后记|番外篇?[一二三四五六七八九十0-9０-９]*)"
+    r"(?P<word>序章|序幕|楔子|引子|尾声|番外篇?[一二三四五六七八九十0-9０-９]*)"
     r"(?P<rest>.*)",
 )
 _EN_HEADING = re.compile(
@@ -64,6 +71,39 @@ _EN_HEADING = re.compile(
     re.IGNORECASE,
 )
 _EN_SPECIAL_HEADING = re.compile(r"(?P<word>prologue|epilogue)(?P<rest>.*)", re.IGNORECASE)
+# Story collections number their stories with a Roman numeral and a title in capitals:
+# "I. A SCANDAL IN BOHEMIA". Capitals only, so a numbered list in prose is not one.
+_EN_NUMBERED_HEADING = re.compile(r"(?P<num>[IVXLC]+)\.\s+(?P<rest>[A-Z][A-Z0-9 ,'’\-:;!?&.]*)")
+# A bare "CHAPTER I" may have its title on the next line (after at most one blank line).
+_SUBTITLE_MAX_CHARS = 50
+_CN_SUBTITLE_BAD = re.compile(r"[。，！？；：“”「」『』]")
+_EN_SUBTITLE_WORD = re.compile(r"[A-Za-z][A-Za-z’'-]*")
+
+# Project Gutenberg wraps every book in a header and a licence; the story is between.
+_GUTENBERG_START = re.compile(
+    r"^\*{3}\s*START OF (?:THE|THIS) PROJECT GUTENBERG.*$|^\*END\*THE SMALL PRINT.*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_GUTENBERG_END = re.compile(
+    r"^\s*(?:\*{3}\s*END OF (?:THE|THIS) PROJECT GUTENBERG|End of (?:the )?Project Gutenberg)",
+    re.IGNORECASE | re.MULTILINE,
+)
+# A short line naming a part of a book that is not story: text before the first heading
+# with such a line is front matter, however long.
+_FRONT_MATTER = re.compile(
+    r"(?:table of )?contents\b|preface\b|introduction\b|foreword\b|transcriber|produced by"
+    r"|title:|author:|release date|copyright|all rights reserved|isbn|illustrat|translated by"
+    r"|dedicat|editor|目\s*[录錄]|前\s*言|序\s*言|自序|序$|出版|版[权權]|作者|[编編]者|内容|內容"
+    r"|简介|簡介|提要|凡例|声明|聲明|校注|整理",
+    re.IGNORECASE,
+)
+_FRONT_MATTER_LINE_CHARS = 40
+# An afterword, appendix or notes after the last chapter are not part of it.
+_BACK_MATTER = re.compile(
+    r"^[^\S\n]*(?:后记|後記|跋|附录|附錄|出版后记|afterword|appendix|appendices|end\s*notes"
+    r"|notes|footnotes|glossary|index|transcriber['’]s notes?)[.:]?[^\S\n]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 _ROMAN = re.compile(r"M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})")
 
 _EN_NUMBER_WORDS = {
@@ -171,20 +211,24 @@ def split_chapters(text: str) -> list[Chapter]:
     Without any recognisable heading the whole text is one chapter with an empty title;
     callers that want a display name substitute the novel's own title. Text before the
     first heading is kept as an untitled chapter only when it is long enough to be a
-    prologue (``FRONT_MATTER_MIN_CHARS``); shorter front matter (title page, blurb,
-    contents) is dropped.
+    prologue (``FRONT_MATTER_MIN_CHARS``) and has no front-matter line; shorter or marked
+    front matter (title page, notice, preface, contents) is dropped. A Gutenberg header
+    and licence, and back matter after the last chapter, are never part of a chapter.
     """
-    headings = list(_find_headings(text))
-    ends = [h.start for h in headings[1:]] + [len(text)] if headings else []
+    lo, hi = _story_span(text)
+    headings = list(_find_headings(text, lo, hi))
+    if headings:
+        hi = _back_matter_start(text, headings[-1].body_start, hi)
+    ends = [h.start for h in headings[1:]] + [hi] if headings else []
     candidates = [
         _Candidate(h, _clean_body(text[h.body_start : end]))
         for h, end in zip(headings, ends, strict=True)
     ]
     candidates = _drop_duplicates(_drop_empty(_drop_toc_runs(candidates)))
     chapters: list[tuple[str, str, int, int | None]] = []
-    front = _clean_body(text[: candidates[0].heading.start] if candidates else text)
-    if not candidates or _visible_len(front) >= FRONT_MATTER_MIN_CHARS:
-        chapters.append(("", front, 0, None))
+    front = _clean_body(text[lo : headings[0].start] if headings else text[lo:hi])
+    if not candidates or _is_prologue(front):
+        chapters.append(("", front, lo, None))
     chapters.extend(
         (c.heading.title, c.body, c.heading.start, c.heading.number) for c in candidates
     )
@@ -194,21 +238,105 @@ def split_chapters(text: str) -> list[Chapter]:
     ]
 
 
-def _find_headings(text: str) -> Iterator[_Heading]:
-    offset = 0
-    for line in text.split("\n"):
-        line_end = offset + len(line) + 1
+def _story_span(text: str) -> tuple[int, int]:
+    """Offsets of the story inside a Project Gutenberg header and licence, if any."""
+    start = _GUTENBERG_START.search(text)
+    lo = start.end() if start else 0
+    end = _GUTENBERG_END.search(text, lo)
+    return lo, end.start() if end else len(text)
+
+
+def _back_matter_start(text: str, last_heading_end: int, hi: int) -> int:
+    """Where an afterword, appendix or notes begin after the last chapter heading."""
+    found = _BACK_MATTER.search(text, last_heading_end, hi)
+    return found.start() if found else hi
+
+
+def _is_prologue(front: str) -> bool:
+    """Whether text before the first heading is story rather than front matter."""
+    if _visible_len(front) < FRONT_MATTER_MIN_CHARS:
+        return False
+    lines = (line.strip() for line in front.split("\n"))
+    return not any(
+        len(line) <= _FRONT_MATTER_LINE_CHARS and _FRONT_MATTER.match(line) for line in lines
+    )
+
+
+def _find_headings(text: str, lo: int, hi: int) -> Iterator[_Heading]:
+    lines = _lines(text, lo, hi)
+    for i, (offset, line) in enumerate(lines):
         stripped = line.strip()
         # A site may stamp its address on a heading line; the heading still counts.
         if _is_banner(stripped):
             stripped = _URL.sub(" ", stripped).strip()
-        if stripped and len(stripped) <= MAX_HEADING_CHARS and not _is_banner(stripped):
-            parsed = _parse_heading(stripped)
-            if parsed is not None:
-                title, number = parsed
-                start = offset + len(line) - len(line.lstrip())
-                yield _Heading(title, number, start, min(line_end, len(text)))
-        offset = line_end
+        if not stripped or len(stripped) > MAX_HEADING_CHARS or _is_banner(stripped):
+            continue
+        parsed = _parse_heading(stripped)
+        if parsed is None:
+            continue
+        title, number = parsed
+        start = offset + len(line) - len(line.lstrip())
+        body_start = min(offset + len(line) + 1, hi)
+        kind = _bare_kind(stripped)
+        subtitle = _subtitle(lines, i, kind) if kind else None
+        if subtitle is not None:
+            sub_offset, sub_line = lines[subtitle]
+            joiner = "\u3000" if kind == "zh" else ". "
+            title = f"{title.rstrip('.')}{joiner}{sub_line.strip()}"
+            body_start = min(sub_offset + len(sub_line) + 1, hi)
+        yield _Heading(title, number, start, body_start)
+
+
+def _lines(text: str, lo: int, hi: int) -> list[tuple[int, str]]:
+    """The lines of ``text[lo:hi]`` with their offsets in ``text``."""
+    lines: list[tuple[int, str]] = []
+    offset = lo
+    for line in text[lo:hi].split("\n"):
+        lines.append((offset, line))
+        offset += len(line) + 1
+    return lines
+
+
+def _bare_kind(heading: str) -> str | None:
+    """``zh`` or ``en`` for a numbered heading with no title of its own, else ``None``."""
+    match = _CN_HEADING.fullmatch(heading)
+    if match and not match["rest"].strip():
+        return "zh"
+    match = _EN_HEADING.fullmatch(heading)
+    if match and match["rest"].strip() in ("", "."):
+        return "en"
+    return None
+
+
+def _subtitle(lines: list[tuple[int, str]], i: int, kind: str) -> int | None:
+    """Index of the line holding the title of a bare heading (``CHAPTER I``), if any.
+
+    The title comes on the next line or after one blank line, is short, and reads as a
+    title: no sentence punctuation in Chinese; in English, capitalised words with a
+    blank line after them, so the first line of a paragraph is never taken for one.
+    """
+    for j in (i + 1, i + 2):
+        if j >= len(lines):
+            return None
+        line = lines[j][1].strip()
+        if not line:
+            continue
+        if len(line) > _SUBTITLE_MAX_CHARS or _parse_heading(line) is not None:
+            return None
+        if kind == "zh":
+            return None if _CN_SUBTITLE_BAD.search(line) else j
+        alone = j + 1 >= len(lines) or not lines[j + 1][1].strip()
+        return j if alone and _title_case(line) else None
+    return None
+
+
+def _title_case(line: str) -> bool:
+    """Whether an English line reads as a title: capitalised words, no closing comma."""
+    if not line[0].isupper() or line[-1] in ",;:" or any(q in line for q in "\"‘“"):
+        return False
+    long_words = [w for w in _EN_SUBTITLE_WORD.findall(line) if len(w) >= 4]
+    capitalised = sum(1 for w in long_words if w[0].isupper())
+    return bool(long_words) and 2 * capitalised >= len(long_words)
 
 
 def _parse_heading(line: str) -> tuple[str, int | None] | None:
@@ -227,6 +355,9 @@ def _parse_heading(line: str) -> tuple[str, int | None] | None:
     match = _EN_SPECIAL_HEADING.fullmatch(line)
     if match and _plausible_en_rest(match["rest"]):
         return title, None
+    match = _EN_NUMBERED_HEADING.fullmatch(line)
+    if match and any(ch.isalpha() for ch in match["rest"]):
+        return title, parse_roman_number(match["num"])
     return None
 
 
@@ -289,7 +420,8 @@ def _toc_end(candidates: list[_Candidate], i: int) -> int | None:
     """Index just past a table of contents that starts at candidate ``i``, if one does.
 
     A contents list is a run of headings with little or no text under each, and the first
-    of them comes back later as the real chapter heading.
+    of them comes back later as the real chapter heading. Its last entry may run on into
+    whatever stands between the list and the story (a preface, a notice).
     """
     first = candidates[i]
     if first.size >= TOC_ENTRY_CHARS:
@@ -297,7 +429,8 @@ def _toc_end(candidates: list[_Candidate], i: int) -> int | None:
     for j in range(i + 1, len(candidates)):
         if _same_heading(first.heading, candidates[j].heading):
             return j if j - i >= TOC_MIN_RUN else None
-        if candidates[j].size >= TOC_ENTRY_CHARS:
+        last = j + 1 < len(candidates) and _same_heading(first.heading, candidates[j + 1].heading)
+        if candidates[j].size >= TOC_ENTRY_CHARS and not last:
             return None
     return None
 
