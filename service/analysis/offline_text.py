@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 Language = Literal["zh", "en"]
 
@@ -39,3 +41,26 @@ def words(text: str) -> tuple[str, ...]:
 def by_count(names: Iterable[str], counts: Mapping[str, int]) -> list[str]:
     """The names, most counted first and ties in name order, so rankings are stable."""
     return sorted(names, key=lambda name: (-counts[name], name))
+
+
+_JIEBA_LOCK = threading.Lock()
+_jieba_tagger: Any = None
+
+
+def jieba_tagger() -> Any:
+    """The process's one jieba part-of-speech tagger (``jieba.posseg``), loaded on first use.
+
+    Loading its dictionary takes about a second, so it happens once per process, under a
+    lock because analyses run in worker threads; every later call returns the same tagger.
+    jieba's segmentation is a deterministic function of its bundled dictionary.
+    """
+    global _jieba_tagger
+    with _JIEBA_LOCK:
+        if _jieba_tagger is None:
+            import jieba  # type: ignore[import-untyped]
+            import jieba.posseg  # type: ignore[import-untyped]
+
+            jieba.setLogLevel(logging.WARNING)
+            jieba.posseg.dt.initialize()
+            _jieba_tagger = jieba.posseg.dt
+        return _jieba_tagger
