@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from service.analysis.offline_lexicon import Entry, lookup
 from service.analysis.offline_text import CJK, Language, by_count, words
 
 # Where a character is mentioned in a text, and which character it is.
@@ -23,6 +24,12 @@ Mention: TypeAlias = tuple[int, str]
 MIN_TAG_COUNT = 2
 # Without a known surname a Chinese speech-tag name needs more evidence.
 MIN_TAG_COUNT_WITHOUT_SURNAME = 5
+# A surname and a given name that speaks (``卓曰``) must be mentioned this often to count.
+MIN_NAME_MENTIONS = 10
+# A word this often after a determiner (一个小妖, 众小妖, 我师父) is a common noun.
+MAX_DETERMINER_SHARE = 0.08
+# How often a nickname must point at one character before it is merged into them.
+MIN_NICKNAME_VOTES = 3
 
 # --------------------------------------------------------------------------- vocabularies
 
@@ -41,12 +48,16 @@ _SURNAMES = set(
 _COMPOUND_SURNAMES = words(
     "司马 上官 欧阳 夏侯 诸葛 闻人 东方 赫连 皇甫 尉迟 公羊 澹台 公冶 宗政 濮阳 淳于 单于"
     " 太叔 申屠 公孙 仲孙 轩辕 令狐 钟离 宇文 长孙 慕容 鲜于 闾丘 司徒 司空 端木 百里 东郭"
-    " 南宫 呼延 太史 万俟 拓跋 独孤 第五"
+    " 南宫 呼延 太史 万俟 拓跋 独孤 第五 西门"
 )
+
+_COMPOUND_SET = frozenset(_COMPOUND_SURNAMES)
+# Dictionary tags of nouns a surname-led word may be a person under (not places: 成都).
+_PERSON_NOUN_TAGS = frozenset({"n", "nz"})
 
 # Characters that never sit inside a name but often follow one in a speech tag.
 _CN_NOT_NAME = set(
-    "曰说道问答叫呼喝骂怒喜笑叹惊泣哭谏奏告报谓对略诗之其众皆乃遂又亦也乎哉者了着这那些我你他吾汝"
+    "曰说道问答叫呼喝骂怒喜笑叹惊泣哭谏奏告报谓对略诗之其众皆乃遂又亦也乎哉了着这那些我你他吾汝"
     "声叱指令付嘱劝止等触出"
 )
 # Roles, titles and groups that speak but are not one identifiable person.
@@ -60,6 +71,13 @@ _CN_GENERIC = frozenset(
     )
 )
 _CN_DIGITS_ALL = set("一二三四五六七八九十两百千数")
+_CN_GROUP_LEADS = tuple("众诸群各")
+_CN_DETERMINERS = set("个些众诸各每几两我你他她俺咱吾汝其的")
+# ``道号水镜先生`` after an introduction: another name, and a title to strip from it.
+_CN_STYLE_NAME = re.compile(
+    rf"(?:道号|法名|法号|混名|绰号|诨名|别号)(?:为|曰|叫做|唤做)?(?P<y>[{CJK}]{{2,5}}?)(?=[，。；：、”])"
+)
+_CN_STYLE_TITLES = words("先生 上人 居士 道人 真人 处士")
 _CN_TITLE_ENDINGS = tuple("王帝主后侯相臣吏官卒兵军人")
 _CN_LEADS = words("却说 且说 话说 只见 但见 当下 于是 次日 忽 乃 遂 因 又 便 却 时 亦")
 # ``姓刘名备，字玄德``: a character introduced with surname, given and courtesy names.
@@ -110,6 +128,8 @@ class Person:
     key: str
     surname: str = ""
     aliases: list[str] = field(default_factory=list)
+    # A noun used for one character (呆子, 行者) rather than a name.
+    nickname: bool = False
 
     def add_alias(self, alias: str) -> None:
         """Add another name for the character, unless it is already one of theirs."""
@@ -191,9 +211,8 @@ def strip_leads(clause: str) -> str:
 
 
 def _surname_of(name: str) -> str:
-    for compound in _COMPOUND_SURNAMES:
-        if name.startswith(compound) and len(name) > len(compound):
-            return compound
+    if len(name) > 2 and name[:2] in _COMPOUND_SET:
+        return name[:2]
     return name[0] if len(name) >= 2 and name[0] in _SURNAMES else ""
 
 
@@ -210,7 +229,7 @@ class _Found:
     def merge(self, person: Person) -> None:
         """Add a person, or their names to whoever already goes by their display name."""
         key = self.forms.get(person.key, person.key)
-        target = self.people.setdefault(key, Person(key, person.surname))
+        target = self.people.setdefault(key, Person(key, person.surname, nickname=person.nickname))
         for form in person.forms:
             if self.forms.setdefault(form, key) == key:
                 target.add_alias(form)
@@ -222,19 +241,24 @@ class _Found:
 
 
 def _discover_chinese(paragraphs: Sequence[str]) -> list[Person]:
-    """Characters of a Chinese novel, courtesy names and honorifics merged."""
+    """Characters of a Chinese novel, courtesy names, nicknames and honorifics merged."""
     text = "\n".join(paragraphs)
     found = _Found()
     for person in _chinese_introductions(text):
         found.merge(person)
-    honorifics = _add_tag_names(found, _chinese_tag_candidates(text))
+    tags, bare = _chinese_tag_counts(text)
+    candidates = [*_believed_tag_names(tags), *_full_names_of_bare(text, bare)]
+    lexicon = lookup({*candidates, *(c[len(_surname_of(c)) :] for c in candidates)})
+    evidence = _Evidence(text, tags, bare, lexicon, groups(text, candidates))
+    honorifics = _add_tag_names(found, evidence, by_count(dict.fromkeys(candidates), tags))
     _add_courtesy_names(text, found)
     _add_honorifics(text, honorifics, found)
+    merge_nicknames(found, evidence)
     return list(found.people.values())
 
 
 def _chinese_introductions(text: str) -> Iterator[Person]:
-    """People introduced as ``姓刘名备，字玄德`` (courtesy names become aliases)."""
+    """People introduced as ``姓刘名备，字玄德`` (courtesy and style names become aliases)."""
     for match in CN_INTRODUCTION.finditer(text):
         surname, given = match["s"], match["g"]
         person = Person(surname + given, surname)
@@ -242,11 +266,24 @@ def _chinese_introductions(text: str) -> Iterator[Person]:
             if courtesy:
                 person.add_alias(courtesy)
                 person.add_alias(surname + courtesy)
+        style = _CN_STYLE_NAME.search(text, match.end(), match.end() + 30)
+        # 道号 belongs to the person introduced unless a quotation ends in between.
+        if style is not None and "”" not in text[match.end() : style.start()]:
+            for alias in _style_names(style["y"]):
+                person.add_alias(alias)
         yield person
 
 
-def _chinese_tag_candidates(text: str) -> list[str]:
-    """Names seen in ``X曰：“`` speech tags often enough to believe, most frequent first."""
+def _style_names(name: str) -> list[str]:
+    """``水镜先生`` and ``水镜``: a style name with and without its title."""
+    for title in _CN_STYLE_TITLES:
+        if name.endswith(title) and len(name) - len(title) >= 2:
+            return [name, name[: -len(title)]]
+    return [name]
+
+
+def _chinese_tag_counts(text: str) -> tuple[Counter[str], Counter[str]]:
+    """How often each name opens a ``X曰：“`` speech tag, and each bare given name (``卓曰``)."""
     clauses = [strip_leads(m["clause"]) for m in _CN_TAG.finditer(text)]
     exact = Counter(c for c in clauses if 2 <= len(c) <= 3 and _name_like(c))
     counts = Counter(exact)
@@ -255,31 +292,107 @@ def _chinese_tag_candidates(text: str) -> list[str]:
             prefix = next((clause[:n] for n in (3, 2) if clause[:n] in exact), None)
             if prefix is not None and len(clause) > len(prefix):
                 counts[prefix] += 1
-    believed = [
+    # 公曰 is an honorific, not a given name.
+    bare = Counter(c for c in clauses if len(c) == 1 and c not in _CN_NOT_NAME and c != "公")
+    return counts, bare
+
+
+def _believed_tag_names(tags: Counter[str]) -> list[str]:
+    """Speech-tag names seen often enough to believe."""
+    return [
         name
-        for name, count in counts.items()
+        for name, count in tags.items()
         if count >= MIN_TAG_COUNT and (_surname_of(name) or count >= MIN_TAG_COUNT_WITHOUT_SURNAME)
     ]
-    return by_count(believed, counts)
 
 
-def _add_tag_names(found: _Found, candidates: list[str]) -> list[str]:
-    """Add speech-tag names as people or aliases; return the honorifics left to place."""
-    believed = set(candidates)
+def _full_names_of_bare(text: str, bare: Counter[str]) -> list[str]:
+    """Full names behind bare given names in speech tags: ``卓曰`` speaks for 董卓.
+
+    Majors are often named in full in narration but tagged by their given name alone, so
+    a surname plus a given name that speaks, mentioned often, is a candidate.
+    """
+    givens = "".join(sorted(g for g, n in bare.items() if n >= MIN_TAG_COUNT))
+    if not givens:
+        return []
+    compounds = "|".join(_COMPOUND_SURNAMES)
+    surnames = "".join(sorted(_SURNAMES))
+    pattern = re.compile(rf"(?:{compounds}|[{surnames}])[{re.escape(givens)}]")
+    counts = Counter(pattern.findall(text))
+    return [n for n, c in counts.items() if c >= MIN_NAME_MENTIONS and _name_like(n)]
+
+
+@dataclass(slots=True)
+class _Evidence:
+    """What the text and the dictionary say about candidate names."""
+
+    text: str
+    tags: Counter[str]
+    bare: Counter[str]
+    lexicon: dict[str, Entry]
+    groups: set[str] = field(default_factory=set)
+
+    def kind(self, word: str) -> str:
+        """``name``, ``nickname`` (a noun used for one person: 八戒, 呆子) or ``""`` (not one)."""
+        entry = self.lexicon.get(word)
+        surname = _surname_of(word)
+        if entry is not None and entry.is_name:
+            return "name"
+        # 西门庆 and 解宝 are nouns to the dictionary but speak; 成都 is a place.
+        if entry is not None and surname:
+            speaks = self.tags[word] >= MIN_TAG_COUNT
+            return "name" if entry.tag in _PERSON_NOUN_TAGS and speaks else ""
+        if entry is not None:
+            # A dictionary word that is not a name: a nickname only if it speaks often.
+            speaks = self.tags[word] >= MIN_TAG_COUNT_WITHOUT_SURNAME
+            return "nickname" if entry.is_noun and speaks else ""
+        # 大叫曰, 一人出曰, 二夫人曰: an adverb or a count the dictionary does not know.
+        if word[0] == "大" or word[0] in _CN_DIGITS_ALL:
+            return ""
+        if surname and len(word) == 3:
+            rest = self.lexicon.get(word[len(surname) :])
+            # 松自思 is 张松's given name and a verb, 孙行者 a surname and a nickname.
+            if rest is not None and not (rest.is_noun or rest.is_name):
+                return ""
+        if surname or self.tags[word] >= MIN_TAG_COUNT_WITHOUT_SURNAME:
+            return "name"
+        return ""
+
+
+def _add_tag_names(found: _Found, evidence: _Evidence, candidates: list[str]) -> list[str]:
+    """Add candidate names as people or aliases; return the honorifics left to place."""
     forms = found.forms
     honorifics = []
     for candidate in candidates:
         # 孔明嘱 and 荀攸进 are a name and the verb of its speech tag.
-        if candidate in forms or candidate[:-1] in forms or candidate[:-1] in believed:
+        if candidate in forms or candidate[:-1] in forms or candidate[:-1] in candidates:
+            continue
+        if _is_fragment(candidate, found, candidates):
             continue
         owner = _surname_plus_alias_owner(candidate, found)
         if owner is not None:
             found.alias(owner, candidate)
         elif _is_honorific(candidate):
             honorifics.append(candidate)
-        else:
+        elif candidate in evidence.groups:
+            continue
+        elif (kind := evidence.kind(candidate)) == "name":
             found.merge(Person(candidate, _surname_of(candidate)))
+        elif kind == "nickname":
+            found.merge(Person(candidate, "", nickname=True))
     return honorifics
+
+
+def _is_fragment(candidate: str, found: _Found, candidates: list[str]) -> bool:
+    """松自思 (of 张松自思): someone's one-character given name, then a verb.
+
+    The dictionary is no help here: it learnt 松自思 as a name from this very novel.
+    """
+    if len(candidate) != 3 or _surname_of(candidate[1:]):
+        return False
+    givens = {p.given for p in found.people.values()}
+    givens.update(c[1] for c in candidates if len(c) == 2 and _surname_of(c))
+    return candidate[0] in givens
 
 
 def _name_like(word: str) -> bool:
@@ -288,8 +401,8 @@ def _name_like(word: str) -> bool:
         return False
     if any(ch in _CN_NOT_NAME for ch in word[len(surname) :]):
         return False
-    # 大叫曰, 一人出曰, 二夫人曰: an adverb or a count, not a name.
-    if word[0] == "大" or word[0] in _CN_DIGITS_ALL:
+    # 众将曰, 诸将曰: a group, not a name.
+    if word[0] in _CN_GROUP_LEADS:
         return False
     # 汉中王, 魏主, 何后, 温侯: titles; but 甘夫人 names one woman.
     return not (word.endswith(_CN_TITLE_ENDINGS) and not word.endswith("夫人"))
@@ -339,6 +452,67 @@ def _add_honorifics(text: str, honorifics: list[str], found: _Found) -> None:
         # Only a bearer who dominates the surname can be meant by the bare honorific.
         if counts[ranked[0]] >= 2 * runner_up:
             found.alias(ranked[0], honorific)
+
+
+def groups(text: str, words: Iterable[str]) -> set[str]:
+    """Those of the words that name a kind of person (小妖, 师父, 庄客) rather than one person.
+
+    Such words follow determiners and possessives (一个小妖, 众小妖, 我师父) far more often
+    than names do.
+    """
+    wanted = sorted(set(words), key=lambda w: (-len(w), w))
+    if not wanted:
+        return set()
+    total: Counter[str] = Counter()
+    determined: Counter[str] = Counter()
+    for match in re.finditer("|".join(map(re.escape, wanted)), text):
+        word = match.group()
+        total[word] += 1
+        if match.start() and text[match.start() - 1] in _CN_DETERMINERS:
+            determined[word] += 1
+    found = {w for w in wanted if w.startswith(_CN_GROUP_LEADS)}
+    return found | {w for w, n in total.items() if determined[w] / n >= MAX_DETERMINER_SHARE}
+
+
+def merge_nicknames(found: _Found, evidence: _Evidence) -> None:
+    """Merge each nickname (呆子, 大圣) into the one character the text ties it to."""
+    nicknames = [p.key for p in found.people.values() if p.nickname]
+    for key in sorted(nicknames, key=lambda k: (-evidence.tags[k], k)):
+        owner = _nickname_owner(found, evidence.text, key)
+        if owner is not None and owner != key:
+            _absorb(found, owner, key)
+
+
+def _nickname_owner(found: _Found, text: str, nickname: str) -> str | None:
+    """The character a nickname belongs to, by a surname before it.
+
+    ``孙行者`` (a surname before the nickname, as before a given name) points at the one
+    孙 there is. Weaker evidence (a nickname next to a name: 大圣孙悟空, but also 八戒沙僧)
+    is left alone: a nickname kept as its own character is better than one merged into
+    the wrong person.
+    """
+    votes: Counter[str] = Counter()
+    _add_surname_votes(found, text, nickname, votes)
+    ranked = by_count(votes, votes)
+    if not ranked or votes[ranked[0]] < MIN_NICKNAME_VOTES:
+        return None
+    runner_up = votes[ranked[1]] if len(ranked) > 1 else 0
+    return ranked[0] if votes[ranked[0]] >= 2 * runner_up else None
+
+
+def _add_surname_votes(found: _Found, text: str, nickname: str, votes: Counter[str]) -> None:
+    """``孙行者``: a nickname that takes a surname as a given name does names that character."""
+    for person in found.people.values():
+        if not person.nickname and person.given == nickname:
+            votes[person.key] += text.count(person.key)
+
+
+def _absorb(found: _Found, owner: str, nickname: str) -> None:
+    """Make a nickname and every form of its character aliases of ``owner``."""
+    person = found.people.pop(nickname)
+    for form in person.forms:
+        found.people[owner].add_alias(form)
+        found.forms[form] = owner
 
 
 # --------------------------------------------------------------------------- English
