@@ -37,8 +37,9 @@ LIST_HELP = (
 )
 MAX_PAGE = 100
 DESCRIPTION = (
-    "Run the storyboard service, set up its resources, analyze a file on the spot, or "
-    "submit, follow, download, list and delete novels and jobs on a running service."
+    "Run the storyboard service, set up its resources, analyze a file on the spot, "
+    "report a storyboard's quality, or submit, follow, download, list and delete novels "
+    "and jobs on a running service."
 )
 EPILOG = (
     "Exit status: 0 done; 1 the service refused (not found, not ready, over a limit) or "
@@ -75,7 +76,34 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     analyze.add_argument("--title", help=TITLE_HELP)
     analyze.add_argument("-v", "--verbose", action="store_true", help="show log lines on stderr")
+    _add_eval_command(commands)
     return parser
+
+
+def _add_eval_command(commands: Any) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        help="the quality report of a storyboard, optionally against a reference cast",
+        description="Print the quality report of a storyboard (any analyzer's or model's) "
+        "as a table: chapters, speakers, places, shot types, panel density, prompt "
+        "language and, with --reference, how the cast compares with the book's real one. "
+        "docs/quality.md says what each number means.",
+    )
+    evaluate.add_argument("storyboard", help="storyboard JSON file")
+    evaluate.add_argument(
+        "--reference", help="reference cast JSON file (see docs/quality.md for its schema)"
+    )
+    evaluate.add_argument("--out", help="also write the report as JSON here; - for stdout")
+    evaluate.add_argument(
+        "--text",
+        help="the novel's text file, for panels per 10k characters when the storyboard "
+        "does not carry its length (meta.textChars)",
+    )
+    evaluate.add_argument(
+        "--language",
+        help="the language image prompts should be in (e.g. en, zh); default: "
+        "meta.promptLanguage, else the prompts' dominant script",
+    )
 
 
 def _add_client_commands(commands: Any) -> None:
@@ -364,6 +392,29 @@ async def _analyze(args: argparse.Namespace, settings: Settings) -> int:
     return await run_oneshot(settings, args.file, out=args.out, title=args.title, force=args.force)
 
 
+async def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from service.client import render_table, write_output
+    from service.quality import QualityInputError, evaluate_files, report_rows
+
+    try:
+        report = await asyncio.to_thread(
+            evaluate_files,
+            args.storyboard,
+            reference=args.reference,
+            text=args.text,
+            language=args.language,
+        )
+    except QualityInputError as exc:
+        raise CliError(str(exc)) from None
+    table = render_table(("metric", "value"), report_rows(report))
+    # With the JSON on stdout, the table goes to stderr, so a pipe gets the JSON alone.
+    print(table, file=sys.stderr if args.out == STDOUT else sys.stdout)
+    if args.out:
+        data = json.dumps(report.to_doc(), ensure_ascii=False, indent=2).encode() + b"\n"
+        await asyncio.to_thread(write_output, args.out, data, force=True)
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
     "serve": _serve,
     "api": _api,
@@ -376,4 +427,5 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any
     "delete": _delete,
     "analyze": _analyze,
     "dlq": _dlq,
+    "eval": _eval,
 }
