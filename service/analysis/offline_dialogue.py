@@ -27,6 +27,8 @@ Attributed: TypeAlias = tuple[Quote, str | None]
 _CN_QUOTES = re.compile(r"“[^“”]*”?|「[^「」]*」?|『[^『』]*』?")
 _CN_SPEECH_END = re.compile(r"(?:[曰道云说言问答叫喝骂呼叹笑奏告谏][：:，,]?|[：:])$")
 _CN_SENTENCE_START = re.compile(r"[。！？”」』]")
+# A tag this short (答曰：) names no one; longer nameless tags (后人有诗曰：) are not a turn.
+_BARE_TAG_CHARS = 3
 # A name right after one of these is the one spoken to, not the speaker.
 _CN_OBJECT_MARKERS = set("问谓告对与向见令命教使遣唤请拜呼叱骂劝谢")
 
@@ -171,6 +173,8 @@ class Speakers:
     # English only: tags naming one of the cast after a quotation, then before one.
     tags_after: tuple[re.Pattern[str], ...] = ()
     tags_before: tuple[re.Pattern[str], ...] = ()
+    # Chinese only: who spoke the last quotations of the conversation going on, if any.
+    turns: list[str | None] = field(default_factory=list)
 
     @classmethod
     def of(cls, mentions: Mentions) -> Speakers:
@@ -204,6 +208,9 @@ class Speakers:
         dialogue: list[Attributed] = []
         spoken: list[Mention] = []
         seen = 0
+        if not quotes:
+            # A paragraph of narration ends the conversation.
+            self.turns.clear()
         for quote in quotes:
             # Names before the quotation decide whom a bare given name in its tag means.
             ahead = _count_before(hits, quote[0])
@@ -212,9 +219,19 @@ class Speakers:
             speaker, bare = self._chinese_speaker(paragraph, quote)
             if bare and speaker is not None:
                 spoken.append((quote[0], speaker))
+            if speaker is None and _is_bare_reply(paragraph[: quote[0]]):
+                speaker = self._next_turn()
             if speaker is not None or _looks_like_speech(quote[2]):
                 dialogue.append((quote, speaker))
+                self.turns = [*self.turns[-1:], speaker]
         return dialogue, spoken
+
+    def _next_turn(self) -> str | None:
+        """An untagged reply in a two-person exchange (A, B, then ?) is A's again."""
+        if len(self.turns) < 2:
+            return None
+        before, last = self.turns[-2], self.turns[-1]
+        return before if before is not None and last is not None and before != last else None
 
     def _chinese_speaker(self, paragraph: str, quote: Quote) -> tuple[str | None, bool]:
         """Speaker named in the tag before a Chinese quotation; ``bare`` for ``操曰``."""
@@ -271,6 +288,14 @@ class Speakers:
         if _EN_PRONOUN_AFTER.search(after) or _EN_PRONOUN_BEFORE.search(before):
             return last_mentioned, True
         return None, _EN_ANY_TAG.search(after) is not None
+
+
+def _is_bare_reply(before: str) -> bool:
+    """No speech tag, or one naming nobody (``答曰：``, ``遂曰：``): a turn of the conversation."""
+    if not _CN_SPEECH_END.search(before):
+        return True
+    starts = list(_CN_SENTENCE_START.finditer(before))
+    return len(before) - (starts[-1].end() if starts else 0) <= _BARE_TAG_CHARS
 
 
 def _count_before(hits: list[Mention], position: int) -> int:
