@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.offline_speed import GOAL_NOVEL, GOAL_S, judged_s
 from bench.summary import Targets, summary
 
 GOAL_RATIO = 0.9
@@ -104,6 +105,7 @@ def goals(results: dict[str, Any]) -> list[str]:
             f"{_met(memory['peak_rss_mb'] <= GOAL_RSS_MB)} |"
         )
     lines += _fairness_goal(results)
+    lines += _offline_goal(results)
     peer = results.get("celery")
     if peer and "configs" in peer:
         for config in peer["configs"]:
@@ -131,6 +133,18 @@ def _fairness_goal(results: dict[str, Any]) -> list[str]:
         f"| quiet users' p95 wait behind one user's backlog ≤ 2 × L | {p95:.2f} s "
         f"(L = {fair['goal_s'] / 2:g} s; {fair['fifo_estimate_s']:.1f} s expected first in, "
         f"first out) | {_met(p95 <= fair['goal_s'])} |"
+    ]
+
+
+def _offline_goal(results: dict[str, Any]) -> list[str]:
+    rows = results.get("offline", {}).get("novels", [])
+    row = next((r for r in rows if r["name"] == GOAL_NOVEL), None)
+    if row is None:
+        return []
+    first = f"first run {row['first_s']:.2f} s, " if "first_s" in row else ""
+    return [
+        f"| < {GOAL_S:g} s for the offline analyzer on {GOAL_NOVEL} | {first}median "
+        f"{row['median_s']:.2f} s ({row['chars']} chars) | {_met(judged_s(row) < GOAL_S)} |"
     ]
 
 
@@ -622,13 +636,21 @@ def legacy(results: dict[str, Any]) -> list[str]:
         "",
         "## Offline analyzer",
         "",
-        "| novel | characters | chapters | scenes | panels | seconds (median) |",
-        "|---|---|---|---|---|---|",
+        "Each corpus novel analyzed in one process: the *first run* pays for what the "
+        "analyzer loads once per process (jieba's dictionary), as a one-shot `storyboard "
+        "analyze` does; the *median* is of the runs after it. The goal is under "
+        f"{GOAL_S:g} s for {GOAL_NOVEL} on these two cores, judged on the slower of the two.",
+        "",
+        "| novel | characters | chapters | scenes | panels | first run s | median s | "
+        f"< {GOAL_S:g} s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in o["novels"]:
+        first = f"{row['first_s']:.2f}" if "first_s" in row else "–"
         lines.append(
             f"| {row['name']} | {row['chars']} | {row['chapters']} | {row['scenes']} | "
-            f"{row['panels']} | {row['median_s']:.2f} |"
+            f"{row['panels']} | {first} | {row['median_s']:.2f} | "
+            f"{_met(judged_s(row) < GOAL_S)} |"
         )
     return [*lines, ""]
 
