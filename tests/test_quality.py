@@ -424,6 +424,17 @@ def test_eval_out_dash_prints_only_json_on_stdout(tmp_path: Path) -> None:
     assert "named speaker" in result.stderr
 
 
+def test_eval_reads_a_model_storyboard_and_names_the_model(tmp_path: Path) -> None:
+    board = _board([_scene(1, 1, "Chapter 1", "the inn", [_panel(1)])], _cast("Mary"))
+    document = board.to_doc()
+    document["meta"].update(analyzer="llm", model="some-model", promptLanguage="en")
+    result = _eval(str(_write(tmp_path / "s.json", json.dumps(document))))
+    assert result.returncode == 0, result.stderr
+    table = " ".join(result.stdout.split())
+    assert "storyboard Test (llm, some-model)" in table
+    assert "prompt language 100.0% in latin (declared language en)" in table
+
+
 def test_eval_reads_an_offline_storyboard(tmp_path: Path) -> None:
     text = 'CHAPTER I. The Garden\n\n"Good morning," said Mary. "Is anyone here?"\n'
     storyboard = build_storyboard(NovelText("n1", "novel", text))
