@@ -1,8 +1,9 @@
 """The storyboard schema: what every analyzer returns and what clients download.
 
 Ids are assigned by our code, never by a model: characters ``c1, c2, …``, scenes ``s1, …``
-and panels ``p1, …`` in reading order. A dialogue line's ``speakerId`` is a character id or
-``narrator``.
+and panels ``p1, …`` in reading order. A dialogue line's ``speakerId`` is a character id,
+``narrator`` (a poem, a letter, a quotation that is narration) or ``unknown`` (spoken by
+someone the text does not make clear).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from service.jobs import StoryboardSummary
 from service.models import CamelModel, utcnow
 
 NARRATOR = "narrator"
+# A line someone speaks whom the analyzer could not tell: better than a wrong name.
+UNKNOWN = "unknown"
 
 
 class ShotType(StrEnum):
@@ -41,7 +44,7 @@ class Character(CamelModel):
 
 
 class DialogueLine(CamelModel):
-    """One spoken line; ``speakerId`` is a character's id or ``narrator``."""
+    """One spoken line; ``speakerId`` is a character's id, ``narrator`` or ``unknown``."""
 
     speaker_id: str
     text: str
@@ -88,6 +91,10 @@ class Meta(CamelModel):
     timings: dict[str, float] = Field(default_factory=dict)
     model: str | None = None
     usage: dict[str, int] = Field(default_factory=dict)
+    prompt_language: str | None = None
+    """The language the image prompts are written in, when the analyzer chose one."""
+    text_chars: int | None = None
+    """How many characters the analyzed text had, for measures per length of text."""
 
 
 def provenance_meta(analyzer: str, version: str, job_id: str, **fields: object) -> Meta:
@@ -120,7 +127,7 @@ class Storyboard(CamelModel):
             for panel in scene.panels:
                 _check_ids(panel.character_ids, known, f"panel {panel.id}")
                 speakers = [line.speaker_id for line in panel.dialogue]
-                _check_ids(speakers, known | {NARRATOR}, f"dialogue of panel {panel.id}")
+                _check_ids(speakers, known | {NARRATOR, UNKNOWN}, f"dialogue of panel {panel.id}")
         return self
 
     def summary(self) -> StoryboardSummary:

@@ -22,7 +22,7 @@ from service.logs import configure_logging
 from service.ports import NovelText
 from service.runtime import Runtime, open_runtime
 from service.settings import Settings
-from service.storyboard import NARRATOR, ShotType, Storyboard
+from service.storyboard import NARRATOR, UNKNOWN, ShotType, Storyboard
 from service.text import load_novel_bytes
 from service.uploads import store_novel
 from tests.conftest import SettingsFactory, corpus_file, prepare
@@ -198,6 +198,10 @@ def test_registry_merges_characters_by_name_and_alias() -> None:
     assert registry.merge(CharacterReply(name="Narrator")) is None
     assert registry.resolve("rabbit") == registry.resolve("Mr. Rabbit") == "c1"
     assert registry.resolve("旁白") == registry.resolve("The Narrator") == NARRATOR
+    assert (
+        registry.resolve("Unknown") == registry.resolve("未知") == registry.resolve("?") == UNKNOWN
+    )
+    assert registry.merge(CharacterReply(name="unknown")) is None
     assert registry.resolve("Bill") is None
     assert registry.resolve_or_add("Bill") == "c3"
     queen = registry.merge(CharacterReply(name="Queen", aliases=["Majesty"]))

@@ -353,7 +353,10 @@ def test_upload_the_alice_file_watch_it_finish_and_read_chapter_one(
     assert len(_all(page, ".scene")) == len(first)
     assert len(_all(page, ".panel")) == len(_panels(first))
     # Every dialogue line is a balloon under its speaker's name.
-    names = {c["id"]: c["name"] for c in storyboard["characters"]} | {"narrator": "Narrator"}
+    names = {c["id"]: c["name"] for c in storyboard["characters"]} | {
+        "narrator": "Narrator",
+        "unknown": "? (unknown speaker)",
+    }
     lines = [(names[d["speakerId"]], d["text"]) for p in _panels(first) for d in p["dialogue"]]
     balloons = [
         (

@@ -80,6 +80,7 @@ from service.ports import BlobStore, NovelText, ProgressCallback
 from service.settings import Settings, SettingsError
 from service.storyboard import (
     NARRATOR,
+    UNKNOWN,
     Character,
     DialogueLine,
     Panel,
@@ -227,8 +228,10 @@ def _segments(chapters: Sequence[Chapter], max_chars: int, default_title: str) -
 # ----------------------------------------------------------------------------- registry
 
 _NARRATOR_NAMES = frozenset(
-    {"narrator", "narration", "the narrator", "none", "unknown", "旁白", "叙述者", "无", "未知"}
+    {"narrator", "narration", "the narrator", "none", "旁白", "叙述者", "无"}
 )
+# A model may say it cannot tell who speaks; that is no character either.
+_UNKNOWN_NAMES = frozenset({"unknown", "unknown speaker", "someone", "?", "未知", "不明", "某人"})
 _EDGE_PUNCTUATION = re.compile(r"^[\W_]+|[\W_]+$")
 
 
@@ -240,7 +243,7 @@ def normalise_name(name: str) -> str:
 
 
 def _is_name(key: str) -> bool:
-    return bool(key) and key not in _NARRATOR_NAMES
+    return bool(key) and key not in _NARRATOR_NAMES and key not in _UNKNOWN_NAMES
 
 
 def _mentioned(name: str, folded_text: str) -> bool:
@@ -304,8 +307,11 @@ class Registry:
         return person.id
 
     def resolve(self, name: str) -> str | None:
-        """The id for a name: ``narrator`` for names meaning nobody, ``None`` if unknown."""
+        """The id for a name: ``narrator`` for names meaning nobody, ``unknown`` for an
+        untold speaker, ``None`` for a name not seen yet."""
         key = normalise_name(name)
+        if key in _UNKNOWN_NAMES or name.strip() == "?":
+            return UNKNOWN
         if not _is_name(key):
             return NARRATOR
         person = self._by_name.get(key)
@@ -319,7 +325,7 @@ class Registry:
     def ids_for(self, names: Iterable[str]) -> list[str]:
         """Character ids for names, in order, without duplicates or ``narrator``."""
         ids = (self.resolve_or_add(n) for n in names)
-        return list(dict.fromkeys(i for i in ids if i != NARRATOR))
+        return list(dict.fromkeys(i for i in ids if i not in (NARRATOR, UNKNOWN)))
 
     def cast_for(self, text: str, ids: Iterable[str]) -> list[CastEntry]:
         """The characters to show pass B for ``text``: ``ids`` plus anyone named in it."""
@@ -403,7 +409,9 @@ class _Builder:
             DialogueLine(speaker_id=self._registry.resolve_or_add(line.speaker), text=line.text)
             for line in reply.dialogue
         ]
-        speakers = [line.speaker_id for line in dialogue if line.speaker_id != NARRATOR]
+        speakers = [
+            line.speaker_id for line in dialogue if line.speaker_id not in (NARRATOR, UNKNOWN)
+        ]
         ids = list(dict.fromkeys([*self._registry.ids_for(reply.characters), *speakers]))
         self.mentions.update(ids)
         self._panels += 1

@@ -31,7 +31,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from service.analysis.llm_client import ChatMessage
-from service.storyboard import NARRATOR, ShotType
+from service.storyboard import NARRATOR, UNKNOWN, ShotType
 
 __all__ = [
     "PROMPT_VERSION",
@@ -258,7 +258,7 @@ one panel per {panel_chars} characters of text, choosing the moments worth drawi
 - shotType: one of {", ".join(SHOT_TYPES)}.
 - characters and speaker: a name or alias from the character list; a character missing \
 from the list by the name the text uses. A line spoken by no character has the speaker \
-"{NARRATOR}".
+"{NARRATOR}"; a line whose speaker the text does not make clear may have "{UNKNOWN}".
 - dialogue: lines actually spoken in the text, shortened when long; at most 3 per panel.
 - narration: a caption for what the pictures cannot show, or null.
 - description: what the panel shows. location and summary describe the scene.

@@ -1,10 +1,13 @@
 """Quotations and who speaks them.
 
-Each quotation is attributed to the character named in its speech tag, else to the
-narrator. A Chinese tag may name a speaker by a bare given name (``操曰``), which counts
-for the bearer of that given name mentioned last; an English pronoun tag (``she said``)
-points at whoever was named last, and untagged quotations in a paragraph with a single
-named speaker are that speaker's.
+Each quotation is attributed to the character named in its speech tag; a poem, a
+letter or an inscription (``后人有诗叹曰``, ``书略曰``) is the narrator's (``None``), and a
+line whose speaker cannot be told is ``UNKNOWN``'s: better no name than a wrong one. A
+Chinese tag may name a speaker by a bare given name (``操曰``, ``瑜曰`` after a comma),
+which counts for the bearer of that given name mentioned last; a tag with no subject of its
+own (``遂按剑而问曰``) is the sentence's subject's; one with a nameless subject (``一人大叫曰``)
+is unknown. An English pronoun tag (``she said``) points at whoever was named last, and
+untagged quotations in a paragraph with a single named speaker are that speaker's.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from typing import TypeAlias
 
 from service.analysis.offline_names import SPEECH_VERBS, Cast, Mention, strip_leads
 from service.analysis.offline_text import Language
+from service.storyboard import UNKNOWN
 
 # ``(start, end, inner text)`` of a quotation in its paragraph.
 Quote: TypeAlias = tuple[int, int, str]
-# A quotation that is dialogue, and its speaker (``None`` for the narrator).
+# A quotation that is dialogue, and its speaker (``None`` for the narrator, ``UNKNOWN``
+# for someone the text does not make clear).
 Attributed: TypeAlias = tuple[Quote, str | None]
 
 _CN_QUOTES = re.compile(r"“[^“”]*”?|「[^「」]*」?|『[^『』]*』?")
@@ -30,7 +35,20 @@ _CN_SENTENCE_START = re.compile(r"[。！？”」』]")
 # A tag this short (答曰：) names no one; longer nameless tags (后人有诗曰：) are not a turn.
 _BARE_TAG_CHARS = 3
 # A name right after one of these is the one spoken to, not the speaker.
-_CN_OBJECT_MARKERS = set("问谓告对与向见令命教使遣唤请拜呼叱骂劝谢")
+_CN_OBJECT_MARKERS = set("问谓告对与向见令命教使遣唤请拜呼叱骂劝谢顾")
+# Tags of text that is read out or written, not spoken: poems, songs, letters, memorials,
+# edicts and inscriptions are the narrator's.
+_CN_NARRATION_TAG = re.compile(
+    r"(?:[诗词歌谣偈颂赋][^，。！？“”]{0,3}|(?<!尚)书(?:略|中|上)?|[表诏檄榜]|[碑篆]文[^，。]{0,4}"
+    r"|其文|上写|写道|写着)(?:曰|云|道|说)?[：:，,]?$"
+)
+# The clause before a tag, after the last comma: ``酒至数巡，瑜曰`` speaks for 瑜.
+_CN_CLAUSE_START = re.compile(r"[，,；;：:、]")
+# A nameless subject in the clause of the tag: someone other than the last named.
+_CN_SOMEONE = re.compile(r"一[人将员骑卒]|有人|其人|那人|此人|来人|众|诸|左右|[军士兵]|[探哨]马")
+# Regulated verse: four or more lines of five or seven characters.
+_CN_VERSE_LINE = re.compile(r"[^，。！？；、]+")
+_VERSE_LINES = 4
 
 # Pieces of English speech tags: what may come between a quotation and its tag, an
 # adverb before the verb, and the rest of a tag that runs up to the next quotation.
@@ -216,13 +234,18 @@ class Speakers:
             ahead = _count_before(hits, quote[0])
             self.mentions.remember(key for _, key in hits[seen:ahead])
             seen = max(seen, ahead)
-            speaker, bare = self._chinese_speaker(paragraph, quote)
-            if bare and speaker is not None:
-                spoken.append((quote[0], speaker))
+            tag = self._chinese_tag(paragraph, quote)
+            if tag.bare and tag.speaker is not None:
+                spoken.append((quote[0], tag.speaker))
+            speaker = tag.speaker
+            if tag.kind == "narration":
+                dialogue.append((quote, None))
+                self.turns = []
+                continue
             if speaker is None and _is_bare_reply(paragraph[: quote[0]]):
                 speaker = self._next_turn()
-            if speaker is not None or _looks_like_speech(quote[2]):
-                dialogue.append((quote, speaker))
+            if speaker is not None or tag.kind == "nameless" or _looks_like_speech(quote[2]):
+                dialogue.append((quote, speaker or UNKNOWN))
                 self.turns = [*self.turns[-1:], speaker]
         return dialogue, spoken
 
@@ -233,16 +256,30 @@ class Speakers:
         before, last = self.turns[-2], self.turns[-1]
         return before if before is not None and last is not None and before != last else None
 
-    def _chinese_speaker(self, paragraph: str, quote: Quote) -> tuple[str | None, bool]:
-        """Speaker named in the tag before a Chinese quotation; ``bare`` for ``操曰``."""
+    def _chinese_tag(self, paragraph: str, quote: Quote) -> _Tag:
+        """What the speech tag before a Chinese quotation says of its speaker."""
         before = paragraph[: quote[0]]
+        if _is_verse(quote[2]):
+            return _Tag("narration")
         if not _CN_SPEECH_END.search(before):
-            return None, False
+            return _Tag("none")
         starts = list(_CN_SENTENCE_START.finditer(before))
         region = before[starts[-1].end() if starts else 0 :]
-        lead = len(region) - len(strip_leads(region))
-        named = self._first_named(region)
-        bare = self.mentions.bearer(region[lead : lead + 1])
+        if _CN_NARRATION_TAG.search(region):
+            return _Tag("narration")
+        clauses = list(_CN_CLAUSE_START.finditer(region[:-1]))
+        clause = region[clauses[-1].end() :] if clauses else region
+        speaker, bare = self._subject(clause)
+        if speaker is None and clause is not region and not _has_nameless_subject(clause):
+            # No subject of its own (遂按剑而问曰): the sentence's subject speaks.
+            speaker, bare = self._subject(region)
+        return _Tag("named" if speaker else "nameless", speaker, bare)
+
+    def _subject(self, clause: str) -> tuple[str | None, bool]:
+        """The character a clause opens with: named in full, or by a bare given name."""
+        lead = len(clause) - len(strip_leads(clause))
+        named = self._first_named(clause)
+        bare = self.mentions.bearer(clause[lead : lead + 1])
         if bare is not None and (named is None or lead < named[0]):
             return bare, True
         return (named[1] if named else None), False
@@ -264,7 +301,22 @@ class Speakers:
             speaker, has_tag = self._english_speaker(paragraph, quotes, index, last)
             dialogue.append((quote, speaker))
             tagged.append(has_tag)
-        return _inherit_paragraph_speaker(dialogue, tagged)
+        dialogue = _inherit_paragraph_speaker(dialogue, tagged)
+        return self._english_turn(dialogue, tagged)
+
+    def _english_turn(self, dialogue: list[Attributed], tagged: list[bool]) -> list[Attributed]:
+        """Untagged speech in a two-person exchange (A, B, then ?) is A's again; a paragraph
+        of narration ends the exchange. Lines still without a speaker are unknown's."""
+        if not dialogue:
+            self.turns.clear()
+            return dialogue
+        speakers = {key for _, key in dialogue if key is not None}
+        if not speakers and not any(tagged):
+            turn = self._next_turn()
+            dialogue = [(quote, turn) for quote, _ in dialogue]
+            speakers = {turn} if turn is not None else set()
+        self.turns = [*self.turns[-1:], next(iter(speakers)) if len(speakers) == 1 else None]
+        return [(quote, key or UNKNOWN) for quote, key in dialogue]
 
     def _english_speaker(
         self, paragraph: str, quotes: list[Quote], index: int, last_mentioned: str | None
@@ -288,6 +340,31 @@ class Speakers:
         if _EN_PRONOUN_AFTER.search(after) or _EN_PRONOUN_BEFORE.search(before):
             return last_mentioned, True
         return None, _EN_ANY_TAG.search(after) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _Tag:
+    """A Chinese speech tag: ``named`` (its speaker found), ``nameless`` (a tag naming no
+    one in the cast), ``narration`` (a poem or letter) or ``none`` (no tag at all)."""
+
+    kind: str
+    speaker: str | None = None
+    # Named by a bare given name (操曰), which counts as a mention.
+    bare: bool = False
+
+
+def _has_nameless_subject(clause: str) -> bool:
+    """Whether someone unnamed speaks in the clause (一人大叫曰), not is spoken to (对众曰)."""
+    return any(
+        m.start() == 0 or clause[m.start() - 1] not in _CN_OBJECT_MARKERS
+        for m in _CN_SOMEONE.finditer(clause)
+    )
+
+
+def _is_verse(text: str) -> bool:
+    """Whether a quotation is regulated verse: four or more lines of five or seven."""
+    lines = [len(line) for line in _CN_VERSE_LINE.findall(text)]
+    return len(lines) >= _VERSE_LINES and len(set(lines)) == 1 and lines[0] in (5, 7)
 
 
 def _is_bare_reply(before: str) -> bool:

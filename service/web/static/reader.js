@@ -7,6 +7,8 @@ import { fill, h, textLang } from "./dom.js";
 import { t } from "./i18n.js";
 
 const NARRATOR = "narrator";
+// A line whose speaker the analyzer could not tell.
+const UNKNOWN = "unknown";
 
 function chaptersOf(storyboard) {
   const chapters = new Map();
@@ -254,7 +256,9 @@ class Reader {
   }
 
   speaker(id) {
-    return id === NARRATOR ? t("reader.narrator") : (this.names.get(id) ?? id);
+    if (id === NARRATOR) return t("reader.narrator");
+    if (id === UNKNOWN) return t("reader.unknownSpeaker");
+    return this.names.get(id) ?? id;
   }
 
   panelElement(panel, number) {
