@@ -63,3 +63,15 @@ def test_a_place_with_a_surname_shaped_start_is_not_a_character() -> None:
 def test_english_names_come_from_speech_tags() -> None:
     cast = discover_cast("en", ["'Off with her head!' said the Queen."] * 3)
     assert "Queen" in cast.people
+
+
+def test_a_minor_character_who_speaks_once_is_in_the_cast_when_named_often() -> None:
+    story = [
+        "陈矫随曹仁守城。陈矫登城观望。陈矫回见曹仁。",
+        "陈矫曰：“此计速行，不可迟误。”",
+        "韩德引兵至。韩德曰：“杀吾四子之仇，今日必报！”",
+    ]
+    cast = _cast(*story)
+    assert "陈矫" in cast.people
+    # Named only where it speaks: too little to believe.
+    assert "韩德" not in cast.people

@@ -24,6 +24,8 @@ Mention: TypeAlias = tuple[int, str]
 MIN_TAG_COUNT = 2
 # Without a known surname a Chinese speech-tag name needs more evidence.
 MIN_TAG_COUNT_WITHOUT_SURNAME = 5
+# A name that speaks only once must be mentioned this often to count.
+MIN_MINOR_MENTIONS = 4
 # A surname and a given name that speaks (``卓曰``) must be mentioned this often to count.
 MIN_NAME_MENTIONS = 10
 # A word this often after a determiner (一个小妖, 众小妖, 我师父) is a common noun.
@@ -247,7 +249,7 @@ def _discover_chinese(paragraphs: Sequence[str]) -> list[Person]:
     for person in _chinese_introductions(text):
         found.merge(person)
     tags, bare = _chinese_tag_counts(text)
-    candidates = [*_believed_tag_names(tags), *_full_names_of_bare(text, bare)]
+    candidates = [*_believed_tag_names(tags, text), *_full_names_of_bare(text, bare)]
     lexicon = lookup({*candidates, *(c[len(_surname_of(c)) :] for c in candidates)})
     evidence = _Evidence(text, tags, bare, lexicon, groups(text, candidates))
     honorifics = _add_tag_names(found, evidence, by_count(dict.fromkeys(candidates), tags))
@@ -297,12 +299,18 @@ def _chinese_tag_counts(text: str) -> tuple[Counter[str], Counter[str]]:
     return counts, bare
 
 
-def _believed_tag_names(tags: Counter[str]) -> list[str]:
-    """Speech-tag names seen often enough to believe."""
+def _believed_tag_names(tags: Counter[str], text: str) -> list[str]:
+    """Speech-tag names seen often enough to believe.
+
+    A surname-led name that speaks once counts too when the narration names it often: a
+    minor character's one line is theirs, not an unknown speaker's.
+    """
     return [
         name
         for name, count in tags.items()
-        if count >= MIN_TAG_COUNT and (_surname_of(name) or count >= MIN_TAG_COUNT_WITHOUT_SURNAME)
+        if (count >= MIN_TAG_COUNT and _surname_of(name))
+        or count >= MIN_TAG_COUNT_WITHOUT_SURNAME
+        or (_surname_of(name) and text.count(name) >= MIN_MINOR_MENTIONS)
     ]
 
 
