@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     sleep_analyzer_steps: int = Field(default=1, ge=1, le=10_000)
     """How many times the sleep analyzer reports progress, evenly over its latency (the
     progress writer still writes at most once per 2 s per job)."""
+    prompt_language: Literal["en", "zh"] = "en"
+    """The language the offline analyzer writes image prompts in, whatever the novel's:
+    English by default, since most image models read it best."""
 
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = Field(

@@ -13,9 +13,11 @@ from service.analysis.offline import (
     OfflineAnalyzer,
     build_storyboard,
 )
+from service.analysis.offline_prompts import romanise_name, romanise_place
+from service.analysis.offline_text import Language, is_cjk
 from service.errors import JobError
 from service.ports import NovelText
-from service.storyboard import NARRATOR, Character, DialogueLine, Storyboard
+from service.storyboard import NARRATOR, UNKNOWN, Character, DialogueLine, Storyboard
 from service.text import load_novel_bytes
 from tests.conftest import corpus_file
 
@@ -62,8 +64,8 @@ def _dialogue(board: Storyboard) -> list[DialogueLine]:
 
 
 def _spoken_by(board: Storyboard) -> dict[str, str]:
-    """Each line's text mapped to its speaker's name (or ``narrator``)."""
-    names = {c.id: c.name for c in board.characters} | {NARRATOR: NARRATOR}
+    """Each line's text mapped to its speaker's name (or ``narrator``, ``unknown``)."""
+    names = {c.id: c.name for c in board.characters} | {NARRATOR: NARRATOR, UNKNOWN: UNKNOWN}
     return {line.text: names[line.speaker_id] for line in _dialogue(board)}
 
 
@@ -99,7 +101,7 @@ def test_chinese_dialogue_is_attributed_from_speech_tags() -> None:
         # A bare given name in a tag is the character of that given name.
         "可同入村店中饮酒。": "刘备",
         # A crowd is nobody in particular.
-        "愿随将军。": NARRATOR,
+        "愿随将军。": UNKNOWN,
     }
 
 
@@ -120,7 +122,7 @@ def test_english_dialogue_is_attributed_from_speech_tags() -> None:
         "I don't see any tea.": "Alice",
         "There isn't any,": "Hatter",
         "Then it wasn't very civil of you to offer it,": "Alice",
-        "Nobody asked you,": NARRATOR,
+        "Nobody asked you,": UNKNOWN,
     }
 
 
@@ -136,9 +138,14 @@ def test_scene_location_comes_from_place_words() -> None:
     assert chinese.scenes[0].location == "涿县"
 
 
-def test_location_falls_back_to_the_chapter_title() -> None:
+def test_a_scene_without_a_place_is_where_the_previous_one_was_never_the_chapter() -> None:
     board = _board("Story", "CHAPTER I. Morning\n\n" + "Alice sat still and said nothing. " * 20)
-    assert {s.location for s in board.scenes} == {"CHAPTER I. Morning"}
+    assert {s.location for s in board.scenes} == {"unknown"}
+    text = (
+        "CHAPTER I. Morning\n\nAlice sat down in the garden and said nothing at all.\n\n"
+        "CHAPTER II. Noon\n\n" + "Alice sat still and said nothing. " * 20
+    )
+    assert {s.location for s in _board("Story", text).scenes} == {"the garden"}
 
 
 def test_untitled_text_uses_the_novel_title_for_its_chapter() -> None:
@@ -148,13 +155,42 @@ def test_untitled_text_uses_the_novel_title_for_its_chapter() -> None:
     assert board.scenes[0].chapter_index == 1
 
 
-def test_image_prompts_name_the_characters_and_the_place() -> None:
-    for board in (_board("Tea", ENGLISH_SAMPLE), _board("三国", CHINESE_SAMPLE)):
-        names = {c.id: c.name for c in board.characters}
-        for scene in board.scenes:
-            for panel in scene.panels:
-                assert scene.location in panel.image_prompt
-                assert all(names[i] in panel.image_prompt for i in panel.character_ids)
+def _assert_prompts_name_the_characters_and_the_place(board: Storyboard, language: str) -> None:
+    """Each prompt names its place and characters in the prompt language, and only in it:
+    romanised when an English prompt draws a Chinese novel."""
+    chinese = any(is_cjk(ch) for ch in board.characters[0].name)
+    names = {c.id: c.name for c in board.characters}
+    for scene in board.scenes:
+        for panel in scene.panels:
+            prompt = panel.image_prompt
+            assert any(is_cjk(ch) for ch in prompt) == (language == "zh")
+            if scene.location in ("unknown", "未知"):
+                assert "unknown" not in prompt
+                assert "未知" not in prompt
+            elif language == "en" and chinese:
+                assert romanise_place(scene.location) in prompt
+            elif language == "en" or chinese:
+                assert scene.location in prompt
+            if language == "en" and chinese:
+                assert all(romanise_name(names[i]) in prompt for i in panel.character_ids)
+            elif language == "en" or chinese:
+                assert all(names[i] in prompt for i in panel.character_ids)
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_image_prompts_name_the_characters_and_the_place(language: Language) -> None:
+    for title, text in (("Tea", ENGLISH_SAMPLE), ("三国", CHINESE_SAMPLE)):
+        board = build_storyboard(NovelText("n1", title, text), language)
+        assert board.meta.prompt_language == language
+        _assert_prompts_name_the_characters_and_the_place(board, language)
+
+
+def test_an_english_prompt_of_a_chinese_novel_is_built_from_fields_not_pasted_text() -> None:
+    board = build_storyboard(NovelText("n1", "三国", CHINESE_SAMPLE), "en")
+    prompts = [p.image_prompt for s in board.scenes for p in s.panels]
+    assert prompts[0].startswith("Establishing shot at Zhuoxian")
+    assert any("Liu Bei (tall, pale face" in prompt for prompt in prompts)
+    assert any("Zhang Fei" in prompt and "In conversation" in prompt for prompt in prompts)
 
 
 def test_ids_are_sequential_and_the_first_panel_establishes() -> None:
@@ -319,7 +355,7 @@ def test_sanguo_dialogue_is_attributed(sanguo: Storyboard) -> None:
     spoken = _spoken_by(sanguo)
     assert spoken["我为天子，当乘此车盖。"] == "刘备"
     # 忽一人厉声言曰: someone not yet named speaks.
-    assert spoken["大丈夫不与国家出力，何故长叹？"] == NARRATOR
+    assert spoken["大丈夫不与国家出力，何故长叹？"] == UNKNOWN
     assert (
         spoken[
             "吾庄后有一桃园，花开正盛；明日当于园中祭告天地，我三人结为兄弟，协力同心，然后可图大事。"
@@ -327,7 +363,7 @@ def test_sanguo_dialogue_is_attributed(sanguo: Storyboard) -> None:
         == "张飞"
     )
     lines = _dialogue(sanguo)
-    attributed = [line for line in lines if line.speaker_id != NARRATOR]
+    attributed = [line for line in lines if line.speaker_id not in (NARRATOR, UNKNOWN)]
     assert len(attributed) >= 0.5 * len(lines)
     speakers = {line.speaker_id for line in attributed}
     assert {c.id for c in sanguo.characters[:5]} <= speakers
@@ -360,7 +396,8 @@ def test_alice_dialogue_is_attributed(alice: Storyboard) -> None:
     assert spoken["Oh dear! Oh dear! I shall be late!"] == "White Rabbit"
     assert spoken["What a curious feeling!"] == "Alice"
     lines = _dialogue(alice)
-    assert sum(line.speaker_id != NARRATOR for line in lines) >= 0.6 * len(lines)
+    assert sum(line.speaker_id not in (NARRATOR, UNKNOWN) for line in lines) >= 0.6 * len(lines)
+    assert sum(line.speaker_id == NARRATOR for line in lines) <= 0.1 * len(lines)
 
 
 def test_alice_storyboard_covers_every_chapter(alice: Storyboard) -> None:
@@ -378,11 +415,7 @@ def test_corpus_storyboards_validate_and_prompts_are_complete(
     # Round-tripping through the wire form re-runs every validator, speaker ids included.
     again = Storyboard.model_validate(board.to_doc())
     assert again == board
-    names = {c.id: c.name for c in board.characters}
-    for scene in board.scenes:
-        for panel in scene.panels:
-            assert scene.location in panel.image_prompt
-            assert all(names[i] in panel.image_prompt for i in panel.character_ids)
+    _assert_prompts_name_the_characters_and_the_place(board, "en")
 
 
 def test_many_chapters_share_a_bounded_panel_budget() -> None:

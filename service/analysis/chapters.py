@@ -74,6 +74,8 @@ _EN_SPECIAL_HEADING = re.compile(r"(?P<word>prologue|epilogue)(?P<rest>.*)", re.
 # Story collections number their stories with a Roman numeral and a title in capitals:
 # "I. A SCANDAL IN BOHEMIA". Capitals only, so a numbered list in prose is not one.
 _EN_NUMBERED_HEADING = re.compile(r"(?P<num>[IVXLC]+)\.\s+(?P<rest>[A-Z][A-Z0-9 ,'’\-:;!?&.]*)")
+# Every heading form holds one of these; other lines need no closer look.
+_HEADING_HINT = re.compile(r"第|序|楔|引|尾|番|chap|prolog|epilog|^\s*[IVXLC]+\.", re.IGNORECASE)
 # A bare "CHAPTER I" may have its title on the next line (after at most one blank line).
 _SUBTITLE_MAX_CHARS = 50
 _CN_SUBTITLE_BAD = re.compile(r"[。，！？；：“”「」『』]")
@@ -265,6 +267,8 @@ def _is_prologue(front: str) -> bool:
 def _find_headings(text: str, lo: int, hi: int) -> Iterator[_Heading]:
     lines = _lines(text, lo, hi)
     for i, (offset, line) in enumerate(lines):
+        if _HEADING_HINT.search(line) is None:
+            continue
         stripped = line.strip()
         # A site may stamp its address on a heading line; the heading still counts.
         if _is_banner(stripped):
@@ -332,7 +336,7 @@ def _subtitle(lines: list[tuple[int, str]], i: int, kind: str) -> int | None:
 
 def _title_case(line: str) -> bool:
     """Whether an English line reads as a title: capitalised words, no closing comma."""
-    if not line[0].isupper() or line[-1] in ",;:" or any(q in line for q in "\"‘“"):
+    if not line[0].isupper() or line[-1] in ",;:" or any(q in line for q in '"‘“'):
         return False
     long_words = [w for w in _EN_SUBTITLE_WORD.findall(line) if len(w) >= 4]
     capitalised = sum(1 for w in long_words if w[0].isupper())

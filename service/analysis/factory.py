@@ -43,7 +43,7 @@ def make_analyzer(
         return LlmAnalyzer.from_settings(settings, blobs, observer=metrics, tracer=tracer)
     from service.analysis.offline import OfflineAnalyzer
 
-    return OfflineAnalyzer()
+    return OfflineAnalyzer(prompt_language=settings.prompt_language)
 
 
 def _llm_with_rotating_key(

@@ -35,15 +35,17 @@ from service.analysis.chapters import Chapter, split_chapters
 from service.analysis.offline_names import discover_cast
 from service.analysis.offline_paragraphs import Reader, chapter_beats
 from service.analysis.offline_scenes import (
+    GENERIC_LOOKS,
     MAX_PANELS_PER_SCENE,
     MAX_SCENES_PER_CHAPTER,
     MAX_TOTAL_PANELS,
+    Languages,
     SceneDraft,
     chapter_scenes,
     panel_cap,
     storyboard_scenes,
 )
-from service.analysis.offline_text import detect_language
+from service.analysis.offline_text import Language, detect_language
 from service.errors import JobError
 from service.ports import NovelText, ProgressCallback
 from service.storyboard import Character, Storyboard, provenance_meta
@@ -71,9 +73,10 @@ _CAST_DONE = 0.4
 _SCENES_DONE = 0.95
 
 
-def build_storyboard(novel: NovelText) -> Storyboard:
-    """The offline storyboard of a novel; CPU-bound, so call it off the event loop."""
-    steps = storyboard_steps(novel)
+def build_storyboard(novel: NovelText, prompt_language: Language = "en") -> Storyboard:
+    """The offline storyboard of a novel, its image prompts in ``prompt_language``;
+    CPU-bound, so call it off the event loop."""
+    steps = storyboard_steps(novel, prompt_language)
     while True:
         try:
             next(steps)
@@ -82,7 +85,9 @@ def build_storyboard(novel: NovelText) -> Storyboard:
             return board
 
 
-def storyboard_steps(novel: NovelText) -> Generator[Step, None, Storyboard]:
+def storyboard_steps(
+    novel: NovelText, prompt_language: Language = "en"
+) -> Generator[Step, None, Storyboard]:
     """:func:`build_storyboard` one step at a time: it yields after splitting, after each
     chapter's paragraphs, after finding the cast and after each chapter's scenes, and
     returns the storyboard. The caller may do other work (report progress) between steps.
@@ -105,14 +110,16 @@ def storyboard_steps(novel: NovelText) -> Generator[Step, None, Storyboard]:
     drafts: list[SceneDraft] = []
     cap = panel_cap(total)
     for done, (chapter, texts) in enumerate(zip(chapters, beats, strict=True), start=1):
-        drafts.extend(_chapter_drafts(novel, chapter, total, texts, reader, cap))
+        where = drafts[-1].location if drafts else ""
+        drafts.extend(_chapter_drafts(novel, chapter, total, texts, reader, cap, where))
         yield _share(_CAST_DONE, _SCENES_DONE, done, total), f"scenes {done}/{total}"
     characters = _characters(reader, _rank(reader, drafts))
+    languages = Languages(novel=language, prompt=prompt_language)
     return Storyboard(
         novel_id=novel.novel_id,
         title=novel.title,
         characters=characters,
-        scenes=storyboard_scenes(drafts, {c.name: c for c in characters}),
+        scenes=storyboard_scenes(drafts, {c.name: c for c in characters}, languages),
         meta=provenance_meta(
             OfflineAnalyzer.name,
             OfflineAnalyzer.version,
@@ -120,6 +127,8 @@ def storyboard_steps(novel: NovelText) -> Generator[Step, None, Storyboard]:
             chunk_count=total,
             chapter_count=total,
             timings={"analyzeS": round(time.perf_counter() - started, 3)},
+            prompt_language=prompt_language,
+            text_chars=len(novel.text),
         ),
     )
 
@@ -135,12 +144,13 @@ def _chapter_drafts(
     texts: list[str],
     reader: Reader,
     cap: int,
+    where: str,
 ) -> list[SceneDraft]:
-    """One chapter's scenes, reading its beats in order."""
+    """One chapter's scenes, reading its beats in order; ``where`` the story last was."""
     if chapter.title == "" and chapters == 1:
         chapter = Chapter(chapter.index, novel.title, chapter.body, chapter.start)
     paras = [reader.read(text) for text in texts]
-    return chapter_scenes(chapter, paras, cap, reader.cast.language)
+    return chapter_scenes(chapter, paras, cap, reader.cast.language, where)
 
 
 def _rank(reader: Reader, scenes: list[SceneDraft]) -> list[str]:
@@ -151,7 +161,7 @@ def _rank(reader: Reader, scenes: list[SceneDraft]) -> list[str]:
 
 
 def _characters(reader: Reader, keys: list[str]) -> list[Character]:
-    generic = "书中人物" if reader.cast.language == "zh" else "a character from the story"
+    generic = GENERIC_LOOKS[reader.cast.language]
     return [
         Character(
             id=f"c{i}",
@@ -169,7 +179,10 @@ class OfflineAnalyzer:
 
     name = "offline"
     # Bumped whenever the heuristics change what a given text yields.
-    version = "1"
+    version = "2"
+
+    def __init__(self, prompt_language: Language = "en") -> None:
+        self.prompt_language: Language = prompt_language
 
     async def analyze(self, novel: NovelText, on_progress: ProgressCallback) -> Storyboard:
         """Build the storyboard in worker threads one step at a time, reporting progress
@@ -178,7 +191,7 @@ class OfflineAnalyzer:
         Stepping between threads keeps the event loop free, and a report between steps is
         where a cancelled job stops (the callback raises).
         """
-        steps = storyboard_steps(novel)
+        steps = storyboard_steps(novel, self.prompt_language)
         while True:
             step = await asyncio.to_thread(_advance, steps)
             if isinstance(step, Storyboard):

@@ -15,8 +15,17 @@ from service.analysis.chapters import sentence_spans, split_sentences
 from service.analysis.offline_dialogue import Attributed, Mentions, Quote, Speakers, find_quotes
 from service.analysis.offline_looks import Looks
 from service.analysis.offline_names import Cast, Mention
-from service.analysis.offline_scenes import TARGET_PANEL_CHARS, Para, opens_scene, places
+from service.analysis.offline_places import (
+    is_verse,
+    mood,
+    opens_scene,
+    places,
+    shows_crowd,
+    time_of_day,
+)
+from service.analysis.offline_scenes import TARGET_PANEL_CHARS, Para
 from service.analysis.offline_text import Language, clip, is_cjk
+from service.storyboard import UNKNOWN
 
 # Longer paragraphs are read as several beats so that one panel never has to stand for a
 # whole page of a classical novel's run-on paragraphs.
@@ -109,22 +118,31 @@ class Reader:
         quoted = [quote for quote, _ in dialogue]
         narrative = _narrative_sentences(paragraph, quoted, language)
         self.looks.describe(paragraph, narrative, dict.fromkeys(keys))
+        told = "".join(narrative) if language == "zh" else " ".join(narrative)
+        verse = is_verse(paragraph, language)
         return Para(
             size=len(paragraph),
             narrative=tuple(narrative),
             named=tuple(_mentions_within(paragraph, sentence, hits) for sentence in narrative),
             dialogue=tuple((key, clip(text, DIALOGUE_CHARS)) for (_, _, text), key in dialogue),
             present=_present(hits, dialogue),
-            places=tuple(p for s in narrative for p in places(s, language)),
+            places=()
+            if verse
+            else tuple(p for s in narrative for p in places(s, language, self.cast.forms)),
             scene_break=opens_scene(paragraph, language),
+            verse=verse,
+            time=time_of_day(told, language),
+            mood=mood(paragraph, language),
+            crowd=shows_crowd(told, language),
         )
 
 
 def _present(hits: list[Mention], dialogue: list[Attributed]) -> tuple[str, ...]:
-    """Characters named outside the quotations or speaking them, in text order."""
+    """Characters named outside the quotations or speaking them, in text order (an
+    unknown speaker is no one to draw)."""
     quoted = [quote for quote, _ in dialogue]
     outside = [(p, k) for p, k in hits if not any(a <= p < b for a, b, _ in quoted)]
-    speakers = [(quote[0], k) for quote, k in dialogue if k is not None]
+    speakers = [(quote[0], k) for quote, k in dialogue if k is not None and k != UNKNOWN]
     return tuple(k for _, k in sorted([*outside, *speakers]))
 
 
