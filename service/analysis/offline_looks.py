@@ -1,7 +1,10 @@
 """What characters look like: the first sentence describing each one's looks.
 
-A character without such a sentence is described by the first narrative sentence that
-names them.
+Only sentences about appearance count: in Chinese two looks words (身长, 面如, 髯…) near
+the name; in English a described feature ("a White Rabbit with pink eyes", "wore a
+crown", "a large blue caterpillar"), never a body part in an action ("it just grazed his
+nose", "opened his eyes"). A character without such a sentence has no appearance note:
+an image prompt is better without one than with a random line.
 """
 
 from __future__ import annotations
@@ -16,14 +19,30 @@ from service.analysis.offline_text import Language, clip
 # How long a character's description gets.
 VISUAL_CHARS = 80
 
+# English features and the words that describe them.
+_EN_FEATURES = (
+    r"(?:eyes|hair|face|whiskers|beard|moustache|tail|wings|paws|claws|spectacles|nose|ears"
+    r"|shell|cloak|gown|robe|coat|waistcoat|hat|crown|feathers|teeth|grin|skin|neck"
+    r"|scales|dress|apron|cap|boots|uniform|livery)"
+)
+_EN_LOOKS = (
+    r"(?:pink|white|red|green|blue|black|golden|gold|silver|grey|gray|brown|yellow|crimson"
+    r"|long|short|large|little|great|tiny|huge|bright|curly|scaly|sharp|round|thin|fat"
+    r"|sleek|shaggy|wrinkled|bald|tall|velvet|silk|powdered|curled|tall)"
+)
+
 _VISUAL = {
     "zh": re.compile(
-        r"身长|生得|面如|面若|唇若|眉|眼|髯|须|耳|头戴|身披|身穿|披|袍|甲|貌|肤|腰|手执|手提"
+        # Armour put on (披甲上马) is an action; armour worn (金甲, 铠) a look.
+        r"身长|生得|面如|面若|唇若|眉|眼|髯|须|耳|头戴|身披|身穿|袍|铠|盔|[金银铁]甲|貌|肤|腰|手执|手提"
     ),
     "en": re.compile(
-        r"\b(?:eyes|hair|face|wore|wearing|dressed|coat|waistcoat|hat|crown|grin|grinned"
-        r"|whiskers|beard|tail|wings|paws|claws|spectacles|tall|fat|thin|tiny|pink|white|red"
-        r"|green|blue|black|golden|silver|scaly|feathers|nose|ears|shell|cloak|gown|robe)\b",
+        rf"\b(?:with|has|had|having)\s+(?:(?:a|an|his|her|its|their|two)\s+)?"
+        rf"(?:{_EN_LOOKS}[\s,]+){{0,2}}{_EN_FEATURES}\b"
+        rf"|\b(?:wore|wearing|worn|dressed\s+in|had\s+on|clad\s+in)\b"
+        rf"|\b{_EN_LOOKS}\s+(?:[a-z-]+\s+)?{_EN_FEATURES}\b"
+        rf"|\b(?:was|looked|is|seemed)\s+(?:very\s+|rather\s+|quite\s+)?"
+        rf"(?:tall|short|fat|stout|thin|tiny|huge|old|young|pale|ugly|handsome|beautiful)\b",
         re.IGNORECASE,
     ),
 }
@@ -40,7 +59,6 @@ class Looks:
 
     cast: Cast
     descriptions: dict[str, str] = field(default_factory=dict)
-    first_narrative: dict[str, str] = field(default_factory=dict)
 
     def describe(self, paragraph: str, narrative: list[str], keys: Iterable[str]) -> None:
         """Take descriptions from the narrative sentences of the next paragraph."""
@@ -51,17 +69,11 @@ class Looks:
                 # 玄德见孔明身长八尺…: what comes before the subject's name is not their look.
                 look = sentence[at:] if self.cast.language == "zh" else sentence
                 self.descriptions[subject] = _visual_clauses(look, self.cast.language)
-        for key in keys:
-            if key in self.first_narrative:
-                continue
-            forms = self.cast.people[key].forms
-            first = next((s for s in narrative if any(f in s for f in forms)), None)
-            if first is not None:
-                self.first_narrative[key] = clip(first, VISUAL_CHARS)
+        del keys  # who is on stage does not change what the sentences say of looks
 
     def of(self, key: str, default: str) -> str:
-        """The character's looks, else the first sentence naming them, else ``default``."""
-        return self.descriptions.get(key) or self.first_narrative.get(key) or default
+        """The character's looks, else ``default``."""
+        return self.descriptions.get(key) or default
 
 
 def _visual_subject(cast: Cast, paragraph: str, sentence: str) -> tuple[str, int] | None:
@@ -85,6 +97,11 @@ def _visual_subject(cast: Cast, paragraph: str, sentence: str) -> tuple[str, int
     ]
     if near:
         _, start, key = min(near)
+        # "Alice noticed, had powdered hair": a clause break between name and looks
+        # means the looks are someone else's.
+        end = start + len(sentence[start:].split(",")[0])
+        if language == "en" and not any(start <= cue <= end for cue in cues):
+            return None
         return key, start
     # English looks are rarely stated right after the name, and then not reliably theirs.
     sole = language == "zh" and len({key for _, _, key in hits}) == 1
