@@ -25,7 +25,7 @@ from typing import Any, Self
 from pydantic import Field, ValidationError, model_validator
 
 from service.models import CamelModel
-from service.storyboard import NARRATOR, ShotType, Storyboard
+from service.storyboard import NARRATOR, UNKNOWN, ShotType, Storyboard
 from service.text import TextDecodeError, load_novel_bytes
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "JUNK_TOP",
     "RECALL_TOP",
     "REFERENCE_CAST",
-    "UNKNOWN_SPEAKER",
     "QualityInputError",
     "QualityReport",
     "Reference",
@@ -54,8 +53,6 @@ __all__ = [
     "script_of",
 ]
 
-UNKNOWN_SPEAKER = "unknown"
-"""The speaker id of a line whose speaker an analyzer declined to guess."""
 RECALL_TOP = 10
 """Main characters count as found when they are among this many of the cast's first."""
 JUNK_TOP = 20
@@ -301,7 +298,7 @@ def _speakers(storyboard: Storyboard) -> Counter[str]:
     for scene in storyboard.scenes:
         for panel in scene.panels:
             for line in panel.dialogue:
-                if line.speaker_id in (NARRATOR, UNKNOWN_SPEAKER):
+                if line.speaker_id in (NARRATOR, UNKNOWN):
                     kinds[line.speaker_id] += 1
                 else:
                     kinds["named"] += 1
@@ -455,7 +452,7 @@ def evaluate(
         dialogue_lines=lines,
         named_speaker_share=_share(kinds["named"], lines),
         narrator_share=_share(kinds[NARRATOR], lines),
-        unknown_speaker_share=_share(kinds[UNKNOWN_SPEAKER], lines),
+        unknown_speaker_share=_share(kinds[UNKNOWN], lines),
         located_panel_share=_share(placed, panels),
         distinct_locations=places,
         shot_types={shot.value: shots[shot.value] for shot in ShotType},

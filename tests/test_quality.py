@@ -29,7 +29,7 @@ from service.quality import (
     normalise_name,
     script_of,
 )
-from service.storyboard import DialogueLine, Storyboard
+from service.storyboard import Storyboard
 from service.text import load_novel_bytes
 from tests.conftest import corpus_file
 
@@ -139,12 +139,8 @@ def test_a_storyboard_without_dialogue_or_panels_has_no_shares() -> None:
 
 
 def test_unknown_speakers_are_counted_apart_from_the_narrator() -> None:
-    board = _board([_scene(1, 1, "I", "a", [_panel(1)])], _cast("A"))
-    # Set after validation: the lines of an analyzer that declines to guess a speaker.
-    board.scenes[0].panels[0].dialogue = [
-        DialogueLine(speaker_id=speaker, text="x")
-        for speaker in ("unknown", "narrator", "c1", "unknown")
-    ]
+    lines = [{"speakerId": s, "text": "x"} for s in ("unknown", "narrator", "c1", "unknown")]
+    board = _board([_scene(1, 1, "I", "a", [_panel(1, dialogue=lines)])], _cast("A"))
     report = evaluate(board)
     assert report.unknown_speaker_share == 0.5
     assert report.narrator_share == 0.25
@@ -496,11 +492,6 @@ def _corpus_report(
     return evaluate(storyboard, reference=reference, text_chars=len(text)), storyboard
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #16: the offline analyzer does not yet meet the report's bars "
-    "(narrator share above 10% on both novels)",
-)
 @pytest.mark.parametrize("name", sorted(REFERENCES))
 def test_the_offline_analyzer_meets_the_bars_on_the_corpus_novels(
     name: str,
