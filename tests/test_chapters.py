@@ -438,3 +438,23 @@ def test_long_untitled_opening_without_front_matter_lines_is_still_a_prologue() 
     )
     assert _titles(chapters) == ["", "CHAPTER I. Home"]
     assert chapters[0].body.endswith(prologue)
+
+
+def test_a_breadcrumb_stamped_on_every_heading_is_not_part_of_it() -> None:
+    body = "话说那猴王拜了师父，学得本事，回到山中，众猴欢喜。" * 8
+    text = "《西游记》\n某某小说网 www.example.com\n\n" + "\n\n".join(
+        f"《》目录 第{n}回　回目{n}\n\n    {body}" for n in "一二三四"
+    )
+
+    chapters = split_chapters(text)
+
+    assert [c.title for c in chapters] == [f"第{n}回　回目{n}" for n in "一二三四"]
+    assert [c.number for c in chapters] == [1, 2, 3, 4]
+    assert all("目录" not in c.body for c in chapters)
+
+
+def test_a_prefix_seen_before_one_heading_only_is_not_a_stamp() -> None:
+    body = "众人坐定，各叙寒温，说了许多闲话，方才散去。" * 8
+    text = f"第一回　相会\n\n{body}\n\n他翻到第二回看了一遍。\n\n第二回　离别\n\n{body}"
+
+    assert [c.title for c in split_chapters(text)] == ["第一回　相会", "第二回　离别"]

@@ -16,6 +16,7 @@ appendix after the last chapter is not part of it.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -75,6 +76,13 @@ _EN_SPECIAL_HEADING = re.compile(r"(?P<word>prologue|epilogue)(?P<rest>.*)", re.
 # "I. A SCANDAL IN BOHEMIA". Capitals only, so a numbered list in prose is not one.
 _EN_NUMBERED_HEADING = re.compile(r"(?P<num>[IVXLC]+)\.\s+(?P<rest>[A-Z][A-Z0-9 ,'’\-:;!?&.]*)")
 # Every heading form holds one of these; other lines need no closer look.
+# Some download sites stamp a breadcrumb on every heading line (《》目录 第一回…). A short
+# prefix with no sentence punctuation, repeated before several headings, is such a stamp.
+_STAMPED_HEADING = re.compile(
+    rf"^\s*(?P<stamp>[^\s。，！？；“”「」]{{1,16}}?)[\s\u3000]*(?=第\s*[{_CN_NUMERAL}]+\s*[回章节卷])",
+    re.MULTILINE,
+)
+_MIN_STAMPED_HEADINGS = 3
 _HEADING_HINT = re.compile(r"第|序|楔|引|尾|番|chap|prolog|epilog|^\s*[IVXLC]+\.", re.IGNORECASE)
 # A bare "CHAPTER I" may have its title on the next line (after at most one blank line).
 _SUBTITLE_MAX_CHARS = 50
@@ -264,12 +272,27 @@ def _is_prologue(front: str) -> bool:
     )
 
 
+def _heading_stamps(text: str, lo: int, hi: int) -> frozenset[str]:
+    """Prefixes stamped before at least three headings (see ``_STAMPED_HEADING``)."""
+    counts = Counter(m["stamp"] for m in _STAMPED_HEADING.finditer(text, lo, hi))
+    return frozenset(stamp for stamp, n in counts.items() if n >= _MIN_STAMPED_HEADINGS)
+
+
+def _unstamped(line: str, stamps: frozenset[str]) -> str:
+    stripped = line.strip()
+    for stamp in stamps:
+        if stripped.startswith(stamp):
+            return stripped[len(stamp) :].lstrip(" \t\u3000")
+    return stripped
+
+
 def _find_headings(text: str, lo: int, hi: int) -> Iterator[_Heading]:
     lines = _lines(text, lo, hi)
+    stamps = _heading_stamps(text, lo, hi)
     for i, (offset, line) in enumerate(lines):
         if _HEADING_HINT.search(line) is None:
             continue
-        stripped = line.strip()
+        stripped = _unstamped(line, stamps)
         # A site may stamp its address on a heading line; the heading still counts.
         if _is_banner(stripped):
             stripped = _URL.sub(" ", stripped).strip()
