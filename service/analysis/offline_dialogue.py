@@ -31,7 +31,8 @@ Attributed: TypeAlias = tuple[Quote, str | None]
 
 _CN_QUOTES = re.compile(r"“[^“”]*”?|「[^「」]*」?|『[^『』]*』?")
 _CN_SPEECH_END = re.compile(r"(?:[曰道云说言问答叫喝骂呼叹笑奏告谏][：:，,]?|[：:])$")
-_CN_SENTENCE_START = re.compile(r"[。！？”」』]")
+# What ends a sentence, so that a speech tag after it starts a new one.
+_CN_SENTENCE_ENDS = "。！？”」』"
 # A tag this short (答曰：) names no one; longer nameless tags (后人有诗曰：) are not a turn.
 _BARE_TAG_CHARS = 3
 # A name right after one of these is the one spoken to, not the speaker.
@@ -242,7 +243,7 @@ class Speakers:
                 dialogue.append((quote, None))
                 self.turns = []
                 continue
-            if speaker is None and _is_bare_reply(paragraph[: quote[0]]):
+            if speaker is None and _is_bare_reply(paragraph, quote[0]):
                 speaker = self._next_turn()
             if speaker is not None or tag.kind == "nameless" or _looks_like_speech(quote[2]):
                 dialogue.append((quote, speaker or UNKNOWN))
@@ -258,13 +259,11 @@ class Speakers:
 
     def _chinese_tag(self, paragraph: str, quote: Quote) -> _Tag:
         """What the speech tag before a Chinese quotation says of its speaker."""
-        before = paragraph[: quote[0]]
         if _is_verse(quote[2]):
             return _Tag("narration")
-        if not _CN_SPEECH_END.search(before):
+        region = paragraph[_sentence_start(paragraph, quote[0]) : quote[0]]
+        if not _CN_SPEECH_END.search(region):
             return _Tag("none")
-        starts = list(_CN_SENTENCE_START.finditer(before))
-        region = before[starts[-1].end() if starts else 0 :]
         if _CN_NARRATION_TAG.search(region):
             return _Tag("narration")
         clauses = list(_CN_CLAUSE_START.finditer(region[:-1]))
@@ -367,12 +366,19 @@ def _is_verse(text: str) -> bool:
     return len(lines) >= _VERSE_LINES and len(set(lines)) == 1 and lines[0] in (5, 7)
 
 
-def _is_bare_reply(before: str) -> bool:
+def _is_bare_reply(paragraph: str, end: int) -> bool:
     """No speech tag, or one naming nobody (``答曰：``, ``遂曰：``): a turn of the conversation."""
-    if not _CN_SPEECH_END.search(before):
-        return True
-    starts = list(_CN_SENTENCE_START.finditer(before))
-    return len(before) - (starts[-1].end() if starts else 0) <= _BARE_TAG_CHARS
+    region = paragraph[_sentence_start(paragraph, end) : end]
+    return not _CN_SPEECH_END.search(region) or len(region) <= _BARE_TAG_CHARS
+
+
+def _sentence_start(paragraph: str, end: int) -> int:
+    """Where the sentence running up to ``end`` starts.
+
+    Found by searching back rather than scanning the paragraph from its start, which for
+    every quotation of a long paragraph would cost time in proportion to its length.
+    """
+    return 1 + max(paragraph.rfind(mark, 0, end) for mark in _CN_SENTENCE_ENDS)
 
 
 def _count_before(hits: list[Mention], position: int) -> int:

@@ -82,13 +82,18 @@ _CN_STYLE_NAME = re.compile(
 _CN_STYLE_TITLES = words("先生 上人 居士 道人 真人 处士")
 _CN_TITLE_ENDINGS = tuple("王帝主后侯相臣吏官卒兵军人")
 _CN_LEADS = words("却说 且说 话说 只见 但见 当下 于是 次日 忽 乃 遂 因 又 便 却 时 亦")
+# Any run of them that leaves something behind.
+_CN_LEADS_RE = re.compile(f"(?:{'|'.join(_CN_LEADS)})+(?=.)", re.DOTALL)
 # ``姓刘名备，字玄德``: a character introduced with surname, given and courtesy names.
 CN_INTRODUCTION = re.compile(
     rf"(?:复|覆)?姓(?P<s>[{CJK}]{{1,2}}?)，?名(?P<g>[{CJK}]{{1,2}}?)"
     rf"(?=[，。；、”：]|字)(?:，?字(?P<z>[{CJK}]{{2}})"
     rf"(?:，(?:后|又)改(?:字)?(?P<z2>[{CJK}]{{2}}))?)?"
 )
-_CN_COURTESY = re.compile(rf"(?P<n>[{CJK}]{{2,3}})字(?P<z>[{CJK}]{{2}})(?=[，。；])")
+# Anchored at 字 (the name before it is read back from there): a pattern opening with a
+# character class would be tried at every position of the novel.
+_CN_COURTESY = re.compile(rf"字(?P<z>[{CJK}]{{2}})(?=[，。；])")
+_CJK_CHAR = re.compile(f"[{CJK}]")
 _CN_TAG = re.compile(rf"(?<![{CJK}])(?P<clause>[{CJK}]{{1,8}}?)(?:曰|道)[：:，,]?(?=[“「『\"])")
 
 # English verbs of speech, as a regular expression alternation.
@@ -187,11 +192,32 @@ class Cast:
 def _forms_pattern(language: Language, forms: dict[str, str]) -> re.Pattern[str] | None:
     if not forms:
         return None
-    # Longest first so 刘玄德 wins over 玄德 and "White Rabbit" over "Rabbit".
-    alternation = "|".join(re.escape(f) for f in sorted(forms, key=lambda f: (-len(f), f)))
+    alternation = _trie(sorted(forms))
     if language == "en":
         return re.compile(rf"\b(?:{alternation})\b")
     return re.compile(alternation)
+
+
+def _trie(forms: Sequence[str]) -> str:
+    """An alternation of the forms as a prefix tree, longest match first.
+
+    A flat alternation of hundreds of names makes the regular expression engine try
+    each in turn at every position of the text; sharing prefixes (刘(?:备|禅|玄德))
+    rejects a position after one character. Longer continuations come before the end of
+    a shorter form, so 刘玄德 wins over 刘 and "White Rabbit" over "White".
+    """
+    heads: dict[str, list[str]] = {}
+    ends_here = False
+    for form in forms:
+        if form:
+            heads.setdefault(form[0], []).append(form[1:])
+        else:
+            ends_here = True
+    branches = [re.escape(head) + _trie(rest) for head, rest in sorted(heads.items())]
+    if not branches:
+        return ""
+    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    return f"(?:{body})?" if ends_here else body
 
 
 def discover_cast(language: Language, paragraphs: Sequence[str]) -> Cast:
@@ -203,13 +229,8 @@ def discover_cast(language: Language, paragraphs: Sequence[str]) -> Cast:
 
 def strip_leads(clause: str) -> str:
     """A Chinese clause without the connectives it opens with (``却说``, ``忽``, ``乃``)."""
-    changed = True
-    while changed:
-        changed = False
-        for lead in _CN_LEADS:
-            if clause.startswith(lead) and len(clause) > len(lead):
-                clause, changed = clause[len(lead) :], True
-    return clause
+    match = _CN_LEADS_RE.match(clause)
+    return clause[match.end() :] if match else clause
 
 
 def _surname_of(name: str) -> str:
@@ -305,13 +326,25 @@ def _believed_tag_names(tags: Counter[str], text: str) -> list[str]:
     A surname-led name that speaks once counts too when the narration names it often: a
     minor character's one line is theirs, not an unknown speaker's.
     """
-    return [
+    strong = {
         name
         for name, count in tags.items()
-        if (count >= MIN_TAG_COUNT and _surname_of(name))
-        or count >= MIN_TAG_COUNT_WITHOUT_SURNAME
-        or (_surname_of(name) and text.count(name) >= MIN_MINOR_MENTIONS)
-    ]
+        if (count >= MIN_TAG_COUNT and _surname_of(name)) or count >= MIN_TAG_COUNT_WITHOUT_SURNAME
+    }
+    minor = occurrences(text, [n for n in tags if n not in strong and _surname_of(n)])
+    return [n for n in tags if n in strong or minor.get(n, 0) >= MIN_MINOR_MENTIONS]
+
+
+def occurrences(text: str, names: Iterable[str]) -> Counter[str]:
+    """How often each name occurs in the text, in one pass rather than one per name.
+
+    Every start position counts its longest name, so 玄德 inside 刘玄德 counts for both;
+    only a name that is the start of a longer one in the list is missed there.
+    """
+    wanted = sorted(set(names))
+    if not wanted:
+        return Counter()
+    return Counter(m.group(1) for m in re.finditer(f"(?=({_trie(wanted)}))", text))
 
 
 def _full_names_of_bare(text: str, bare: Counter[str]) -> list[str]:
@@ -323,10 +356,15 @@ def _full_names_of_bare(text: str, bare: Counter[str]) -> list[str]:
     givens = "".join(sorted(g for g, n in bare.items() if n >= MIN_TAG_COUNT))
     if not givens:
         return []
-    compounds = "|".join(_COMPOUND_SURNAMES)
-    surnames = "".join(sorted(_SURNAMES))
-    pattern = re.compile(rf"(?:{compounds}|[{surnames}])[{re.escape(givens)}]")
-    counts = Counter(pattern.findall(text))
+    counts: Counter[str] = Counter()
+    # Scanning for the few given names and looking back is far cheaper than matching
+    # hundreds of surnames at every position.
+    for match in re.finditer(f"[{re.escape(givens)}]", text):
+        at = match.start()
+        if text[max(at - 2, 0) : at] in _COMPOUND_SET:
+            counts[text[at - 2 : at + 1]] += 1
+        elif at and text[at - 1] in _SURNAMES:
+            counts[text[at - 1 : at + 1]] += 1
     return [n for n, c in counts.items() if c >= MIN_NAME_MENTIONS and _name_like(n)]
 
 
@@ -430,7 +468,9 @@ def _surname_plus_alias_owner(word: str, found: _Found) -> str | None:
 def _add_courtesy_names(text: str, found: _Found) -> None:
     """Aliases from ``庞统字士元`` where the name before 字 is already a character."""
     for match in _CN_COURTESY.finditer(text):
-        name = next((match["n"][-n:] for n in (3, 2) if match["n"][-n:] in found.forms), None)
+        before = text[max(match.start() - 3, 0) : match.start()]
+        names = [before[-n:] for n in (3, 2) if len(before) >= n]
+        name = next((n for n in names if _all_cjk(n) and n in found.forms), None)
         courtesy = match["z"]
         if name is None or courtesy in found.forms or not _name_like(courtesy):
             continue
@@ -438,6 +478,10 @@ def _add_courtesy_names(text: str, found: _Found) -> None:
         for alias in (courtesy, person.surname + courtesy if person.surname else ""):
             if alias and alias not in found.forms:
                 found.alias(person.key, alias)
+
+
+def _all_cjk(word: str) -> bool:
+    return all(_CJK_CHAR.match(ch) for ch in word)
 
 
 def _add_honorifics(text: str, honorifics: list[str], found: _Found) -> None:
@@ -454,7 +498,8 @@ def _add_honorifics(text: str, honorifics: list[str], found: _Found) -> None:
         keys = by_surname.get(honorific[0], [])
         if not keys or honorific in found.forms:
             continue
-        counts = {k: sum(text.count(f) for f in found.people[k].forms) for k in keys}
+        seen = occurrences(text, [f for k in keys for f in found.people[k].forms])
+        counts = {k: sum(seen[f] for f in found.people[k].forms) for k in keys}
         ranked = by_count(keys, counts)
         runner_up = counts[ranked[1]] if len(ranked) > 1 else 0
         # Only a bearer who dominates the surname can be meant by the bare honorific.
@@ -473,7 +518,7 @@ def groups(text: str, words: Iterable[str]) -> set[str]:
         return set()
     total: Counter[str] = Counter()
     determined: Counter[str] = Counter()
-    for match in re.finditer("|".join(map(re.escape, wanted)), text):
+    for match in re.finditer(_trie(sorted(wanted)), text):
         word = match.group()
         total[word] += 1
         if match.start() and text[match.start() - 1] in _CN_DETERMINERS:
