@@ -344,7 +344,15 @@ def occurrences(text: str, names: Iterable[str]) -> Counter[str]:
     wanted = sorted(set(names))
     if not wanted:
         return Counter()
-    return Counter(m.group(1) for m in re.finditer(f"(?=({_trie(wanted)}))", text))
+    # Searching on from one character past each match finds overlapping names, and the
+    # engine can skip to the next possible first character, which a lookahead defeats.
+    pattern = re.compile(_trie(wanted))
+    counts: Counter[str] = Counter()
+    match = pattern.search(text)
+    while match is not None:
+        counts[match.group()] += 1
+        match = pattern.search(text, match.start() + 1)
+    return counts
 
 
 def _full_names_of_bare(text: str, bare: Counter[str]) -> list[str]:
@@ -356,15 +364,15 @@ def _full_names_of_bare(text: str, bare: Counter[str]) -> list[str]:
     givens = "".join(sorted(g for g, n in bare.items() if n >= MIN_TAG_COUNT))
     if not givens:
         return []
-    counts: Counter[str] = Counter()
-    # Scanning for the few given names and looking back is far cheaper than matching
-    # hundreds of surnames at every position.
-    for match in re.finditer(f"[{re.escape(givens)}]", text):
-        at = match.start()
-        if text[max(at - 2, 0) : at] in _COMPOUND_SET:
-            counts[text[at - 2 : at + 1]] += 1
-        elif at and text[at - 1] in _SURNAMES:
-            counts[text[at - 1 : at + 1]] += 1
+    # Two patterns that each open with a set of literals the engine can skip ahead to; one
+    # alternation of both is tried at every position of the novel.
+    given = f"[{re.escape(givens)}]"
+    compound = list(re.finditer(f"(?:{'|'.join(_COMPOUND_SURNAMES)}){given}", text))
+    counts = Counter(m.group() for m in compound)
+    # 马昭 inside 司马昭 is no name of its own.
+    taken = {m.start() + 1 for m in compound}
+    single = re.finditer(f"[{''.join(sorted(_SURNAMES))}]{given}", text)
+    counts.update(m.group() for m in single if m.start() not in taken)
     return [n for n, c in counts.items() if c >= MIN_NAME_MENTIONS and _name_like(n)]
 
 
