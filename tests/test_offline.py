@@ -385,8 +385,9 @@ def test_sanguo_storyboard_has_a_sane_size(sanguo: Storyboard) -> None:
 def test_alice_main_characters_rank_at_the_top(alice: Storyboard) -> None:
     top = [c.name for c in alice.characters[:10]]
     assert top[0] == "Alice"
-    assert {"White Rabbit", "Queen", "Hatter"} <= set(top)
+    assert {"White Rabbit", "Queen of Hearts", "Hatter"} <= set(top)
     assert "Rabbit" in _by_name(alice)["White Rabbit"].aliases
+    assert "Queen" in _by_name(alice)["Queen of Hearts"].aliases
     stop_words = {"The", "And", "I", "She", "It", "Chapter", "CHAPTER", "Oh", "What"}
     assert not stop_words & {c.name for c in alice.characters}
 

@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from service.analysis.offline_names import SPEECH_VERBS, Cast, Mention, strip_leads
+from service.analysis.offline_english_names import SPEECH_VERBS
+from service.analysis.offline_names import Cast, Mention, strip_leads
 from service.analysis.offline_text import Language
 from service.storyboard import UNKNOWN
 

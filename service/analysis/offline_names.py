@@ -3,7 +3,8 @@
 Chinese names come from ``姓刘名备，字玄德`` introductions (courtesy names become aliases),
 from ``X曰：“`` speech tags seen often enough to believe, from ``庞统字士元`` courtesy
 names of known characters and from ``关公``-style honorifics. English names come from
-``said X`` / ``X said`` speech tags, with ``Rabbit`` folded into ``White Rabbit``.
+speech tags, recurring ``the X`` subjects and appositions, each under its fullest form
+(:mod:`~service.analysis.offline_english_names`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from service.analysis.offline_english_names import discover_english
 from service.analysis.offline_lexicon import Entry, lookup
 from service.analysis.offline_text import CJK, Language, by_count, words
 
@@ -95,35 +97,6 @@ CN_INTRODUCTION = re.compile(
 _CN_COURTESY = re.compile(rf"字(?P<z>[{CJK}]{{2}})(?=[，。；])")
 _CJK_CHAR = re.compile(f"[{CJK}]")
 _CN_TAG = re.compile(rf"(?<![{CJK}])(?P<clause>[{CJK}]{{1,8}}?)(?:曰|道)[：:，,]?(?=[“「『\"])")
-
-# English verbs of speech, as a regular expression alternation.
-SPEECH_VERBS = (
-    "said|says|say|cried|asked|thought|replied|exclaimed|shouted|remarked|whispered|added"
-    "|repeated|answered|observed|continued|began|went on|interrupted|screamed|growled|sighed"
-    "|called|muttered|pleaded|roared|sobbed|inquired|returned|yelled|murmured|grunted"
-    "|snapped|suggested|explained|insisted|declared|demanded|urged|retorted|protested"
-    "|gasped|panted|said to herself|said to himself"
-)
-_EN_CAP = r"[A-Z][a-z]+(?:-[A-Za-z][a-z]+)*"
-_EN_PHRASE = rf"(?:[Tt]he\s+)?{_EN_CAP}(?:\s+{_EN_CAP}){{0,2}}"
-_EN_TAGS = (
-    re.compile(rf"\b(?:{SPEECH_VERBS})\s+(?P<n>{_EN_PHRASE})"),
-    re.compile(rf"(?P<n>{_EN_PHRASE})\s+(?:{SPEECH_VERBS})\b"),
-)
-# Capitalised words that start sentences or address people but never name a character.
-_EN_STOP = frozenset(
-    words(
-        "the a an and but or so then when what which who whom why how where here there this"
-        " that these those it its i you he she we they me him her us them my your his our"
-        " their oh ah well yes no not now just only very do don come let if in on at of for"
-        " with as by to from up down out off over one all some any everybody nobody somebody"
-        " everything nothing anything something chapter mr mrs miss sir madam lady lord"
-        " majesty please thank thanks good dear poor still again never ever soon once while"
-        " after before perhaps indeed really sure certainly quite hush stop wait look listen"
-        " alas ugh ahem hm hmm would could should shall will can may might must other"
-        " another each every both first last next"
-    )
-)
 
 # --------------------------------------------------------------------------- the cast
 
@@ -580,38 +553,5 @@ def _absorb(found: _Found, owner: str, nickname: str) -> None:
 
 
 def _discover_english(paragraphs: Sequence[str]) -> list[Person]:
-    """Characters of an English novel from ``said X`` / ``X said`` speech tags."""
-    counts: Counter[str] = Counter()
-    for paragraph in paragraphs:
-        for tag in _EN_TAGS:
-            for match in tag.finditer(paragraph):
-                name = _clean_english_name(match["n"])
-                if name:
-                    counts[name] += 1
-    believed = by_count((n for n, c in counts.items() if c >= MIN_TAG_COUNT), counts)
-    return _merge_english_titles(believed, counts)
-
-
-def _clean_english_name(phrase: str) -> str:
-    parts = phrase.split()
-    while parts and parts[0].casefold() in _EN_STOP:
-        parts.pop(0)
-    while parts and parts[-1].casefold() in _EN_STOP:
-        parts.pop()
-    if not parts or any(w.casefold() in _EN_STOP for w in parts):
-        return ""
-    return " ".join(parts)
-
-
-def _merge_english_titles(names: list[str], counts: Counter[str]) -> list[Person]:
-    """Fold ``Rabbit`` into ``White Rabbit``: the longer name is the more specific."""
-    people = {name: Person(name) for name in names if " " in name}
-    for name in names:
-        if " " in name:
-            continue
-        owners = [p for p in people.values() if p.key.split()[-1] == name]
-        if owners:
-            max(owners, key=lambda p: (counts[p.key], p.key)).add_alias(name)
-        else:
-            people[name] = Person(name)
-    return list(people.values())
+    """Characters of an English novel, each under its fullest name."""
+    return [Person(name.key, aliases=name.aliases) for name in discover_english(paragraphs)]
