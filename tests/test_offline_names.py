@@ -75,3 +75,35 @@ def test_a_minor_character_who_speaks_once_is_in_the_cast_when_named_often() -> 
     assert "陈矫" in cast.people
     # Named only where it speaks: too little to believe.
     assert "韩德" not in cast.people
+
+
+def test_a_speaker_who_names_themself_merges_into_that_name() -> None:
+    paragraphs = [
+        "孙悟空在洞中修行。孙悟空道：“师父放心。”孙大圣闻言大喜。",
+        "孙大圣道：“我已有名了，叫做孙悟空。”孙大圣道：“待俺老孙去来。”",
+    ] * 6
+    cast = _cast(*paragraphs)
+    assert cast.forms["孙大圣"] == "孙悟空"
+    assert "孙大圣" not in cast.people
+
+
+def test_naming_someone_else_or_ones_master_merges_no_one() -> None:
+    paragraphs = [
+        "沙僧道：“我还有个大师兄，叫做孙悟空。”孙悟空道：“兄弟莫慌。”沙僧笑道：“好。”",
+        "八戒道：“我是唐僧的徒弟。”唐僧道：“徒弟休得无礼。”八戒道：“晓得。”",
+    ] * 6
+    cast = _cast(*paragraphs)
+    assert cast.forms["沙僧"] == "沙僧"
+    assert cast.forms["八戒"] == "八戒"
+    assert cast.forms["孙悟空"] == "孙悟空"
+
+
+def test_one_self_naming_without_a_shared_surname_is_not_enough() -> None:
+    # A waiter who once says he is someone's man is not that man.
+    paragraphs = [
+        "武松道：“拿酒来。”酒保道：“客官少待。”武松饮了三碗。",
+        "酒保道：“我是武松的人。”武松道：“休要多言。”",
+        "酒保道：“我乃武松也。”",
+    ] * 2
+    cast = _cast(*paragraphs)
+    assert cast.forms.get("酒保") != "武松"

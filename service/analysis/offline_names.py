@@ -96,6 +96,17 @@ CN_INTRODUCTION = re.compile(
 # character class would be tried at every position of the novel.
 _CN_COURTESY = re.compile(rf"字(?P<z>[{CJK}]{{2}})(?=[，。；])")
 _CJK_CHAR = re.compile(f"[{CJK}]")
+# A speech tag's verb and the quotation after it; the speaker is read back from the verb.
+_CN_QUOTE_AFTER_TAG = re.compile(r"[道曰说][：:]“(?P<q>[^”]{0,300})")
+_CN_TAIL = re.compile(f"[{CJK}]+$")
+# ``我已有名了，叫做孙悟空``, ``吾乃常山赵子龙也``: a speaker naming themself. The first
+# person must lead the verb, so ``我还有个师兄，叫做…`` (someone else) is no such claim.
+_CN_SELF_NAMING = re.compile(
+    rf"(?:^|[，。！？；、])(?:我|吾|俺|老孙|老猪|贫僧|小人|在下)"
+    rf"(?:乃|是|便是|就是|正是|叫做|唤做|名唤|名叫"
+    rf"|(?:[已原本]?有个?|的|今)?(?:法名|道号|名字|名)了?，?(?:叫做|唤做|是|乃|为)?)"
+    rf"(?P<y>[{CJK}]{{2,5}})"
+)
 _CN_TAG = re.compile(rf"(?<![{CJK}])(?P<clause>[{CJK}]{{1,8}}?)(?:曰|道)[：:，,]?(?=[“「『\"])")
 
 # --------------------------------------------------------------------------- the cast
@@ -250,6 +261,7 @@ def _discover_chinese(paragraphs: Sequence[str]) -> list[Person]:
     _add_courtesy_names(text, found)
     _add_honorifics(text, honorifics, found)
     merge_nicknames(found, evidence)
+    merge_self_namings(found, text)
     return list(found.people.values())
 
 
@@ -539,6 +551,52 @@ def _add_surname_votes(found: _Found, text: str, nickname: str, votes: Counter[s
     for person in found.people.values():
         if not person.nickname and person.given == nickname:
             votes[person.key] += text.count(person.key)
+
+
+def merge_self_namings(found: _Found, text: str) -> None:
+    """Merge a speaker into the name they say is theirs (大圣道：“我已有名了，叫做孙悟空”).
+
+    The statement is taken as proof when both forms share a surname (孙大圣, 孙悟空), so a
+    name-dropping line (我是唐僧差来的) does not merge two people; without a shared
+    surname it must be made repeatedly and point at one name.
+    """
+    votes: Counter[tuple[str, str]] = Counter()
+    for speaker, named in _self_namings(found, text):
+        votes[(speaker, named)] += 1
+    for (speaker, named), count in sorted(votes.items(), key=lambda v: (-v[1], v[0])):
+        if speaker not in found.people or named not in found.people or speaker == named:
+            continue
+        same_surname = bool(found.people[speaker].surname) and (
+            found.people[speaker].surname == found.people[named].surname
+        )
+        rivals = sum(n for (s, o), n in votes.items() if s == speaker and o != named)
+        if same_surname or (count >= MIN_NICKNAME_VOTES and count >= 2 * rivals):
+            _absorb(found, named, speaker)
+
+
+def _self_namings(found: _Found, text: str) -> Iterator[tuple[str, str]]:
+    """``(speaker, name)`` for each quotation in which its speaker names themself."""
+    for quote in _CN_QUOTE_AFTER_TAG.finditer(text):
+        clause = _CN_TAIL.search(text, max(quote.start() - 8, 0), quote.start())
+        speaker = _longest_form(strip_leads(clause.group()), found) if clause else None
+        if speaker is None:
+            continue
+        for claim in _CN_SELF_NAMING.finditer(quote["q"]):
+            named = _longest_form(claim["y"], found, possessive=False)
+            if named is not None:
+                yield speaker, named
+
+
+def _longest_form(words: str, found: _Found, possessive: bool = True) -> str | None:
+    """The character whose longest form opens ``words``; not one followed by 的 (唐僧的徒弟)
+    unless ``possessive``."""
+    for size in (4, 3, 2):
+        form = words[:size]
+        if len(form) == size and form in found.forms:
+            if not possessive and words[size : size + 1] in ("的", "之"):
+                return None
+            return found.forms[form]
+    return None
 
 
 def _absorb(found: _Found, owner: str, nickname: str) -> None:
