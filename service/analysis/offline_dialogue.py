@@ -236,7 +236,7 @@ class Speakers:
             ahead = _count_before(hits, quote[0])
             self.mentions.remember(key for _, key in hits[seen:ahead])
             seen = max(seen, ahead)
-            tag = self._chinese_tag(paragraph, quote)
+            tag = self._chinese_tag(paragraph, quote, hits)
             if tag.bare and tag.speaker is not None:
                 spoken.append((quote[0], tag.speaker))
             speaker = tag.speaker
@@ -258,37 +258,40 @@ class Speakers:
         before, last = self.turns[-2], self.turns[-1]
         return before if before is not None and last is not None and before != last else None
 
-    def _chinese_tag(self, paragraph: str, quote: Quote) -> _Tag:
-        """What the speech tag before a Chinese quotation says of its speaker."""
+    def _chinese_tag(self, paragraph: str, quote: Quote, hits: list[Mention]) -> _Tag:
+        """What the speech tag before a Chinese quotation says of its speaker.
+
+        ``hits`` are the paragraph's mentions: names never span punctuation, so those
+        inside the tag are the ones a search of the tag alone would find.
+        """
         if _is_verse(quote[2]):
             return _Tag("narration")
-        region = paragraph[_sentence_start(paragraph, quote[0]) : quote[0]]
+        offset = _sentence_start(paragraph, quote[0])
+        region = paragraph[offset : quote[0]]
         if not _CN_SPEECH_END.search(region):
             return _Tag("none")
         if _CN_NARRATION_TAG.search(region):
             return _Tag("narration")
         clauses = list(_CN_CLAUSE_START.finditer(region[:-1]))
-        clause = region[clauses[-1].end() :] if clauses else region
-        speaker, bare = self._subject(clause)
+        at = clauses[-1].end() if clauses else 0
+        clause = region[at:]
+        speaker, bare = self._subject(clause, _hits_from(hits, offset + at, quote[0]))
         if speaker is None and clause is not region and not _has_nameless_subject(clause):
             # No subject of its own (遂按剑而问曰): the sentence's subject speaks.
-            speaker, bare = self._subject(region)
+            speaker, bare = self._subject(region, _hits_from(hits, offset, quote[0]))
         return _Tag("named" if speaker else "nameless", speaker, bare)
 
-    def _subject(self, clause: str) -> tuple[str | None, bool]:
-        """The character a clause opens with: named in full, or by a bare given name."""
+    def _subject(self, clause: str, hits: list[Mention]) -> tuple[str | None, bool]:
+        """The character a clause opens with: named in full, or by a bare given name.
+
+        ``hits`` are the clause's mentions, positions relative to the clause.
+        """
         lead = len(clause) - len(strip_leads(clause))
-        named = self._first_named(clause)
+        named = _first_named(clause, hits)
         bare = self.mentions.bearer(clause[lead : lead + 1])
         if bare is not None and (named is None or lead < named[0]):
             return bare, True
         return (named[1] if named else None), False
-
-    def _first_named(self, region: str) -> Mention | None:
-        for position, key in self.mentions.cast.mentions_in(region):
-            if position == 0 or region[position - 1] not in _CN_OBJECT_MARKERS:
-                return position, key
-        return None
 
     def _attribute_english(
         self, paragraph: str, quotes: list[Quote], hits: list[Mention]
@@ -351,6 +354,19 @@ class _Tag:
     speaker: str | None = None
     # Named by a bare given name (操曰), which counts as a mention.
     bare: bool = False
+
+
+def _first_named(region: str, hits: list[Mention]) -> Mention | None:
+    for position, key in hits:
+        if position == 0 or region[position - 1] not in _CN_OBJECT_MARKERS:
+            return position, key
+    return None
+
+
+def _hits_from(hits: list[Mention], start: int, end: int) -> list[Mention]:
+    """The mentions between ``start`` and ``end``, positions made relative to ``start``."""
+    first = _count_before(hits, start)
+    return [(p - start, k) for p, k in hits[first : _count_before(hits, end)]]
 
 
 def _has_nameless_subject(clause: str) -> bool:
