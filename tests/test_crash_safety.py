@@ -68,7 +68,10 @@ def test_two_workers_never_run_the_same_message(tmp_path: Path) -> None:
     )
     count = 24
     with (
-        running_service("api", service_env(data), tmp_path / "api.log") as api,
+        # One user submits all 24 at once, past the default active-job quota of 20.
+        running_service(
+            "api", service_env(data, STORYBOARD_USER_MAX_ACTIVE_JOBS="0"), tmp_path / "api.log"
+        ) as api,
         running_service("worker", worker_env, tmp_path / "w1.log") as one,
         running_service("worker", worker_env, tmp_path / "w2.log") as two,
     ):
