@@ -86,6 +86,8 @@ async def one_run(mode: str, jobs: int, concurrency: int, sink: str) -> dict[str
             data_dir=Path(data_dir),
             worker_concurrency=concurrency,
             receive_wait_s=1,
+            # One user submits the whole backlog: this measures tracing, not the quota.
+            user_max_active_jobs=0,
         )
         async with open_runtime(settings, worker=False, tracer_provider=provider) as runtime:
             novel = await store_novel(runtime.backend, "bench", "Bench", "A short text.")
