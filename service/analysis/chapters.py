@@ -16,6 +16,7 @@ appendix after the last chapter is not part of it.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,7 +84,10 @@ _STAMPED_HEADING = re.compile(
     re.MULTILINE,
 )
 _MIN_STAMPED_HEADINGS = 3
-_HEADING_HINT = re.compile(r"第|序|楔|引|尾|番|chap|prolog|epilog|^\s*[IVXLC]+\.", re.IGNORECASE)
+# Searched over a whole stretch of text at once, one line start at a time (``^`` per line).
+_HEADING_HINT = re.compile(
+    r"第|序|楔|引|尾|番|chap|prolog|epilog|^[^\S\n]*[IVXLC]+\.", re.IGNORECASE | re.MULTILINE
+)
 # A bare "CHAPTER I" may have its title on the next line (after at most one blank line).
 _SUBTITLE_MAX_CHARS = 50
 _CN_SUBTITLE_BAD = re.compile(r"[。，！？；：“”「」『』]")
@@ -289,9 +293,8 @@ def _unstamped(line: str, stamps: frozenset[str]) -> str:
 def _find_headings(text: str, lo: int, hi: int) -> Iterator[_Heading]:
     lines = _lines(text, lo, hi)
     stamps = _heading_stamps(text, lo, hi)
-    for i, (offset, line) in enumerate(lines):
-        if _HEADING_HINT.search(line) is None:
-            continue
+    for i in _hinted_lines(text[lo:hi], lines, lo):
+        offset, line = lines[i]
         stripped = _unstamped(line, stamps)
         # A site may stamp its address on a heading line; the heading still counts.
         if _is_banner(stripped):
@@ -312,6 +315,14 @@ def _find_headings(text: str, lo: int, hi: int) -> Iterator[_Heading]:
             title = f"{title.rstrip('.')}{joiner}{sub_line.strip()}"
             body_start = min(sub_offset + len(sub_line) + 1, hi)
         yield _Heading(title, number, start, body_start)
+
+
+def _hinted_lines(stretch: str, lines: list[tuple[int, str]], lo: int) -> list[int]:
+    """Indices of the lines holding a heading hint, found by one search of the stretch
+    rather than one search per line."""
+    starts = [offset - lo for offset, _ in lines]
+    found = (bisect_right(starts, m.start()) - 1 for m in _HEADING_HINT.finditer(stretch))
+    return sorted(set(found))
 
 
 def _lines(text: str, lo: int, hi: int) -> list[tuple[int, str]]:
@@ -419,7 +430,10 @@ def _is_banner(line: str) -> bool:
 
 def _clean_body(body: str) -> str:
     """Body text without site banners and trailing separator lines."""
-    lines = [line for line in body.split("\n") if not _is_banner(line.strip())]
+    lines = body.split("\n")
+    # Most bodies hold no banner at all; one search of the whole body tells.
+    if _BANNER.search(body) is not None:
+        lines = [line for line in lines if not _is_banner(line.strip())]
     while lines and (not lines[-1].strip() or _DECORATION.fullmatch(lines[-1])):
         lines.pop()
     return "\n".join(lines).strip("\n")

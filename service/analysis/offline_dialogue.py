@@ -34,6 +34,13 @@ _CN_QUOTES = re.compile(r"“[^“”]*”?|「[^「」]*」?|『[^『』]*』?"
 _CN_SPEECH_END = re.compile(r"(?:[曰道云说言问答叫喝骂呼叹笑奏告谏][：:，,]?|[：:])$")
 # What ends a sentence, so that a speech tag after it starts a new one.
 _CN_SENTENCE_ENDS = "。！？”」』"
+# How far back from a quotation its speech tag is looked for. Real tags are a clause
+# long; a bound keeps a run of text with no sentence end from being read again for every
+# quotation in it.
+_TAG_LOOKBACK = 300
+# The end-anchored tag patterns match a few characters at most, so only the region's
+# tail is searched: a search for ``…$`` otherwise tries every position of the region.
+_TAG_TAIL = 16
 # A tag this short (答曰：) names no one; longer nameless tags (后人有诗曰：) are not a turn.
 _BARE_TAG_CHARS = 3
 # A name right after one of these is the one spoken to, not the speaker.
@@ -268,9 +275,10 @@ class Speakers:
             return _Tag("narration")
         offset = _sentence_start(paragraph, quote[0])
         region = paragraph[offset : quote[0]]
-        if not _CN_SPEECH_END.search(region):
+        tail = region[-_TAG_TAIL:]
+        if not _CN_SPEECH_END.search(tail):
             return _Tag("none")
-        if _CN_NARRATION_TAG.search(region):
+        if _CN_NARRATION_TAG.search(tail):
             return _Tag("narration")
         clauses = list(_CN_CLAUSE_START.finditer(region[:-1]))
         at = clauses[-1].end() if clauses else 0
@@ -386,16 +394,20 @@ def _is_verse(text: str) -> bool:
 def _is_bare_reply(paragraph: str, end: int) -> bool:
     """No speech tag, or one naming nobody (``答曰：``, ``遂曰：``): a turn of the conversation."""
     region = paragraph[_sentence_start(paragraph, end) : end]
-    return not _CN_SPEECH_END.search(region) or len(region) <= _BARE_TAG_CHARS
+    return not _CN_SPEECH_END.search(region[-_TAG_TAIL:]) or len(region) <= _BARE_TAG_CHARS
 
 
 def _sentence_start(paragraph: str, end: int) -> int:
-    """Where the sentence running up to ``end`` starts.
+    """Where the sentence running up to ``end`` starts, at most ``_TAG_LOOKBACK`` back.
 
     Found by searching back rather than scanning the paragraph from its start, which for
     every quotation of a long paragraph would cost time in proportion to its length.
     """
-    return 1 + max(paragraph.rfind(mark, 0, end) for mark in _CN_SENTENCE_ENDS)
+    floor = max(0, end - _TAG_LOOKBACK)
+    last = floor - 1
+    for mark in _CN_SENTENCE_ENDS:
+        last = max(last, paragraph.rfind(mark, floor, end))
+    return last + 1
 
 
 def _count_before(hits: list[Mention], position: int) -> int:

@@ -24,7 +24,7 @@ from service.analysis.offline_places import (
     time_of_day,
 )
 from service.analysis.offline_scenes import TARGET_PANEL_CHARS, Para
-from service.analysis.offline_text import Language, clip, is_cjk
+from service.analysis.offline_text import Language, SpanCover, clip, count_between, is_cjk
 from service.storyboard import UNKNOWN
 
 # Longer paragraphs are read as several beats so that one panel never has to stand for a
@@ -77,10 +77,10 @@ def _beats(paragraph: str, language: Language) -> list[str]:
     """A paragraph cut on sentence ends outside quotations into pieces of panel size."""
     if len(paragraph) <= MAX_BEAT_CHARS:
         return [paragraph]
-    quotes = find_quotes(paragraph, language)
+    quoted = SpanCover((start, stop) for start, stop, _ in find_quotes(paragraph, language))
     starts = [0]
     for _, end in sentence_spans(paragraph):
-        inside_quote = any(start < end < stop for start, stop, _ in quotes)
+        inside_quote = quoted.covers(end, past_start=True)
         if not inside_quote and end - starts[-1] >= TARGET_PANEL_CHARS:
             starts.append(end)
     # A short tail reads better with the beat before it than as a panel of its own.
@@ -123,7 +123,7 @@ class Reader:
         return Para(
             size=len(paragraph),
             narrative=tuple(narrative),
-            named=tuple(_mentions_within(paragraph, sentence, hits) for sentence in narrative),
+            named=_mentions_within(paragraph, narrative, hits),
             dialogue=tuple((key, clip(text, DIALOGUE_CHARS)) for (_, _, text), key in dialogue),
             present=_present(hits, dialogue),
             places=()
@@ -140,17 +140,20 @@ class Reader:
 def _present(hits: list[Mention], dialogue: list[Attributed]) -> tuple[str, ...]:
     """Characters named outside the quotations or speaking them, in text order (an
     unknown speaker is no one to draw)."""
-    quoted = [quote for quote, _ in dialogue]
-    outside = [(p, k) for p, k in hits if not any(a <= p < b for a, b, _ in quoted)]
+    quoted = SpanCover((a, b) for (a, b, _), _ in dialogue)
+    outside = [(p, k) for p, k in hits if not quoted.covers(p)]
     speakers = [(quote[0], k) for quote, k in dialogue if k is not None and k != UNKNOWN]
     return tuple(k for _, k in sorted([*outside, *speakers]))
 
 
-def _mentions_within(paragraph: str, sentence: str, hits: list[Mention]) -> int:
-    start = paragraph.find(sentence)
-    if start < 0:
-        return 0
-    return sum(1 for position, _ in hits if 0 <= position - start < len(sentence))
+def _mentions_within(paragraph: str, sentences: list[str], hits: list[Mention]) -> tuple[int, ...]:
+    """How many mentions each sentence holds, found where the sentence first occurs."""
+    positions = [position for position, _ in hits]
+    counts = []
+    for sentence in sentences:
+        start = paragraph.find(sentence)
+        counts.append(0 if start < 0 else count_between(positions, start, start + len(sentence)))
+    return tuple(counts)
 
 
 def _narrative_sentences(paragraph: str, quotes: list[Quote], language: Language) -> list[str]:

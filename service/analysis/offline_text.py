@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
+from itertools import accumulate
 from typing import Any, Literal
 
 Language = Literal["zh", "en"]
@@ -17,6 +19,33 @@ _CJK_RANGES = (("\u2e80", "\u9fff"), ("\uf900", "\ufaff"), ("\uff00", "\uffef"))
 def is_cjk(ch: str) -> bool:
     """Whether a character is Chinese script or full-width punctuation."""
     return any(lo <= ch <= hi for lo, hi in _CJK_RANGES)
+
+
+class SpanCover:
+    """Whether positions fall inside any of a set of ``(start, stop)`` spans, in log time.
+
+    Asking each span in turn costs time in proportion to the spans for every position, so
+    a paragraph with many quotations and many sentences or names took quadratic time.
+    Spans may overlap: a position is covered when some span starting before it reaches
+    past it, and the furthest reach of the spans starting up to each point answers that.
+    """
+
+    def __init__(self, spans: Iterable[tuple[int, int]]) -> None:
+        ordered = sorted(spans)
+        self._starts = [start for start, _ in ordered]
+        self._reach = list(accumulate((stop for _, stop in ordered), max))
+
+    def covers(self, position: int, *, past_start: bool = False) -> bool:
+        """Whether ``start <= position < stop`` for some span (``start < position`` with
+        ``past_start``)."""
+        find = bisect_left if past_start else bisect_right
+        before = find(self._starts, position)
+        return before > 0 and self._reach[before - 1] > position
+
+
+def count_between(positions: list[int], start: int, stop: int) -> int:
+    """How many of the sorted ``positions`` lie in ``start <= p < stop``."""
+    return bisect_left(positions, stop) - bisect_left(positions, start)
 
 
 def detect_language(text: str) -> Language:
