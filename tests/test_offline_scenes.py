@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.analysis.offline import build_storyboard
 from service.analysis.offline_places import is_verse, places, time_of_day
 from service.analysis.offline_prompts import romanise_name, romanise_place
-from service.analysis.offline_scenes import MAX_PANELS_PER_SCENE, panel_cap
+from service.analysis.offline_scenes import MAX_PANELS_PER_SCENE, Para, _merge_to, panel_cap
 from service.analysis.offline_text import is_cjk
 from service.ports import NovelText
 from service.storyboard import Panel, ShotType, Storyboard
@@ -160,3 +162,37 @@ def test_verse_and_time_of_day() -> None:
 def test_a_long_novel_stays_within_the_panel_budget() -> None:
     assert panel_cap(4000) == 1
     assert panel_cap(10) == 30
+
+
+def _merge_one_at_a_time(
+    runs: list[tuple[range, int]], limit: int, paras: list[Para]
+) -> list[tuple[range, int]]:
+    """The merge rule stated directly: join the run with the least (break strength, pair
+    size, position) onto the one before, one merge at a time."""
+    runs = list(runs)
+    while len(runs) > max(limit, 1):
+        sizes = [sum(paras[i].weight for i in run) for run, _ in runs]
+        j = min(range(1, len(runs)), key=lambda k: (runs[k][1], sizes[k - 1] + sizes[k], k))
+        (first, strength), (second, _) = runs[j - 1], runs[j]
+        runs[j - 1 : j + 1] = [(range(first.start, second.stop), strength)]
+    return runs
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=2000), min_size=1, max_size=40),
+    cuts=st.data(),
+    limit=st.integers(min_value=0, max_value=12),
+)
+def test_merging_scenes_matches_the_rule_stated_directly(
+    sizes: list[int], cuts: st.DataObject, limit: int
+) -> None:
+    paras = [Para(size, (), (), (), (), (), False) for size in sizes]
+    bounds = sorted(cuts.draw(st.sets(st.integers(1, len(sizes) - 1))) if len(sizes) > 1 else [])
+    starts = [0, *bounds]
+    strengths = [0, *(cuts.draw(st.integers(0, 4)) for _ in bounds)]
+    runs = [
+        (range(a, b), strength)
+        for a, b, strength in zip(starts, [*bounds, len(sizes)], strengths, strict=True)
+    ]
+    assert _merge_to(runs, limit, paras) == _merge_one_at_a_time(runs, limit, paras)

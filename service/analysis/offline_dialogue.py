@@ -33,11 +33,11 @@ Attributed: TypeAlias = tuple[Quote, str | None]
 _CN_QUOTES = re.compile(r"“[^“”]*”?|「[^「」]*」?|『[^『』]*』?")
 _CN_SPEECH_END = re.compile(r"(?:[曰道云说言问答叫喝骂呼叹笑奏告谏][：:，,]?|[：:])$")
 # What ends a sentence, so that a speech tag after it starts a new one.
-_CN_SENTENCE_ENDS = "。！？”」』"
+_CN_SENTENCE_END = re.compile(r"[。！？”」』]")
 # How far back from a quotation its speech tag is looked for. Real tags are a clause
 # long; a bound keeps a run of text with no sentence end from being read again for every
 # quotation in it.
-_TAG_LOOKBACK = 300
+_TAG_LOOKBACK = 120
 # The end-anchored tag patterns match a few characters at most, so only the region's
 # tail is searched: a search for ``…$`` otherwise tries every position of the region.
 _TAG_TAIL = 16
@@ -52,7 +52,7 @@ _CN_NARRATION_TAG = re.compile(
     r"|其文|上写|写道|写着)(?:曰|云|道|说)?[：:，,]?$"
 )
 # The clause before a tag, after the last comma: ``酒至数巡，瑜曰`` speaks for 瑜.
-_CN_CLAUSE_START = re.compile(r"[，,；;：:、]")
+_CN_CLAUSE_BREAK = re.compile(r"[，,；;：:、]")
 # A nameless subject in the clause of the tag: someone other than the last named.
 _CN_SOMEONE = re.compile(r"一[人将员骑卒]|有人|其人|那人|此人|来人|众|诸|左右|[军士兵]|[探哨]马")
 # Regulated verse: four or more lines of five or seven characters.
@@ -170,9 +170,10 @@ class Mentions:
 
     def remember(self, keys: Iterable[str]) -> None:
         """Note these characters as the latest bearers of their given names."""
+        shared = self.cast.shared_given
         for key in keys:
-            given = self.cast.people[key].given
-            if given in self.cast.holders:
+            given = shared.get(key)
+            if given is not None:
                 self.recent[given] = key
 
     def bearer(self, given: str) -> str | None:
@@ -238,12 +239,13 @@ class Speakers:
         if not quotes:
             # A paragraph of narration ends the conversation.
             self.turns.clear()
+        marks = _Marks.of(paragraph)
         for quote in quotes:
             # Names before the quotation decide whom a bare given name in its tag means.
             ahead = _count_before(hits, quote[0])
             self.mentions.remember(key for _, key in hits[seen:ahead])
             seen = max(seen, ahead)
-            tag = self._chinese_tag(paragraph, quote, hits)
+            tag = self._chinese_tag(paragraph, quote, hits, marks)
             if tag.bare and tag.speaker is not None:
                 spoken.append((quote[0], tag.speaker))
             speaker = tag.speaker
@@ -251,7 +253,7 @@ class Speakers:
                 dialogue.append((quote, None))
                 self.turns = []
                 continue
-            if speaker is None and _is_bare_reply(paragraph, quote[0]):
+            if speaker is None and _is_bare_reply(paragraph, quote[0], marks):
                 speaker = self._next_turn()
             if speaker is not None or tag.kind == "nameless" or _looks_like_speech(quote[2]):
                 dialogue.append((quote, speaker or UNKNOWN))
@@ -265,7 +267,9 @@ class Speakers:
         before, last = self.turns[-2], self.turns[-1]
         return before if before is not None and last is not None and before != last else None
 
-    def _chinese_tag(self, paragraph: str, quote: Quote, hits: list[Mention]) -> _Tag:
+    def _chinese_tag(
+        self, paragraph: str, quote: Quote, hits: list[Mention], marks: _Marks
+    ) -> _Tag:
         """What the speech tag before a Chinese quotation says of its speaker.
 
         ``hits`` are the paragraph's mentions: names never span punctuation, so those
@@ -273,15 +277,14 @@ class Speakers:
         """
         if _is_verse(quote[2]):
             return _Tag("narration")
-        offset = _sentence_start(paragraph, quote[0])
+        offset = marks.sentence_start(quote[0])
         region = paragraph[offset : quote[0]]
         tail = region[-_TAG_TAIL:]
         if not _CN_SPEECH_END.search(tail):
             return _Tag("none")
         if _CN_NARRATION_TAG.search(tail):
             return _Tag("narration")
-        clauses = list(_CN_CLAUSE_START.finditer(region[:-1]))
-        at = clauses[-1].end() if clauses else 0
+        at = marks.clause_start(offset, quote[0]) - offset
         clause = region[at:]
         speaker, bare = self._subject(clause, _hits_from(hits, offset + at, quote[0]))
         if speaker is None and clause is not region and not _has_nameless_subject(clause):
@@ -391,28 +394,53 @@ def _is_verse(text: str) -> bool:
     return len(lines) >= _VERSE_LINES and len(set(lines)) == 1 and lines[0] in (5, 7)
 
 
-def _is_bare_reply(paragraph: str, end: int) -> bool:
+def _is_bare_reply(paragraph: str, end: int, marks: _Marks) -> bool:
     """No speech tag, or one naming nobody (``答曰：``, ``遂曰：``): a turn of the conversation."""
-    region = paragraph[_sentence_start(paragraph, end) : end]
+    region = paragraph[marks.sentence_start(end) : end]
     return not _CN_SPEECH_END.search(region[-_TAG_TAIL:]) or len(region) <= _BARE_TAG_CHARS
 
 
-def _sentence_start(paragraph: str, end: int) -> int:
-    """Where the sentence running up to ``end`` starts, at most ``_TAG_LOOKBACK`` back.
+@dataclass(frozen=True, slots=True)
+class _Marks:
+    """Where a paragraph's sentence ends and clause breaks are, found once for all its
+    quotations: searching back from each quotation instead cost time in proportion to
+    the text before it, for every quotation of a long paragraph."""
 
-    Found by searching back rather than scanning the paragraph from its start, which for
-    every quotation of a long paragraph would cost time in proportion to its length.
-    """
-    floor = max(0, end - _TAG_LOOKBACK)
-    last = floor - 1
-    for mark in _CN_SENTENCE_ENDS:
-        last = max(last, paragraph.rfind(mark, floor, end))
-    return last + 1
+    sentence_ends: list[int]
+    clause_breaks: list[int]
+
+    @classmethod
+    def of(cls, paragraph: str) -> _Marks:
+        """The marks of one paragraph."""
+        return cls(
+            [m.start() for m in _CN_SENTENCE_END.finditer(paragraph)],
+            [m.start() for m in _CN_CLAUSE_BREAK.finditer(paragraph)],
+        )
+
+    def sentence_start(self, end: int) -> int:
+        """Where the sentence running up to ``end`` starts, at most ``_TAG_LOOKBACK`` back."""
+        floor = max(0, end - _TAG_LOOKBACK)
+        return max(floor, _last_before(self.sentence_ends, end) + 1)
+
+    def clause_start(self, start: int, end: int) -> int:
+        """Where the last clause of the tag ``start``..``end`` starts: after its last comma
+        (or the like) before the tag's final character, else at ``start``."""
+        return max(start, _last_before(self.clause_breaks, end - 1) + 1)
+
+
+def _last_before(positions: list[int], end: int) -> int:
+    """The last of the sorted ``positions`` before ``end``, or -1."""
+    i = bisect_left(positions, end)
+    return positions[i - 1] if i else -1
 
 
 def _count_before(hits: list[Mention], position: int) -> int:
-    """How many of the mentions, in text order, come before ``position``."""
-    return bisect_left(hits, position, key=lambda hit: hit[0])
+    """How many of the mentions, in text order, come before ``position``.
+
+    ``(position,)`` sorts before every mention at ``position`` and after every one before
+    it, so the tuples compare in C, with no key function called per step.
+    """
+    return bisect_left(hits, (position,))
 
 
 def _inherit_paragraph_speaker(dialogue: list[Attributed], tagged: list[bool]) -> list[Attributed]:

@@ -148,6 +148,8 @@ class Cast:
     # A one-character given name (``操``) to the characters who bear it.
     holders: dict[str, list[str]]
     pattern: re.Pattern[str] | None
+    # Each character whose given name is one of ``holders``, to that name.
+    shared_given: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, language: Language, people: Iterable[Person]) -> Cast:
@@ -160,7 +162,8 @@ class Cast:
                 forms.setdefault(form, person.key)
             if language == "zh" and len(person.given) == 1:
                 holders.setdefault(person.given, []).append(person.key)
-        return cls(language, by_key, forms, holders, _forms_pattern(language, forms))
+        shared = {p.key: p.given for p in by_key.values() if p.given in holders}
+        return cls(language, by_key, forms, holders, _forms_pattern(language, forms), shared)
 
     def mention_spans(self, text: str) -> list[tuple[int, int, str]]:
         """``(start, end, character)`` of each mention of a character in the text."""
@@ -293,7 +296,9 @@ def _style_names(name: str) -> list[str]:
 def _chinese_tag_counts(text: str) -> tuple[Counter[str], Counter[str]]:
     """How often each name opens a ``X曰：“`` speech tag, and each bare given name (``卓曰``)."""
     clauses = [strip_leads(m["clause"]) for m in _CN_TAG.finditer(text)]
-    exact = Counter(c for c in clauses if 2 <= len(c) <= 3 and _name_like(c))
+    # Judged once per distinct clause: a text may repeat one tag a million times.
+    named = {c: _name_like(c) for c in set(clauses) if 2 <= len(c) <= 3}
+    exact = Counter(c for c in clauses if named.get(c, False))
     counts = Counter(exact)
     for clause in clauses:
         if len(clause) > 3 or clause not in exact:

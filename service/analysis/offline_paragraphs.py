@@ -31,6 +31,12 @@ from service.storyboard import UNKNOWN
 # whole page of a classical novel's run-on paragraphs.
 MAX_BEAT_CHARS = 2 * TARGET_PANEL_CHARS
 DIALOGUE_CHARS = 160
+# At least this many quotations of a paragraph are read, and more only one per this many
+# characters (``_quotes_read``).
+MIN_QUOTES_READ = 4
+QUOTE_SPACING_CHARS = 10
+# Below this mean paragraph length a chapter's paragraphs are packed together (``_packed``).
+MIN_MEAN_PARAGRAPH_CHARS = 12
 
 _CN_TAG_ONLY = re.compile(r"[^。！？]{0,12}(?:曰|道|云|说|问|答)[：:，,]?")
 _EN_WORD = re.compile(r"[A-Za-z]+")
@@ -40,7 +46,31 @@ _EN_WORD = re.compile(r"[A-Za-z]+")
 
 def chapter_beats(body: str, language: Language) -> list[str]:
     """The chapter body as paragraphs, long ones cut into beats of panel size."""
-    return [beat for paragraph in _split_paragraphs(body) for beat in _beats(paragraph, language)]
+    paragraphs = _split_paragraphs(body)
+    if paragraphs and sum(map(len, paragraphs)) < MIN_MEAN_PARAGRAPH_CHARS * len(paragraphs):
+        paragraphs = _packed(paragraphs)
+    return [beat for paragraph in paragraphs for beat in _beats(paragraph, language)]
+
+
+def _packed(paragraphs: list[str]) -> list[str]:
+    """Runs of tiny paragraphs joined into pieces of about a panel's size.
+
+    Reading a paragraph has a fixed cost, so a text cut into paragraphs of a character or
+    two would cost many times more per character than prose; no novel's chapter has
+    paragraphs that short on average, a crafted text does.
+    """
+    packed: list[str] = []
+    run: list[str] = []
+    size = 0
+    for paragraph in paragraphs:
+        run.append(paragraph)
+        size += len(paragraph)
+        if size >= TARGET_PANEL_CHARS:
+            packed.append(_join_lines(run))
+            run, size = [], 0
+    if run:
+        packed.append(_join_lines(run))
+    return packed
 
 
 def _split_paragraphs(body: str) -> list[str]:
@@ -111,7 +141,7 @@ class Reader:
         """Analyze the next paragraph (or beat) of the novel."""
         language = self.cast.language
         hits = self.cast.mentions_in(paragraph)
-        quotes = find_quotes(paragraph, language)
+        quotes = find_quotes(paragraph, language)[: _quotes_read(paragraph)]
         dialogue, spoken = self.speakers.attribute(paragraph, quotes, hits)
         keys = [key for _, key in sorted([*hits, *spoken])]
         self.mentions.count(keys)
@@ -135,6 +165,16 @@ class Reader:
             mood=mood(paragraph, language),
             crowd=shows_crowd(told, language),
         )
+
+
+def _quotes_read(paragraph: str) -> int:
+    """How many of a paragraph's quotations are read as dialogue.
+
+    Prose holds at most about one quotation per twenty characters (both corpus novels);
+    a text packed denser is crafted, and reading every quotation of it would cost many
+    times more per character than a novel. The rest stay in the narration.
+    """
+    return max(MIN_QUOTES_READ, len(paragraph) // QUOTE_SPACING_CHARS)
 
 
 def _present(hits: list[Mention], dialogue: list[Attributed]) -> tuple[str, ...]:

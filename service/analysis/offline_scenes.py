@@ -16,6 +16,7 @@ medium, a single emotional line a close-up.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import re
@@ -201,15 +202,68 @@ def _main_place(para: Para) -> str:
 def _merge_to(
     runs: list[tuple[range, int]], limit: int, paras: list[Para]
 ) -> list[tuple[range, int]]:
-    """Merge the weakest breaks (then the shortest scenes) until at most ``limit`` remain."""
-    runs = list(runs)
-    while len(runs) > max(limit, 1):
-        sizes = [sum(paras[i].weight for i in run) for run, _ in runs]
-        # The break before run j joins it to run j - 1.
-        j = min(range(1, len(runs)), key=lambda k: (runs[k][1], sizes[k - 1] + sizes[k], k))
-        (first, strength), (second, _) = runs[j - 1], runs[j]
-        runs[j - 1 : j + 1] = [(range(first.start, second.stop), strength)]
-    return runs
+    """Merge the weakest breaks (then the shortest scenes) until at most ``limit`` remain.
+
+    Each step joins the run whose break has the least ``(strength, size of the pair,
+    position)``. A heap of those keys, with the two keys a merge changes pushed again and
+    stale ones skipped, makes this O(runs log runs) rather than a scan of every run and
+    paragraph per merge, which a chapter of thousands of forced breaks made quadratic.
+    """
+    limit = max(limit, 1)
+    if len(runs) <= limit:
+        return list(runs)
+    chain = _RunChain(runs, [sum(paras[i].weight for i in run) for run, _ in runs])
+    while chain.count > limit:
+        chain.merge_weakest()
+    return chain.runs()
+
+
+class _RunChain:
+    """Runs as a linked list, with a heap of the keys of the breaks between them."""
+
+    def __init__(self, runs: list[tuple[range, int]], sizes: list[int]) -> None:
+        self.count = len(runs)
+        self.starts = [run.start for run, _ in runs]
+        self.stops = [run.stop for run, _ in runs]
+        self.strengths = [strength for _, strength in runs]
+        self.sizes = sizes
+        self.prev = list(range(-1, self.count - 1))
+        self.next = list(range(1, self.count + 1))
+        self.alive = [True] * self.count
+        self.version = [0] * self.count
+        self.heap = [self._key(k) for k in range(1, self.count)]
+        heapq.heapify(self.heap)
+
+    def _key(self, k: int) -> tuple[int, int, int, int]:
+        """Run ``k``'s break (which joins it to the run before) as it stands now."""
+        return (self.strengths[k], self.sizes[self.prev[k]] + self.sizes[k], k, self.version[k])
+
+    def merge_weakest(self) -> None:
+        """Join the weakest break's run onto the run before it."""
+        while True:
+            _, _, k, version = heapq.heappop(self.heap)
+            if self.alive[k] and version == self.version[k]:
+                break
+        first = self.prev[k]
+        self.alive[k] = False
+        self.sizes[first] += self.sizes[k]
+        self.stops[first] = self.stops[k]
+        self.next[first] = after = self.next[k]
+        if after < len(self.alive):
+            self.prev[after] = first
+        self.count -= 1
+        for changed in (first, after):
+            if 0 < changed < len(self.alive) and self.prev[changed] >= 0:
+                self.version[changed] += 1
+                heapq.heappush(self.heap, self._key(changed))
+
+    def runs(self) -> list[tuple[range, int]]:
+        """The runs left, in order."""
+        return [
+            (range(self.starts[k], self.stops[k]), self.strengths[k])
+            for k in range(len(self.alive))
+            if self.alive[k]
+        ]
 
 
 def _panel_shares(sizes: list[int], paras: list[Para], cap: int) -> list[int]:
