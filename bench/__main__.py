@@ -22,6 +22,7 @@ from bench import (
     celery_peer,
     concurrency,
     fairness,
+    hostile_speed,
     http_load,
     local_throughput,
     memory,
@@ -73,6 +74,7 @@ def run_all(quick: bool) -> dict[str, Any]:
     results["sse"] = isolated(sse_fanout.main, q)
     results["fairness"] = isolated(fairness.main, q)
     results["tracing"] = isolated(tracing_cost.main, q)
+    results["hostile"] = isolated(hostile_speed.main, q)
     sized = results["memory"]
     results["lambda"] = aws_costs.lambda_on_paper(
         sized["peak_rss_mb"] if sized else None, sized["jobs"] if sized else 256
@@ -92,6 +94,7 @@ SAVED = {
     "sse": "sse_fanout",
     "fairness": "fairness",
     "tracing": "tracing_cost",
+    "hostile": "hostile_speed",
     "lambda": "lambda_on_paper",
 }
 """Result key → file under bench/results/."""

@@ -106,6 +106,7 @@ def goals(results: dict[str, Any]) -> list[str]:
         )
     lines += _fairness_goal(results)
     lines += _offline_goal(results)
+    lines += _hostile_goal(results)
     peer = results.get("celery")
     if peer and "configs" in peer:
         for config in peer["configs"]:
@@ -145,6 +146,20 @@ def _offline_goal(results: dict[str, Any]) -> list[str]:
     return [
         f"| < {GOAL_S:g} s for the offline analyzer on {GOAL_NOVEL} | {first}median "
         f"{row['median_s']:.2f} s ({row['chars']} chars) | {_met(judged_s(row) < GOAL_S)} |"
+    ]
+
+
+def _hostile_goal(results: dict[str, Any]) -> list[str]:
+    h = results.get("hostile")
+    if not h or not h.get("reference"):
+        return []
+    worst = next(row for row in h["rows"] if row["name"] == h["worst"])
+    ratio = worst["s_per_mchar"] / h["reference"]["s_per_mchar"]
+    return [
+        f"| worst crafted text ≤ {h['goal_ratio']:g} × {GOAL_NOVEL}'s time per character | "
+        f"{ratio:.2f} × ({worst['name']}: {worst['s_per_mchar']:.2f} vs "
+        f"{h['reference']['s_per_mchar']:.2f} s per million characters) | "
+        f"{_met(ratio <= h['goal_ratio'])} |"
     ]
 
 
@@ -618,6 +633,42 @@ def tracing(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def hostile(results: dict[str, Any]) -> list[str]:
+    """The offline analyzer on crafted texts, per million characters."""
+    h = results.get("hostile")
+    if not h:
+        return []
+    small, large = (f"{n / 1_000_000:g} M" for n in h["sizes"])
+    lines = [
+        "## 11. Crafted texts against the offline analyzer",
+        "",
+        f"Measured on its own (`python -m bench.hostile_speed`, {h['elapsed_s'] / 60:.1f} "
+        "minutes). Each text of `harness/hostile_texts.py` repeats what the heuristics look "
+        "for (speech tags, open quotation marks, chapter headings, names) or gives them "
+        f"nothing to split on, and is analyzed at {small} and {large} characters in one "
+        "process, in CPU seconds. *Growth* is the cost per character at the larger size "
+        "over the smaller: 1 for linear work, 4 for quadratic. The test suite checks the same "
+        "texts, and generated ones, for linear growth by counting work rather than timing "
+        "it (`tests/test_hostile_texts.py`).",
+        "",
+        f"| text | s per million chars at {large} | growth |",
+        "|---|---|---|",
+    ]
+    ref = h.get("reference")
+    if ref:
+        lines.append(f"| {ref['name']} (for comparison) | {ref['s_per_mchar']:.2f} | – |")
+    for row in sorted(h["rows"], key=lambda r: -r["s_per_mchar"]):
+        lines.append(f"| {row['name']} | {row['s_per_mchar']:.2f} | {row['growth']:.2f} |")
+    if h.get("worst_at_limit_s") is not None:
+        lines += [
+            "",
+            f"The worst, {h['worst']}, at the upload limit of {h['limit_chars']:,} characters "
+            f"took {h['worst_at_limit_s']:.1f} s of CPU, well inside the offline job "
+            "deadline.",
+        ]
+    return [*lines, ""]
+
+
 def legacy(results: dict[str, Any]) -> list[str]:
     """The earlier sections: embedded drain rate and the offline analyzer."""
     t, o = results["throughput"], results["offline"]
@@ -668,6 +719,7 @@ def render(env: dict[str, Any], elapsed_s: float, results: dict[str, Any], findi
         sse_fanout,
         fairness,
         tracing,
+        hostile,
         legacy,
     )
     for section in sections:

@@ -35,6 +35,7 @@ def expected_lines() -> list[str]:
     lines.append("sse fan-out")  # its line, or its "skipped" line without psutil
     lines += ["fairness fifo:", "fairness fair:"]
     lines += ["tracing off:", "tracing on :", "tracing on exported"]
+    lines.append("hostile text tag-open-quote:")
     if all(_installed(name) for name in ("celery", "pycurl", "psutil")):
         lines.append("peer celery (threads pool)")
     else:

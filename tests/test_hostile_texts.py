@@ -5,7 +5,7 @@ loop iteration and comprehension element is one), which does not depend on the m
 or its load. A text eight times longer must cost at most ten times the work; a quadratic
 path makes it cost about sixty-four. Scans inside the regular expression engine and
 ``str`` methods are not counted; ``python -m bench`` times the same texts at a million
-characters (part 10), which catches those.
+characters (part 11), which catches those.
 """
 
 from __future__ import annotations
