@@ -229,3 +229,28 @@ class JobPage(CamelModel):
     next_cursor: str | None = Field(
         description="Pass as ?cursor= for the next page; null on the last page."
     )
+
+
+class Price(CamelModel):
+    """What the estimated tokens cost at the configured prices."""
+
+    currency: str
+    amount: float = Field(ge=0)
+    input_per_million: float = Field(ge=0)
+    """The price of a million input tokens (``STORYBOARD_LLM_INPUT_PRICE_PER_MILLION``)."""
+    output_per_million: float = Field(ge=0)
+    """The price of a million output tokens (``STORYBOARD_LLM_OUTPUT_PRICE_PER_MILLION``)."""
+
+
+class CostEstimate(CamelModel):
+    """``POST /v1/novels/{novelId}/estimate``: what analyzing the novel with the model would
+    spend, from the analyzer's own chunk plan; repairs and retries not included."""
+
+    novel_id: str
+    model: str
+    chapters: int = Field(ge=0)
+    chunks: int = Field(ge=0)
+    requests: int = Field(ge=0)
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    price: Price

@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     analyze.add_argument("--title", help=TITLE_HELP)
     analyze.add_argument("-v", "--verbose", action="store_true", help="show log lines on stderr")
+    analyze.add_argument(
+        "--estimate",
+        action="store_true",
+        help="only print what the model analyzer would spend on the file (requests, tokens, "
+        "price at STORYBOARD_LLM_*_PRICE_PER_MILLION) and exit; nothing is sent to the model",
+    )
     _add_eval_command(commands)
     return parser
 
@@ -389,7 +395,18 @@ def _print_redrive(report: RedriveReport, asked: Sequence[str]) -> int:
 async def _analyze(args: argparse.Namespace, settings: Settings) -> int:
     from service.oneshot import run_oneshot
 
+    if args.estimate:
+        return await _estimate(args, settings)
     return await run_oneshot(settings, args.file, out=args.out, title=args.title, force=args.force)
+
+
+async def _estimate(args: argparse.Namespace, settings: Settings) -> int:
+    from service.client import render_table
+    from service.oneshot import estimate_file
+
+    estimate = await asyncio.to_thread(estimate_file, settings, args.file, title=args.title)
+    print(render_table(("estimate", "value"), estimate.rows()))
+    return 0
 
 
 async def _eval(args: argparse.Namespace, settings: Settings) -> int:

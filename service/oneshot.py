@@ -18,6 +18,7 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from service.analysis.llm_estimate import Estimate, estimate_cost
 from service.client import (
     STDOUT,
     Refused,
@@ -94,6 +95,13 @@ async def run_oneshot(
     await asyncio.to_thread(write_output, target, (rendered + "\n").encode(), force=force)
     _print_summary(console, job, target, time.perf_counter() - started)
     return 0
+
+
+def estimate_file(settings: Settings, path: str, *, title: str | None = None) -> Estimate:
+    """What the model analyzer would spend on a file, read and refused as ``analyze``
+    reads it; nothing is sent to the model."""
+    text = _load(path, settings)
+    return estimate_cost(text, title or title_for(path, text), settings)
 
 
 def _load(path: str, settings: Settings) -> str:

@@ -21,6 +21,7 @@ from service.api_schema import (
     VISIBLE_TEXT,
     VISIBLE_TITLE,
     AnalyzeRequest,
+    CostEstimate,
     ErrorBody,
     JobAccepted,
     JobPage,
@@ -48,6 +49,7 @@ _MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
     (Storyboard, "serialization"),
     (AnalyzeRequest, "validation"),
     (LimitErrorBody, "serialization"),
+    (CostEstimate, "serialization"),
 )
 _REF = "#/components/schemas/{model}"
 
@@ -290,6 +292,18 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                 "429": _TOO_MANY,
                 **_errors(400, 404, 409, 503),
             },
+        }
+    ),
+    ("POST", "/v1/novels/{novelId}/estimate"): _v1(
+        {
+            "operationId": "estimateNovel",
+            "summary": "What analyzing the novel with the model would cost",
+            "description": "Requests, input and output tokens and their price at the "
+            "configured prices per million tokens, from the model analyzer's own chunk "
+            "plan. Nothing is queued and nothing is sent to the model; repair rounds and "
+            "retries, when they happen, are not included.",
+            "parameters": [_id_param("novelId", "novel")],
+            "responses": {"200": _json("CostEstimate", "the estimate"), **_errors(404, 503)},
         }
     ),
     ("GET", "/v1/novels/{novelId}/storyboard"): _v1(

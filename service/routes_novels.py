@@ -11,9 +11,11 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from service import jobs
+from service.analysis.llm_estimate import estimate_cost
 from service.api_schema import (
     ActiveJobsError,
     AnalyzeRequest,
+    CostEstimate,
     JobAccepted,
     LatestJob,
     NovelCreated,
@@ -21,6 +23,7 @@ from service.api_schema import (
     NovelListItem,
     NovelPage,
     NovelUpload,
+    Price,
     RateLimitedError,
 )
 from service.callbacks import CallbackRefused, check_callback_url
@@ -258,6 +261,39 @@ async def analyze_novel(request: web.Request) -> web.Response:
     if submission.replayed:
         headers["Idempotent-Replayed"] = "true"
     return web.json_response(body, status=202, headers=headers)
+
+
+@routes.post("/novels/{novelId}/estimate")
+async def estimate_novel(request: web.Request) -> web.Response:
+    """What analyzing the novel with the model would spend: requests, tokens and price,
+    from the analyzer's own chunk plan. Nothing is queued and nothing reaches the model."""
+    novel = await owned_novel(request)
+    runtime = runtime_of(request)
+    try:
+        data = await runtime.backend.blobs.get(novel.text_key)
+    except BlobNotFound:
+        raise not_found("novel") from None
+    # Splitting a long novel takes a noticeable fraction of a second: keep the loop free.
+    estimate = await asyncio.to_thread(
+        estimate_cost, data.decode("utf-8"), novel.title, runtime.settings
+    )
+    price = Price(
+        currency=estimate.currency,
+        amount=round(estimate.price, 6),
+        input_per_million=estimate.input_price_per_million,
+        output_per_million=estimate.output_price_per_million,
+    )
+    body = CostEstimate(
+        novel_id=novel.novel_id,
+        model=estimate.model,
+        chapters=estimate.chapters,
+        chunks=estimate.chunks,
+        requests=estimate.requests,
+        input_tokens=estimate.input_tokens,
+        output_tokens=estimate.output_tokens,
+        price=price,
+    )
+    return web.json_response(body.to_doc())
 
 
 def _take_token(runtime: Runtime, user: str) -> LimitState | None:

@@ -144,6 +144,16 @@ class Settings(BaseSettings):
     llm_requests_per_minute: int = Field(default=600, ge=0)
     llm_tokens_per_minute: int = Field(default=1_000_000, ge=0)
     llm_temperature: float = Field(default=0.3, ge=0, le=2)
+    # qwen-plus on Alibaba Cloud Model Studio, the Beijing (China mainland) endpoint this
+    # service calls by default, non-thinking mode, 0-128k-token tier: CNY 0.0008 per 1,000
+    # input tokens and CNY 0.002 per 1,000 output tokens, from the "AI PaaS billing rules"
+    # page (help.aliyun.com/en/document_detail/3023262.html), read 2026-12-02. The
+    # international (Singapore) endpoint lists USD 0.4 and 1.2 per million instead.
+    llm_input_price_per_million: float = Field(default=0.8, ge=0)
+    """What a million input tokens cost, in ``llm_price_currency`` (for the estimate)."""
+    llm_output_price_per_million: float = Field(default=2.0, ge=0)
+    """What a million output tokens cost, in ``llm_price_currency``."""
+    llm_price_currency: str = Field(default="CNY", min_length=1, max_length=8)
 
     auth_api_keys: dict[str, str] = Field(default_factory=dict)
     """SHA-256 hex digests of API keys, each mapped to its user id (JSON in the env)."""

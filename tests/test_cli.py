@@ -310,3 +310,26 @@ def test_status_follow_exits_1_when_the_job_ends_otherwise(tmp_path: Path) -> No
     assert follower.returncode == 1, err
     assert json.loads(out)["status"] == "cancelled"
     assert f"storyboard: job {job_id} cancelled" in err
+
+
+def test_analyze_estimate_prints_the_plan_and_price_and_calls_no_model(tmp_path: Path) -> None:
+    novel = tmp_path / "novel.txt"
+    text = "第一回　宴桃园豪杰三结义\n话说天下大势，分久必合，合久必分。\n"
+    novel.write_text(text, encoding="gb18030")
+    # A model that is not there: the estimate must not need one.
+    env = service_env(
+        tmp_path / "data",
+        STORYBOARD_LLM_BASE_URL="http://127.0.0.1:9/v1",
+        STORYBOARD_LLM_INPUT_PRICE_PER_MILLION="4",
+        STORYBOARD_LLM_OUTPUT_PRICE_PER_MILLION="12",
+        STORYBOARD_LLM_PRICE_CURRENCY="USD",
+    )
+    result = _run("analyze", str(novel), "--estimate", env=env)
+    assert result.returncode == 0, result.stderr
+    rows = dict(line.split(None, 1) for line in result.stdout.splitlines()[1:])
+    assert rows["model"] == "qwen-plus"
+    assert rows["chunks"] == "1"
+    assert rows["requests"].startswith("2 ")
+    assert rows["price"].startswith("USD 0.0")
+    assert "(4 in, 12 out per million" in rows["price"]
+    assert not (tmp_path / "novel.storyboard.json").exists()

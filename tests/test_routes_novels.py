@@ -14,9 +14,11 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpServer
 
 from service import jobs
+from service.analysis.llm_estimate import estimate_cost
 from service.app import create_app
 from service.appkeys import RUNTIME
 from service.novels import checkpoint_prefix, storyboard_key, storyboard_prefix, text_key
+from service.text import normalise_text
 from tests.analyzers import CountingAnalyzer
 from tests.conftest import SettingsFactory, prepare
 from tests.fake_llm import start_fake_llm
@@ -601,3 +603,55 @@ def _chapters(count: int) -> str:
     return "\n\n".join(
         f"CHAPTER {n + 1}. Day {n + 1}\n\n" + "\n\n".join([paragraph] * 3) for n in range(count)
     )
+
+
+# --- POST /v1/novels/{novelId}/estimate ----------------------------------------------------
+
+
+async def test_estimate_is_the_analyzer_s_plan_priced_and_queues_nothing(
+    aiohttp_client: AiohttpClient, make_settings: SettingsFactory
+) -> None:
+    client = await _two_users(aiohttp_client, make_settings)
+    text = (
+        "第一回　宴桃园豪杰三结义\n话说天下大势，分久必合，合久必分。\n\n"
+        "第二回　张翼德怒鞭督邮\n且说董卓。"
+    )
+    created = await client.post("/v1/novels", json={"title": "三国", "text": text}, headers=ALICE)
+    novel_id = (await created.json())["novelId"]
+
+    response = await client.post(f"/v1/novels/{novel_id}/estimate", headers=ALICE)
+
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    settings = client.app[RUNTIME].settings
+    expected = estimate_cost(normalise_text(text), "三国", settings)
+    assert body == {
+        "novelId": novel_id,
+        "model": "qwen-plus",
+        "chapters": 2,
+        "chunks": expected.chunks,
+        "requests": expected.requests,
+        "inputTokens": expected.input_tokens,
+        "outputTokens": expected.output_tokens,
+        "price": {
+            "currency": "CNY",
+            "amount": pytest.approx(expected.price, abs=1e-6),
+            "inputPerMillion": settings.llm_input_price_per_million,
+            "outputPerMillion": settings.llm_output_price_per_million,
+        },
+    }
+    novel = await client.get(f"/v1/novels/{novel_id}", headers=ALICE)
+    assert (await novel.json())["latestJob"] is None
+
+
+async def test_estimate_of_an_unknown_or_another_user_s_novel_is_404(
+    aiohttp_client: AiohttpClient, make_settings: SettingsFactory
+) -> None:
+    client = await _two_users(aiohttp_client, make_settings)
+    novel_id = await _upload_as(client, ALICE, "Tale")
+    theirs = await client.post(f"/v1/novels/{novel_id}/estimate", headers=BOB)
+    await _error(theirs, 404, "not_found")
+    unknown = await client.post(f"/v1/novels/{'0' * 32}/estimate", headers=ALICE)
+    await _error(unknown, 404, "not_found")
+    anonymous = await client.post(f"/v1/novels/{novel_id}/estimate")
+    assert anonymous.status == 401

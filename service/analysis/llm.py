@@ -99,6 +99,7 @@ __all__ = [
     "chunk_chars",
     "normalise_name",
     "plan_chunks",
+    "plan_novel",
 ]
 
 log = get_logger(__name__)
@@ -209,6 +210,13 @@ def plan_chunks(chapters: Sequence[Chapter], max_chars: int, default_title: str)
     if current:
         chunks.append(Chunk(len(chunks), tuple(current)))
     return chunks
+
+
+def plan_novel(text: str, title: str, max_chars: int) -> tuple[list[Chapter], list[Chunk]]:
+    """A novel's chapters and the chunks the analyzer sends, each chunk one request a pass;
+    the cost estimate (:mod:`service.analysis.llm_estimate`) plans with this too."""
+    chapters = split_chapters(text)
+    return chapters, plan_chunks(chapters, max_chars, title)
 
 
 def _segments(chapters: Sequence[Chapter], max_chars: int, default_title: str) -> list[Segment]:
@@ -647,8 +655,7 @@ class LlmAnalyzer:
         return storyboard
 
     def _plan(self, novel: NovelText) -> tuple[list[Chapter], list[Chunk]]:
-        chapters = split_chapters(novel.text)
-        return chapters, plan_chunks(chapters, self.options.chunk_chars, novel.title)
+        return plan_novel(novel.text, novel.title, self.options.chunk_chars)
 
     async def _cast(self, run: _Run, chunk: Chunk) -> CastReply:
         messages = cast_messages(
