@@ -131,7 +131,9 @@ class Settings(BaseSettings):
     a JSON object with an ``apiKey`` field. Read at start and again when the model refuses
     the key, so a rotation needs no restart. The only key source when set."""
     llm_model: str = "qwen-plus"
-    llm_timeout_s: float = Field(default=120.0, gt=0)
+    llm_timeout_s: float = Field(default=300.0, gt=0)
+    """Per request. A reply of ``llm_max_output_tokens`` (8192) at the 50 tokens/s or so
+    that qwen-plus streams takes nearly three minutes, and a cut-off one is paid for twice."""
     llm_connect_timeout_s: float = Field(default=10.0, gt=0)
     llm_max_retries: int = Field(default=4, ge=0, le=20)
     llm_backoff_base_s: float = Field(default=1.0, gt=0)
@@ -139,8 +141,13 @@ class Settings(BaseSettings):
     llm_context_tokens: int = Field(default=131_072, ge=2048)
     llm_max_output_tokens: int = Field(default=8192, ge=256)
     llm_chars_per_token: float = Field(default=1.5, gt=0)
-    llm_job_concurrency: int = Field(default=4, ge=1)
-    llm_process_concurrency: int = Field(default=16, ge=1)
+    llm_job_concurrency: int = Field(default=32, ge=1)
+    """Model requests at once per job. A request is latency-bound (a pass B reply streams
+    for a minute or more), so the tokens-per-minute budget, not this, should be what
+    holds a job back: at 4, 三国演义's 29 chunks took 7.3 times their lower bound
+    (``bench/model_pipeline.py``)."""
+    llm_process_concurrency: int = Field(default=64, ge=1)
+    """Model requests at once in the process, over all its jobs (the limiter's slots)."""
     llm_requests_per_minute: int = Field(default=600, ge=0)
     llm_tokens_per_minute: int = Field(default=1_000_000, ge=0)
     llm_temperature: float = Field(default=0.3, ge=0, le=2)
