@@ -1,6 +1,6 @@
 """Runs every benchmark and writes docs/benchmarks.md from the results.
 
-``python -m bench`` (``make bench``) runs the full set in about thirteen minutes on two cores and
+``python -m bench`` (``make bench``) runs the full set in about fourteen minutes on two cores and
 writes the page and ``bench/results/*.json``. ``python -m bench --quick`` runs one tiny case
 of each kind and writes nothing; ``make bench-smoke`` runs it through
 ``bench/smoke.py``, which checks that every part reported. Parts whose optional
@@ -26,6 +26,7 @@ from bench import (
     http_load,
     local_throughput,
     memory,
+    model_pipeline,
     offline_speed,
     scale_out,
     sse_fanout,
@@ -74,6 +75,7 @@ def run_all(quick: bool) -> dict[str, Any]:
     results["sse"] = isolated(sse_fanout.main, q)
     results["fairness"] = isolated(fairness.main, q)
     results["tracing"] = isolated(tracing_cost.main, q)
+    results["pipeline"] = isolated(model_pipeline.main, q)
     results["hostile"] = isolated(hostile_speed.main, q)
     sized = results["memory"]
     results["lambda"] = aws_costs.lambda_on_paper(
@@ -95,6 +97,7 @@ SAVED = {
     "fairness": "fairness",
     "tracing": "tracing_cost",
     "hostile": "hostile_speed",
+    "pipeline": "model_pipeline",
     "lambda": "lambda_on_paper",
 }
 """Result key → file under bench/results/."""

@@ -36,6 +36,8 @@ def expected_lines() -> list[str]:
     lines += ["fairness fifo:", "fairness fair:"]
     lines += ["tracing off:", "tracing on :", "tracing on exported"]
     lines.append("hostile text tag-open-quote:")
+    if (CORPUS / "alice-in-wonderland.txt").exists():
+        lines.append("model pipeline, Alice:")
     if all(_installed(name) for name in ("celery", "pycurl", "psutil")):
         lines.append("peer celery (threads pool)")
     else:
