@@ -111,7 +111,7 @@ def build_consumer(
         concurrency=settings.worker_concurrency,
         wait_s=settings.receive_wait_s,
         visibility_s=settings.visibility_timeout_s,
-        delete_flush_s=settings.delete_flush_s,
+        delete_flush_s=settings.delete_window_s,
         grace_s=settings.shutdown_grace_s,
         crash_retry_s=math.ceil(settings.retry_base_s),
     )
@@ -129,7 +129,7 @@ def build_dead_letter_consumer(
         concurrency=4,
         wait_s=settings.receive_wait_s,
         visibility_s=settings.dlq_hold_s,
-        delete_flush_s=settings.delete_flush_s,
+        delete_flush_s=settings.delete_window_s,
         grace_s=min(settings.shutdown_grace_s, 5.0),
         idle_pause_s=settings.dlq_poll_s,
     )

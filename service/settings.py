@@ -92,7 +92,11 @@ class Settings(BaseSettings):
     messages in flight first (an SQS fair queue; every message carries its user as the
     message group). ``fifo``: oldest first, and no message group is sent, so one user's
     backlog delays everyone; kept to measure what fairness buys."""
-    delete_flush_s: float = Field(default=0.1, gt=0)
+    delete_flush_s: float = Field(default=1.0, gt=0)
+    """Longest a finished job's message waits for nine others to share its delete call.
+    Under load batches fill to ten well before it; an idle worker's lone delete costs one
+    request either way. Never more than a tenth of ``visibility_timeout_s``
+    (:attr:`delete_window_s`): a message must be gone long before it could reappear."""
     heartbeat_stale_s: float = Field(default=90.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     retry_base_s: float = Field(default=30.0, gt=0)
@@ -266,6 +270,11 @@ class Settings(BaseSettings):
     def effective_llm_base_url(self) -> str:
         """The configured base URL, or DashScope's Beijing-region compatible endpoint."""
         return self.llm_base_url or DASHSCOPE_BEIJING
+
+    @property
+    def delete_window_s(self) -> float:
+        """``delete_flush_s``, bounded to a tenth of the visibility timeout."""
+        return min(self.delete_flush_s, self.visibility_timeout_s / 10)
 
     @property
     def concurrency_pool_size(self) -> int:
