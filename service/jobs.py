@@ -13,7 +13,8 @@ The delivery number is the job's owner token (a fencing token): a worker owns th
 the guarded ``start`` until a newer delivery's ``start`` succeeds, and its lease is the
 message's visibility timeout, which the worker keeps extending while it is alive. A newer
 delivery can only exist once that lease lapsed, and from then on every write of the older
-delivery is refused; before writing the storyboard a worker confirms it still owns the job.
+delivery is refused. A worker writes its storyboard under a key of its own delivery, so
+the one its completion publishes can only be the owner's.
 
 ``attempts`` counts something else: the times the job really started. A delivery that never
 started the job (a duplicate, a receive cut short) does not count, and a worker that hands
@@ -106,6 +107,15 @@ class EventRef(CamelModel):
     type: str
 
 
+class JobSource(CamelModel):
+    """What a job's worker needs of its novel, copied into the job when it is created, so
+    the worker starts on the text without reading the novel's record first. A novel's title
+    and text never change after upload; an erased novel's jobs are cancelled first."""
+
+    title: str
+    text_key: str
+
+
 class Job(CamelModel):
     """One unit of work, stored in the job store and reported by ``GET /v1/jobs/{jobId}``.
 
@@ -137,6 +147,9 @@ class Job(CamelModel):
     callback_url: str | None = None
     webhook: WebhookState | None = None
     event: EventRef | None = None
+    source: JobSource | None = None
+    """The novel's title and text key, for jobs created with them (older ones read the
+    novel)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +198,19 @@ class Transition:
         if not self.changes and not self.add:
             return {}
         return {**self.add, "version": self.add.get("version", 0) + 1}
+
+
+def applied(job: Job, transition: Transition) -> Job:
+    """``job`` as a store holds it once ``transition`` has applied to it, worked out in memory.
+
+    Exact when ``job`` is the stored record, as a store that applies a transition without
+    reading it back (a transaction) must know it is, e.g. by a version condition.
+    """
+    doc = job.to_doc()
+    doc.update(transition.changes)
+    for attribute, amount in transition.counters().items():
+        doc[attribute] = int(doc.get(attribute) or 0) + amount
+    return Job.model_validate(doc)
 
 
 def _stamp(changes: dict[str, Any]) -> dict[str, Any]:

@@ -123,7 +123,7 @@ def _load(path: str, settings: Settings) -> str:
 
 async def _submit(runtime: Runtime, title: str, text: str) -> Job:
     novel = await store_novel(runtime.backend, "local", title, text)
-    return await runtime.producer.submit(novel.novel_id, "local")
+    return await runtime.producer.submit(novel.novel_id, "local", source=novel.source())
 
 
 def oneshot_retries(settings: Settings) -> dict[str, object]:

@@ -135,6 +135,29 @@ class JobStore(Protocol):
         ...
 
 
+@runtime_checkable
+class PublishingJobStore(JobStore, Protocol):
+    """A job store that can complete a job and point its novel at the result in one write.
+
+    Kept apart from :class:`JobStore`, like :class:`JobCatalog`, so that anything with the
+    three runner methods still runs jobs (the runner then writes the pointer on its own).
+    """
+
+    async def complete_and_point(
+        self, seen: Job, transition: Transition, ref: StoryboardRef
+    ) -> Job | None:
+        """Apply ``transition`` to the job and point its novel at ``ref``, as
+        :meth:`JobStore.apply` and :meth:`NovelStore.set_latest_storyboard` would one after
+        the other, but atomically where the store can.
+
+        ``seen`` is the job as the caller last wrote it, version included. The guard decides
+        as for ``apply``; the pointer is written only when the transition applied, and only
+        as ``set_latest_storyboard`` allows (a newer storyboard stays). The new job, else
+        ``None``.
+        """
+        ...
+
+
 JobListener = Callable[[Job], None]
 """Called with a job's new state right after this process wrote it."""
 

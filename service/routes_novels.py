@@ -330,7 +330,9 @@ async def _submit(
 ) -> Submission:
     """The producer's submission, its refusals as API errors."""
     try:
-        return await runtime.producer.submit_once(novel.novel_id, user, key, callback_url=callback)
+        return await runtime.producer.submit_once(
+            novel.novel_id, user, key, callback_url=callback, source=novel.source()
+        )
     except TooManyActiveJobs as exc:
         raise _too_many(exc, rate) from None
     except EnqueueError as exc:

@@ -16,13 +16,17 @@ JOBS_PER_ROUND = 20
 
 
 async def _cancel_near_completion(runtime: Runtime, job: Job) -> bool:
-    """Cancel the job as soon as its storyboard is generated; whether the cancel won."""
+    """Cancel the job as soon as it has started; whether the cancel won.
+
+    A job this short writes no progress between its start and its completion, so a cancel
+    that lands while it runs is met first by the guard on the completion (the storyboard
+    already stored), the window this test is about.
+    """
 
     async def ready() -> Job | None:
         current = await runtime.backend.jobs.get(job.job_id)
         assert current is not None
-        late = current.progress.percentage >= 90 or current.status is not JobStatus.RUNNING
-        return current if late and current.status is not JobStatus.QUEUED else None
+        return current if current.status is not JobStatus.QUEUED else None
 
     await eventually(ready, every_s=0.002)
     return await runtime.backend.jobs.apply(job.job_id, jobs.cancel()) is not None

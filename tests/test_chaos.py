@@ -8,7 +8,6 @@ running and nothing reaches the dead-letter queue.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import signal
@@ -21,8 +20,7 @@ from typing import Any
 from harness.aws import FAKE_CREDENTIALS
 from harness.processes import process_env, running_service, service_env
 from service.backends.selection import open_backend
-from service.errors import BlobNotFound
-from service.novels import storyboard_key
+from service.novels import job_storyboards_prefix
 from service.settings import Settings
 from tests.conftest import SettingsFactory, prepare
 
@@ -55,8 +53,7 @@ def _storyboards_and_dead_letters(
         async with open_backend(settings) as backend:
             found = set()
             for job_id in job_ids:
-                with contextlib.suppress(BlobNotFound):
-                    await backend.blobs.get(storyboard_key(novel_id, job_id))
+                if await backend.blobs.list_keys(job_storyboards_prefix(novel_id, job_id)):
                     found.add(job_id)
             counts = await backend.dlq.depth()
         return found, counts.visible + counts.in_flight

@@ -21,7 +21,7 @@ from service.errors import AlreadyExists, BlobNotFound
 from service.jobs import ErrorInfo, Job, JobStatus, StoryboardSummary, WebhookState
 from service.models import utcnow
 from service.novels import Novel, StoryboardRef, storyboard_key, text_key
-from service.ports import InvalidCursor, Message, Page, Queue, QueueDepth
+from service.ports import InvalidCursor, Message, Page, PublishingJobStore, Queue, QueueDepth
 from tests.conftest import SettingsFactory
 
 MAX_RECEIVE_COUNT = 2
@@ -408,7 +408,7 @@ async def test_only_the_owning_attempt_reports_and_completes(backend: Backend) -
     before = await backend.jobs.get("job-1")
 
     assert await backend.jobs.apply("job-1", jobs.progress(1, 50, "analyzing")) is None
-    key = storyboard_key("novel-1", "job-1")
+    key = storyboard_key("novel-1", "job-1", 1)
     assert await backend.jobs.apply("job-1", jobs.complete(1, key, SUMMARY.to_doc())) is None
     assert await backend.jobs.apply("job-1", jobs.fail(1, ERROR)) is None
     assert await backend.jobs.get("job-1") == before
@@ -563,8 +563,8 @@ async def test_novel_create_get_and_duplicate(backend: Backend) -> None:
 async def test_set_latest_storyboard_points_the_novel_at_it(backend: Backend) -> None:
     novel = new_novel()
     await backend.novels.create(novel)
-    first = StoryboardRef(key=storyboard_key("novel-1", "j1"), job_id="j1", summary=SUMMARY)
-    second = StoryboardRef(key=storyboard_key("novel-1", "j2"), job_id="j2", summary=SUMMARY)
+    first = StoryboardRef(key=storyboard_key("novel-1", "j1", 1), job_id="j1", summary=SUMMARY)
+    second = StoryboardRef(key=storyboard_key("novel-1", "j2", 1), job_id="j2", summary=SUMMARY)
 
     await backend.novels.set_latest_storyboard("novel-1", first)
     await backend.novels.set_latest_storyboard("novel-1", second)
@@ -604,7 +604,7 @@ async def test_attempts_count_starts_not_deliveries(backend: Backend) -> None:
 
 
 async def test_set_latest_storyboard_never_creates_a_novel(backend: Backend) -> None:
-    ref = StoryboardRef(key=storyboard_key("ghost", "j1"), job_id="j1", summary=SUMMARY)
+    ref = StoryboardRef(key=storyboard_key("ghost", "j1", 1), job_id="j1", summary=SUMMARY)
 
     await backend.novels.set_latest_storyboard("ghost", ref)
 
@@ -857,7 +857,7 @@ async def test_a_deleted_novel_is_gone(backend: Backend) -> None:
 
 
 async def test_blob_put_get_overwrite_delete(backend: Backend) -> None:
-    key = storyboard_key("novel-1", "job-1")
+    key = storyboard_key("novel-1", "job-1", 1)
     data = bytes(range(256)) * 4
 
     await backend.blobs.put(key, data, content_type="application/octet-stream")
@@ -874,9 +874,9 @@ async def test_blob_put_get_overwrite_delete(backend: Backend) -> None:
 
 async def test_a_prefix_lists_and_deletes_exactly_the_keys_it_starts(backend: Backend) -> None:
     keys = [
-        storyboard_key("n1", "j1"),
-        storyboard_key("n1", "j2"),
-        storyboard_key("n10", "j3"),
+        storyboard_key("n1", "j1", 1),
+        storyboard_key("n1", "j2", 1),
+        storyboard_key("n10", "j3", 1),
         "checkpoints/j1/a-0.json",
         "checkpoints/j1/b-0.json",
         "checkpoints/j10/a-0.json",
@@ -1049,3 +1049,112 @@ async def test_racing_conditional_writes_to_one_key_let_exactly_one_through(
         await backend.jobs.create(new_job(job_id))
         won = await asyncio.gather(*(backend.jobs.apply(job_id, jobs.cancel()) for _ in range(20)))
         assert sum(result is not None for result in won) == 1, round_number
+
+
+# --- completion with the novel's pointer ------------------------------------------------
+
+
+def _publishing(backend: Backend) -> PublishingJobStore:
+    assert isinstance(backend.jobs, PublishingJobStore)
+    return backend.jobs
+
+
+def _completion(job_id: str = "job-1") -> tuple[jobs.Transition, StoryboardRef]:
+    key = storyboard_key("novel-1", job_id, 1)
+    transition = jobs.complete(1, key, SUMMARY.to_doc())
+    at = datetime.fromisoformat(transition.changes["updatedAt"])
+    return transition, StoryboardRef(key=key, job_id=job_id, summary=SUMMARY, created_at=at)
+
+
+async def test_complete_and_point_writes_both(backend: Backend) -> None:
+    await backend.novels.create(new_novel())
+    await backend.jobs.create(new_job())
+    seen = await backend.jobs.apply("job-1", jobs.start(1))
+    assert seen is not None
+    transition, ref = _completion()
+
+    done = await _publishing(backend).complete_and_point(seen, transition, ref)
+
+    assert done is not None
+    assert done == await backend.jobs.get("job-1"), "the answer is the stored job"
+    assert (done.status, done.result_key, done.version) == (
+        JobStatus.COMPLETED,
+        ref.key,
+        seen.version + 1,
+    )
+    novel = await backend.novels.get("novel-1")
+    assert novel is not None
+    assert novel.latest_storyboard == ref
+
+
+async def test_complete_and_point_with_a_stale_view_still_answers_the_stored_job(
+    backend: Backend,
+) -> None:
+    await backend.novels.create(new_novel())
+    await backend.jobs.create(new_job())
+    seen = await backend.jobs.apply("job-1", jobs.start(1))
+    assert seen is not None
+    # A write the caller never saw the answer of (a progress write that timed out).
+    assert await backend.jobs.apply("job-1", jobs.progress(1, 50, "half")) is not None
+    transition, ref = _completion()
+
+    done = await _publishing(backend).complete_and_point(seen, transition, ref)
+
+    assert done is not None
+    assert done == await backend.jobs.get("job-1")
+    assert done.version == seen.version + 2
+    novel = await backend.novels.get("novel-1")
+    assert novel is not None
+    assert novel.latest_storyboard == ref
+
+
+async def test_a_refused_completion_points_nothing(backend: Backend) -> None:
+    await backend.novels.create(new_novel())
+    await backend.jobs.create(new_job())
+    seen = await backend.jobs.apply("job-1", jobs.start(1))
+    assert seen is not None
+    cancelled = await backend.jobs.apply("job-1", jobs.cancel())
+    transition, ref = _completion()
+
+    assert await _publishing(backend).complete_and_point(seen, transition, ref) is None
+
+    assert await backend.jobs.get("job-1") == cancelled
+    novel = await backend.novels.get("novel-1")
+    assert novel is not None
+    assert novel.latest_storyboard is None
+
+
+async def test_a_completion_behind_a_newer_storyboard_completes_and_leaves_it(
+    backend: Backend,
+) -> None:
+    await backend.novels.create(new_novel())
+    await backend.jobs.create(new_job())
+    seen = await backend.jobs.apply("job-1", jobs.start(1))
+    assert seen is not None
+    transition, ref = _completion()
+    newer = ref.model_copy(
+        update={"job_id": "job-2", "created_at": ref.created_at + timedelta(seconds=1)}
+    )
+    assert await backend.novels.set_latest_storyboard("novel-1", newer)
+
+    done = await _publishing(backend).complete_and_point(seen, transition, ref)
+
+    assert done is not None
+    assert done.status is JobStatus.COMPLETED
+    assert done == await backend.jobs.get("job-1")
+    novel = await backend.novels.get("novel-1")
+    assert novel is not None
+    assert novel.latest_storyboard == newer
+
+
+async def test_a_completion_of_an_erased_novel_creates_no_novel(backend: Backend) -> None:
+    await backend.jobs.create(new_job())
+    seen = await backend.jobs.apply("job-1", jobs.start(1))
+    assert seen is not None
+    transition, ref = _completion()
+
+    done = await _publishing(backend).complete_and_point(seen, transition, ref)
+
+    assert done is not None
+    assert done.status is JobStatus.COMPLETED
+    assert await backend.novels.get("novel-1") is None

@@ -353,7 +353,7 @@ async def test_a_just_completed_first_job_serves_its_storyboard_before_it_is_pub
     job_id = (await _analyze(client, novel_id))["jobId"]
     backend = client.app[RUNTIME].backend
     # A worker's steps up to its completion, stopped before it points the novel at it.
-    key = storyboard_key(novel_id, job_id)
+    key = storyboard_key(novel_id, job_id, 1)
     await backend.blobs.put(key, b'{"novelId": "n"}', content_type="application/json")
     assert await backend.jobs.apply(job_id, jobs.start(1)) is not None
     assert await backend.jobs.apply(job_id, jobs.complete(1, key)) is not None

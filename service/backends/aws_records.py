@@ -57,14 +57,17 @@ from botocore.exceptions import ClientError
 from service.backends.aws_clients import aws_call, error_code
 from service.backends.paging import decode_cursor, list_scope, next_cursor, position
 from service.errors import AlreadyExists, BackendError
-from service.jobs import OPEN_WEBHOOK, Guard, Job, JobStatus, Transition
+from service.jobs import OPEN_WEBHOOK, Guard, Job, JobStatus, Transition, applied
 from service.models import isoformat
 from service.novels import Novel, StoryboardRef
 from service.ports import Page
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
-    from types_aiobotocore_dynamodb.type_defs import AttributeValueTypeDef
+    from types_aiobotocore_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        TransactWriteItemTypeDef,
+    )
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 Item: TypeAlias = "dict[str, AttributeValueTypeDef]"
@@ -82,6 +85,7 @@ DELETING_AT = "deletingAt"
 MAX_DIGITS, MIN_EXPONENT, MAX_EXPONENT = 38, -130, 125
 """DynamoDB's number limits: 38 significant digits, magnitudes from 1E-130 to under 1E+126."""
 CONDITION_FAILED = "ConditionalCheckFailedException"
+TRANSACTION_CANCELLED = "TransactionCanceledException"
 EXPIRES_AT = "expiresAt"
 """The attribute DynamoDB's TTL deletes items by, in epoch seconds."""
 BATCH_GET_MAX = 100
@@ -321,6 +325,36 @@ class _Table:
                 return None
         return from_item(response.get("Attributes", {}))
 
+    def update_request(
+        self, key: Item, update: str, condition: str, expr: _Expression
+    ) -> TransactWriteItemTypeDef:
+        """One conditional update, as an item of a TransactWriteItems call."""
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": key,
+                "UpdateExpression": update,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": expr.names,
+                "ExpressionAttributeValues": expr.values,
+            }
+        }
+
+    async def transact(self, requests: Sequence[TransactWriteItemTypeDef]) -> bool:
+        """Apply every request of :meth:`update_request` or none: whether they applied.
+
+        ``False`` when DynamoDB cancelled the transaction (a condition failed, or another
+        write to one of the items was in progress); nothing was written then.
+        """
+        with aws_call(f"dynamodb TransactWriteItems {self.table}"):
+            try:
+                await self._client.transact_write_items(TransactItems=list(requests))
+            except ClientError as exc:
+                if error_code(exc) != TRANSACTION_CANCELLED:
+                    raise
+                return False
+        return True
+
     async def delete(self, key: Item, condition: str, expr: _Expression) -> bool:
         """Delete the item if ``condition`` holds; whether it did."""
         request: dict[str, Any] = {
@@ -491,6 +525,40 @@ class DynamoJobStore:
         document = await self._table.update(job_key(job_id), update, condition, expr)
         return Job.model_validate(document) if document is not None else None
 
+    async def complete_and_point(
+        self, seen: Job, transition: Transition, ref: StoryboardRef
+    ) -> Job | None:
+        """One TransactWriteItems: the job's guarded update, on the further condition that
+        the job is still at ``seen.version`` (so the new job is known without reading it
+        back), and the novel's guarded pointer.
+
+        If DynamoDB cancels it (a guard failed, the version moved, a newer storyboard is the
+        novel's already) nothing was written, and the two writes are made one after the
+        other, each under its own guard, so the outcome is what they would have made.
+        """
+        counters = transition.counters()
+        if transition.guard.statuses and counters:
+            expr = _Expression()
+            condition = (
+                f"{guard_condition(transition.guard, expr)}"
+                f" AND {expr.name('version')} = {expr.value(seen.version)}"
+            )
+            update = set_clause(transition.changes, expr, counters)
+            pointer = _Expression()
+            point, point_condition = pointer_update(ref, pointer)
+            requests = [
+                self._table.update_request(job_key(seen.job_id), update, condition, expr),
+                self._table.update_request(
+                    novel_key(seen.novel_id), point, point_condition, pointer
+                ),
+            ]
+            if await self._table.transact(requests):
+                return applied(seen, transition)
+        done = await self.apply(seen.job_id, transition)
+        if done is not None:
+            await point_novel(self._table, done.novel_id, ref)
+        return done
+
     async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job | None]:
         """The jobs in BatchGetItem calls of 100 keys, sent together (a poll of 1,000 jobs
         takes one round trip, not ten); ids still unprocessed after a few retries
@@ -511,6 +579,30 @@ class DynamoJobStore:
     async def ping(self) -> None:
         """Raise :class:`~service.ports.BackendError` unless the table is reachable."""
         await self._table.ping()
+
+
+def pointer_update(ref: StoryboardRef, expr: _Expression) -> tuple[str, str]:
+    """The update and condition that point a novel at ``ref`` unless it points at a newer
+    storyboard; the condition also keeps a stray update from creating a partial novel."""
+    doc = ref.to_doc()
+    latest = expr.name("latestStoryboard")
+    condition = (
+        f"attribute_exists({expr.name('pk')}) AND (attribute_not_exists({latest})"
+        f" OR attribute_type({latest}, {expr.value('NULL')})"
+        f" OR {latest}.{expr.name('createdAt')} <= {expr.value(doc['createdAt'])})"
+    )
+    return set_clause({"latestStoryboard": doc}, expr), condition
+
+
+async def point_novel(table: _Table, novel_id: str, ref: StoryboardRef) -> bool:
+    """One conditional UpdateItem of :func:`pointer_update`; whether the novel points at
+    ``ref`` now."""
+    expr = _Expression()
+    update, condition = pointer_update(ref, expr)
+    written = await table.update(novel_key(novel_id), update, condition, expr)
+    if written is None:
+        log.info("storyboard not made the latest", novel_id=novel_id, job_id=ref.job_id)
+    return written is not None
 
 
 class DynamoNovelStore:
@@ -573,19 +665,7 @@ class DynamoNovelStore:
         A novel that does not exist is left absent: the condition keeps a stray update from
         creating a partial novel item.
         """
-        expr = _Expression()
-        doc = ref.to_doc()
-        latest = expr.name("latestStoryboard")
-        condition = (
-            f"attribute_exists({expr.name('pk')}) AND (attribute_not_exists({latest})"
-            f" OR attribute_type({latest}, {expr.value('NULL')})"
-            f" OR {latest}.{expr.name('createdAt')} <= {expr.value(doc['createdAt'])})"
-        )
-        update = set_clause({"latestStoryboard": doc}, expr)
-        written = await self._table.update(novel_key(novel_id), update, condition, expr)
-        if written is None:
-            log.info("storyboard not made the latest", novel_id=novel_id, job_id=ref.job_id)
-        return written is not None
+        return await point_novel(self._table, novel_id, ref)
 
     async def set_latest_job(self, novel_id: str, job_id: str, created_at: datetime) -> bool:
         """Name ``job_id`` as the novel's latest job unless a later one is named already;

@@ -82,6 +82,24 @@ class LocalJobStore:
             self._notify(job)
         return job
 
+    async def complete_and_point(
+        self, seen: Job, transition: Transition, ref: StoryboardRef
+    ) -> Job | None:
+        """Apply ``transition`` and, if it applied, point the novel at ``ref``, in one write
+        transaction (the novels share the database); ``seen`` is not needed here, as the
+        transaction reads the job it changes."""
+
+        def write(connection: sqlite3.Connection) -> Job | None:
+            job = _apply(connection, seen.job_id, transition)
+            if job is not None:
+                _point_novel(connection, job.novel_id, ref)
+            return job
+
+        job = await self._db.write(write)
+        if job is not None:
+            self._notify(job)
+        return job
+
     async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job | None]:
         """Every job of ``job_ids`` (``None`` for a missing one), in one read a thousand."""
         found: dict[str, Job | None] = dict.fromkeys(job_ids)
@@ -190,6 +208,17 @@ def _apply(connection: sqlite3.Connection, job_id: str, transition: Transition) 
     return updated
 
 
+def _point_novel(connection: sqlite3.Connection, novel_id: str, ref: StoryboardRef) -> bool:
+    """Point the novel at ``ref`` unless it points at a newer one; whether it does now."""
+    # json_set changes the one field in place, with no read-modify-write round trip.
+    cursor = connection.execute(
+        "UPDATE novels SET doc = json_set(doc, '$.latestStoryboard', json(?))"
+        " WHERE id = ? AND coalesce(json_extract(doc, '$.latestStoryboard.createdAt') <= ?, 1)",
+        (ref.model_dump_json(by_alias=True), novel_id, ref.to_doc()["createdAt"]),
+    )
+    return cursor.rowcount == 1
+
+
 class LocalNovelStore:
     """A :class:`~service.ports.NovelStore` in the local database."""
 
@@ -224,20 +253,7 @@ class LocalNovelStore:
 
         A missing novel is left missing, not created.
         """
-        value = ref.model_dump_json(by_alias=True)
-        created_at = ref.to_doc()["createdAt"]
-
-        def update(connection: sqlite3.Connection) -> int:
-            # json_set changes the one field in place, with no read-modify-write round trip.
-            cursor = connection.execute(
-                "UPDATE novels SET doc = json_set(doc, '$.latestStoryboard', json(?))"
-                " WHERE id = ? AND coalesce("
-                "json_extract(doc, '$.latestStoryboard.createdAt') <= ?, 1)",
-                (value, novel_id, created_at),
-            )
-            return cursor.rowcount
-
-        return await self._db.write(update) == 1
+        return await self._db.write(functools.partial(_point_novel, novel_id=novel_id, ref=ref))
 
     async def set_latest_job(self, novel_id: str, job_id: str, created_at: datetime) -> bool:
         """Name ``job_id`` as the novel's latest job unless a later one is named already;

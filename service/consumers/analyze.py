@@ -15,7 +15,13 @@ from service.jobs import Job, StoryboardSummary
 from service.messages import ANALYZE
 from service.metrics import Metrics
 from service.models import utcnow
-from service.novels import StoryboardRef, checkpoint_prefix, storyboard_key
+from service.novels import (
+    StoryboardRef,
+    checkpoint_prefix,
+    job_storyboards_prefix,
+    legacy_storyboard_key,
+    storyboard_key,
+)
 from service.ports import Analyzer, BlobArchive, NovelStore, NovelText
 from service.storyboard import Storyboard
 
@@ -51,26 +57,35 @@ class AnalyzeHandler:
         novel = NovelText(job.novel_id, title, text, job.job_id)
         storyboard = _stamped(await self._analyzer.analyze(novel, on_progress), job)
         mark = self._stage("analyze", mark)
-        # The guarded write doubles as the ownership check before any effect.
-        await progress.confirm(90, "storyboard generated")
+        progress.report(90, "storyboard generated")
+        # A refused progress write means the job moved on; stop before the store. Nothing
+        # else is checked here: the key is this delivery's own, so a superseded attempt's
+        # storyboard is never the one the completion publishes.
+        await progress.check()
         key = await self._store(job, storyboard)
         self._stage("store", mark)
         summary = storyboard.summary().to_doc()
         return JobResult(key=key, summary=summary, usage=storyboard.meta.usage)
 
-    async def on_completed(self, job: Job) -> None:
-        """Point the novel at the job's storyboard, unless a newer one is there already."""
+    def publication(self, job: Job) -> StoryboardRef | None:
+        """The novel's pointer at the completed job's storyboard, dated by its completion."""
         if job.result_key is None or job.summary is None:
-            return
+            return None
         summary = StoryboardSummary.model_validate(job.summary)
-        ref = StoryboardRef(
+        return StoryboardRef(
             key=job.result_key, job_id=job.job_id, summary=summary, created_at=job.updated_at
         )
-        await self._novels.set_latest_storyboard(job.novel_id, ref)
+
+    async def on_completed(self, job: Job) -> None:
+        """Point the novel at the job's storyboard, unless a newer one is there already."""
+        ref = self.publication(job)
+        if ref is not None:
+            await self._novels.set_latest_storyboard(job.novel_id, ref)
 
     async def on_discarded(self, job_id: str, novel_id: str) -> None:
-        """Delete the storyboard and the checkpoints a job that will never complete wrote."""
-        await self._blobs.delete(storyboard_key(novel_id, job_id))
+        """Delete the storyboards and the checkpoints a job that will never complete wrote."""
+        await self._blobs.delete_prefix(job_storyboards_prefix(novel_id, job_id))
+        await self._blobs.delete(legacy_storyboard_key(novel_id, job_id))
         await self._blobs.delete_prefix(checkpoint_prefix(job_id))
 
     def _stage(self, stage: str, since: float) -> float:
@@ -80,22 +95,35 @@ class AnalyzeHandler:
         return now
 
     async def _fetch(self, job: Job) -> tuple[str, str]:
-        novel = await self._novels.get(job.novel_id)
-        if novel is None:
-            raise JobError("novel_not_found", "the novel no longer exists", transient=False)
+        """The text and title: from the job's copy of where they are, else (a job created
+        without one) from the novel's record."""
+        source = job.source
+        if source is None:
+            novel = await self._novels.get(job.novel_id)
+            if novel is None:
+                raise _novel_gone()
+            source = novel.source()
         try:
-            data = await self._blobs.get(novel.text_key)
+            data = await self._blobs.get(source.text_key)
         except BlobNotFound:
+            # The failure path may read the novel: an erased novel is the likely cause.
+            if job.source is not None and await self._novels.get(job.novel_id) is None:
+                raise _novel_gone() from None
             raise JobError("text_missing", "the novel's text is missing", transient=False) from None
-        return data.decode("utf-8"), novel.title
+        return data.decode("utf-8"), source.title
 
     async def _store(self, job: Job, storyboard: Storyboard) -> str:
-        # The key is the job's own, so a retry or duplicate overwrites rather than adds. The
-        # novel is pointed at it only once the job has completed (``on_completed``).
-        key = storyboard_key(job.novel_id, job.job_id)
+        # The key is this delivery's own (see ``storyboard_key``), so a retry of the same
+        # delivery overwrites rather than adds. The novel is pointed at it only once the job
+        # has completed (``publication``).
+        key = storyboard_key(job.novel_id, job.job_id, job.delivery)
         body = storyboard.model_dump_json(by_alias=True).encode("utf-8")
         await self._blobs.put(key, body, content_type="application/json")
         return key
+
+
+def _novel_gone() -> JobError:
+    return JobError("novel_not_found", "the novel no longer exists", transient=False)
 
 
 def _stamped(storyboard: Storyboard, job: Job) -> Storyboard:

@@ -4,7 +4,7 @@ A job reports progress with ``report()``, which returns at once. One background 
 writes the newest pending value at most once per ``interval_s`` (2 s), so a slow store delays
 progress display, never the work, and bursts of reports collapse into one write. A job that
 finishes within the interval writes no intermediate progress at all: its record goes
-created → started → storyboard confirmed → completed, four writes in all.
+created → started → completed, three writes in all.
 """
 
 from __future__ import annotations
@@ -42,9 +42,18 @@ class ProgressWriter:
     """Coalescing, ordered progress writes for one delivery of one job."""
 
     def __init__(
-        self, store: JobStore, job_id: str, delivery: int, interval_s: float = 2.0
+        self,
+        store: JobStore,
+        job_id: str,
+        delivery: int,
+        interval_s: float = 2.0,
+        *,
+        version: int | None = None,
     ) -> None:
         self._store = store
+        self.version = version
+        """The job's version after this writer's last write (the start's, before any);
+        ``None`` once a write failed without saying whether it landed."""
         self._job_id = job_id
         self._delivery = delivery
         self._interval_s = interval_s
@@ -96,6 +105,8 @@ class ProgressWriter:
         if written is None:
             self._refused = True
             await self.check()
+        else:
+            self.version = written.version
 
     async def check(self) -> None:
         """Raise JobStopped if a progress write was refused because the job moved on.
@@ -139,7 +150,10 @@ class ProgressWriter:
         except Exception as exc:
             # Progress is advisory; the job's outcome is written separately and checked.
             log.warning("progress write failed", error=str(exc), percentage=percentage)
+            self.version = None
             return True
         finally:
             self._writing = False
+        if written is not None:
+            self.version = written.version
         return written is not None

@@ -33,16 +33,28 @@ from service.consumers.outcome import DEAD_LETTER, DELETE, Outcome
 from service.consumers.progress import JobStopped, ProgressWriter
 from service.consumers.retry_policy import FailurePolicy, announce
 from service.errors import JobError
-from service.jobs import Job, JobStatus
+from service.jobs import Job, JobStatus, Transition
 from service.logs import get_logger
 from service.messages import JobMessage
 from service.metrics import Metrics
-from service.ports import JobStore, Message
+from service.novels import StoryboardRef
+from service.ports import JobStore, Message, PublishingJobStore
 
 log = get_logger(__name__)
 
 ANNOUNCE_RETRY_S = 10
 """How soon a message comes back when its job's end could not be announced."""
+
+
+@runtime_checkable
+class Publishing(Protocol):
+    """A handler whose ``on_completed`` only points the job's novel at its result, so that a
+    store that can (:class:`~service.ports.PublishingJobStore`) writes it with the
+    completion, in one request."""
+
+    def publication(self, job: Job) -> StoryboardRef | None:
+        """The pointer ``on_completed`` would write for the completed ``job``."""
+        ...
 
 
 @runtime_checkable
@@ -118,12 +130,12 @@ class JobRunner:
         return outcome
 
     async def _attempt(self, handler: JobHandler, job: Job, delivery: int) -> tuple[Outcome, str]:
-        progress = ProgressWriter(self._store, job.job_id, delivery)
+        progress = ProgressWriter(self._store, job.job_id, delivery, version=job.version)
         policy = self._policies.get(job.type, self._policy)
         try:
             result = await handler(JobContext(job, job.attempts, progress))
             await progress.close()
-            return await self._complete(handler, job, delivery, result)
+            return await self._complete(handler, job, delivery, result, progress.version)
         except asyncio.CancelledError:
             progress.cancel()
             await self._release(job.job_id, delivery)
@@ -152,11 +164,10 @@ class JobRunner:
         return outcome, label
 
     async def _complete(
-        self, handler: JobHandler, job: Job, delivery: int, result: JobResult
+        self, handler: JobHandler, job: Job, delivery: int, result: JobResult, version: int | None
     ) -> tuple[Outcome, str]:
-        done = await self._store.apply(
-            job.job_id, jobs.complete(delivery, result.key, result.summary, result.usage)
-        )
+        transition = jobs.complete(delivery, result.key, result.summary, result.usage)
+        done, published = await self._write_completion(handler, job, transition, version)
         if done is None:
             current = await self._store.get(job.job_id)
             if current is None or current.status is JobStatus.CANCELLED:
@@ -168,8 +179,26 @@ class JobRunner:
         log.info("job completed", result_key=result.key)
         # Only a completed job's result is published: a cancel that won the race leaves
         # nothing visible.
-        await handler.on_completed(done)
+        if not published:
+            await handler.on_completed(done)
         return await self._announce(done), "completed"
+
+    async def _write_completion(
+        self, handler: JobHandler, job: Job, transition: Transition, version: int | None
+    ) -> tuple[Job | None, bool]:
+        """The completed job (``None`` if refused), and whether its result was published in
+        the same write: when the handler's publication is a pointer the store can write
+        with it, and this attempt knows the job's version (every write it made answered)."""
+        if (
+            version is not None
+            and isinstance(handler, Publishing)
+            and isinstance(self._store, PublishingJobStore)
+        ):
+            seen = job.model_copy(update={"version": version})
+            ref = handler.publication(jobs.applied(seen, transition))
+            if ref is not None:
+                return await self._store.complete_and_point(seen, transition, ref), True
+        return await self._store.apply(job.job_id, transition), False
 
     async def _not_started(self, handler: JobHandler, body: JobMessage) -> Outcome:
         current = await self._store.get(body.job_id)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from service import jobs
 from service.failures import mark_failed
-from service.jobs import ErrorInfo, Job
+from service.jobs import ErrorInfo, Job, JobSource
 from service.logs import get_logger
 from service.messages import ANALYZE, JobMessage
 from service.models import new_id
@@ -90,12 +90,14 @@ class JobProducer:
         job_type: str = ANALYZE,
         *,
         callback_url: str | None = None,
+        source: JobSource | None = None,
     ) -> Job:
         """Create a queued job and send its message; raise EnqueueError if the send fails.
 
         ``callback_url`` (already checked against the callback rules) is where the job's
-        end event is POSTed."""
-        job = _new_job(novel_id, user_id, job_type, callback_url)
+        end event is POSTed; ``source`` (the novel's title and text key, when the caller
+        has read the novel) saves the worker reading it again."""
+        job = _new_job(novel_id, user_id, job_type, callback_url, source)
         await self._create_and_send(job)
         return job
 
@@ -107,11 +109,12 @@ class JobProducer:
         job_type: str = ANALYZE,
         *,
         callback_url: str | None = None,
+        source: JobSource | None = None,
     ) -> Submission:
         """Like ``submit``, but a repeat with the same ``key`` within 24 h returns the job
         the first call created instead of a new one (with the first call's callback), and
         takes no second slot. Without a key, a plain ``submit``."""
-        job = _new_job(novel_id, user_id, job_type, callback_url)
+        job = _new_job(novel_id, user_id, job_type, callback_url, source)
         if key is None or self._idempotency is None:
             return Submission(job, active_jobs=await self._create_and_send(job))
         scope = f"{user_id}:{novel_id}:{job_type}"
@@ -220,11 +223,18 @@ async def _give_back(quota: ActiveJobQuota, job: Job) -> None:
         log.exception("could not give back the slot of an unqueued job", jobId=job.job_id)
 
 
-def _new_job(novel_id: str, user_id: str, job_type: str, callback_url: str | None) -> Job:
+def _new_job(
+    novel_id: str,
+    user_id: str,
+    job_type: str,
+    callback_url: str | None,
+    source: JobSource | None,
+) -> Job:
     return Job(
         job_id=new_id(),
         novel_id=novel_id,
         user_id=user_id,
         type=job_type,
         callback_url=callback_url,
+        source=source,
     )
