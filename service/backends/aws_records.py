@@ -340,11 +340,12 @@ class _Table:
             }
         }
 
-    async def transact(self, requests: Sequence[TransactWriteItemTypeDef]) -> bool:
-        """Apply every request of :meth:`update_request` or none: whether they applied.
+    async def transact(self, requests: Sequence[TransactWriteItemTypeDef]) -> list[str] | None:
+        """Apply every request of :meth:`update_request` or none: ``None`` when they applied.
 
-        ``False`` when DynamoDB cancelled the transaction (a condition failed, or another
-        write to one of the items was in progress); nothing was written then.
+        When DynamoDB cancelled the transaction (a condition failed, or another write to one
+        of the items was in progress) nothing was written, and the answer is each request's
+        reason code (``"None"`` for one that would have applied, ``""`` if not given).
         """
         with aws_call(f"dynamodb TransactWriteItems {self.table}"):
             try:
@@ -352,8 +353,10 @@ class _Table:
             except ClientError as exc:
                 if error_code(exc) != TRANSACTION_CANCELLED:
                     raise
-                return False
-        return True
+                reasons = exc.response.get("CancellationReasons") or []
+                codes = [str(reason.get("Code", "")) for reason in reasons]
+                return codes + [""] * (len(requests) - len(codes))
+        return None
 
     async def delete(self, key: Item, condition: str, expr: _Expression) -> bool:
         """Delete the item if ``condition`` holds; whether it did."""
@@ -532,9 +535,11 @@ class DynamoJobStore:
         the job is still at ``seen.version`` (so the new job is known without reading it
         back), and the novel's guarded pointer.
 
-        If DynamoDB cancels it (a guard failed, the version moved, a newer storyboard is the
-        novel's already) nothing was written, and the two writes are made one after the
-        other, each under its own guard, so the outcome is what they would have made.
+        If DynamoDB cancels it nothing was written. When only the pointer's condition failed
+        (a newer storyboard is the novel's already, as when jobs of one novel finish
+        together, or the novel is gone) the job is completed alone; otherwise (a guard
+        failed, the version moved) the two writes are made one after the other, each under
+        its own guard, so the outcome is what they would have made.
         """
         counters = transition.counters()
         if transition.guard.statuses and counters:
@@ -552,8 +557,13 @@ class DynamoJobStore:
                     novel_key(seen.novel_id), point, point_condition, pointer
                 ),
             ]
-            if await self._table.transact(requests):
+            reasons = await self._table.transact(requests)
+            if reasons is None:
                 return applied(seen, transition)
+            if reasons[0] == "None" and reasons[1] == "ConditionalCheckFailed":
+                # Only the pointer was refused (a newer storyboard, or no novel), and that
+                # stays so: complete the job alone.
+                return await self.apply(seen.job_id, transition)
         done = await self.apply(seen.job_id, transition)
         if done is not None:
             await point_novel(self._table, done.novel_id, ref)
