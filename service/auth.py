@@ -16,9 +16,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jwt
+if TYPE_CHECKING:
+    import jwt
+
+# PyJWT is imported where a token is checked, not here: it loads cryptography (~11 MiB of
+# resident memory), which a worker, or an API on API keys alone, never uses.
 
 ANONYMOUS_USER = "local"
 LEEWAY_S = 30
@@ -41,6 +45,8 @@ class JwtRules:
 
 def load_jwks(path: Path) -> jwt.PyJWKSet:
     """Read a JWKS document; a clear ValueError if it is unreadable or malformed."""
+    import jwt
+
     try:
         return jwt.PyJWKSet.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, jwt.PyJWTError) as exc:
@@ -75,6 +81,8 @@ class Authenticator:
         return user
 
     def _verify_jwt(self, token: str, rules: JwtRules) -> str:
+        import jwt
+
         try:
             claims = _decode(token, rules)
         except jwt.PyJWTError:
@@ -86,6 +94,8 @@ class Authenticator:
 
 
 def _decode(token: str, rules: JwtRules) -> dict[str, Any]:
+    import jwt
+
     if rules.jwks is not None:
         kid = jwt.get_unverified_header(token).get("kid")
         matches = [k for k in rules.jwks.keys if kid is None or k.key_id == kid]
@@ -108,6 +118,8 @@ def _decode(token: str, rules: JwtRules) -> dict[str, Any]:
 
 
 def _check_audience(claims: Mapping[str, Any], audience: str | None) -> None:
+    import jwt
+
     if audience is None:
         return
     aud = claims.get("aud", claims.get("client_id"))
