@@ -83,15 +83,19 @@ def jobs_for(backend: str, latency_s: float, concurrency: int) -> int:
     return min(jobs, JOB_CAP[backend])
 
 
-async def submit_all(backend: Backend, jobs: int) -> float:
-    """Store one novel and queue ``jobs`` analyses of it; return the submissions per second."""
-    novel = await store_novel(backend, "bench", "Bench", "A short text for a benchmark.")
+async def submit_all(
+    backend: Backend, jobs: int, text: str = "A short text for a benchmark."
+) -> float:
+    """Store one novel and queue ``jobs`` analyses of it; return the submissions per second.
+
+    Each job carries the novel's title and text key, as the API's submissions do."""
+    novel = await store_novel(backend, "bench", "Bench", text)
     producer = JobProducer(backend.jobs, backend.queue, backend.idempotency)
     gate = asyncio.Semaphore(SUBMIT_PARALLELISM)
 
     async def one() -> None:
         async with gate:
-            await producer.submit(novel.novel_id, "bench")
+            await producer.submit(novel.novel_id, "bench", source=novel.source())
 
     start = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(jobs)))
