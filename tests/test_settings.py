@@ -178,3 +178,9 @@ def test_an_empty_key_secret_id_is_refused(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("STORYBOARD_LLM_API_KEY_SECRET_ID", "")
     with pytest.raises(SettingsError, match="llm_api_key_secret_id"):
         load_settings()
+
+
+def test_the_delete_window_stays_far_inside_the_visibility_timeout() -> None:
+    assert Settings().delete_window_s == 1.0
+    assert Settings(visibility_timeout_s=5, receive_wait_s=1).delete_window_s == 0.5
+    assert Settings(delete_flush_s=0.1).delete_window_s == 0.1
