@@ -86,7 +86,14 @@ def _read_body(environ: Environ) -> bytes:
 
 
 def _record_kind(payload: dict[str, Any]) -> str:
-    """The DynamoDB record kind a request touches: the ``pk`` prefix (``JOB``, ``NOVEL``…)."""
+    """The DynamoDB record kind a request touches: the ``pk`` prefix (``JOB``, ``NOVEL``…);
+    for a transaction, its items' kinds joined with ``+`` (``JOB+NOVEL``)."""
+    items = payload.get("TransactItems")
+    if isinstance(items, list):
+        kinds = [
+            _record_kind(op) for entry in items if isinstance(entry, dict) for op in entry.values()
+        ]
+        return "+".join(sorted({kind for kind in kinds if kind}))
     for field in ("Key", "Item"):
         item = payload.get(field)
         if isinstance(item, dict):

@@ -39,7 +39,10 @@ def expected_lines() -> list[str]:
     if (CORPUS / "alice-in-wonderland.txt").exists():
         lines.append("model pipeline, Alice:")
     if all(_installed(name) for name in ("celery", "pycurl", "psutil")):
-        lines.append("peer celery (threads pool)")
+        lines += [
+            "peer celery (threads pool, doing the seed's work)",
+            "peer celery (threads pool, sleep only",
+        ]
     else:
         lines.append("celery peer: skipped")
     return lines
