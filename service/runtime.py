@@ -14,6 +14,7 @@ from typing import Any
 
 from opentelemetry.trace import TracerProvider
 
+from service.analysis.cpu_pool import CpuPool
 from service.analysis.factory import make_analyzer
 from service.api_schema import JobView
 from service.backends.aws_secrets import open_secret_key
@@ -145,9 +146,9 @@ async def open_analyzer(
     tracing: Tracing | None = None,
 ) -> Analyzer:
     """The configured analyzer, its resources (the Secrets Manager client of a key kept
-    there, the model client) closed by ``stack``. A key in Secrets Manager is read here, so
-    a secret that cannot be read stops the start with a :class:`BackendError` or
-    :class:`SettingsError` naming it."""
+    there, the model client, the offline analysis's processes) closed by ``stack``. A key
+    in Secrets Manager is read here, so a secret that cannot be read stops the start with
+    a :class:`BackendError` or :class:`SettingsError` naming it."""
     api_key = None
     secret_id = settings.llm_api_key_secret_id
     if secret_id and settings.resolved_analyzer == "llm":
@@ -157,7 +158,12 @@ async def open_analyzer(
         source = await stack.enter_async_context(open_secret_key(settings, secret_id))
         api_key = await RotatingKey.load(source)
     tracer = tracing.tracer() if tracing is not None and tracing.enabled else None
-    analyzer = make_analyzer(settings, blobs, metrics, api_key, tracer)
+    pool = None
+    if settings.resolved_analyzer == "offline":
+        # Closed after the consumer has stopped (the stack unwinds in reverse), which
+        # has cancelled any analysis still running, so no child outlives the runtime.
+        pool = await stack.enter_async_context(CpuPool(settings.effective_cpu_workers))
+    analyzer = make_analyzer(settings, blobs, metrics, api_key, tracer, pool)
     if isinstance(analyzer, Closeable):
         stack.push_async_callback(analyzer.aclose)
     return analyzer

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 from pathlib import Path
 from typing import Literal, Self
 
@@ -123,6 +124,9 @@ class Settings(BaseSettings):
     prompt_language: Literal["en", "zh"] = "en"
     """The language the offline analyzer writes image prompts in, whatever the novel's:
     English by default, since most image models read it best."""
+    cpu_workers: int | None = Field(default=None, ge=1, le=256)
+    """Processes the offline analysis runs in, each one analysis at a time; by default
+    one per core this process may use. Started when the first analysis needs one."""
 
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = Field(
@@ -265,6 +269,15 @@ class Settings(BaseSettings):
             or self.llm_base_url
         )
         return "llm" if configured else "offline"
+
+    @property
+    def effective_cpu_workers(self) -> int:
+        """Processes for CPU-bound analysis: the configured count, else one per core."""
+        if self.cpu_workers is not None:
+            return self.cpu_workers
+        if hasattr(os, "sched_getaffinity"):
+            return max(1, len(os.sched_getaffinity(0)))
+        return os.cpu_count() or 1
 
     @property
     def effective_llm_base_url(self) -> str:

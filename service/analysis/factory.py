@@ -12,6 +12,7 @@ from service.settings import Settings
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
+    from service.analysis.cpu_pool import CpuPool
     from service.analysis.llm import LlmAnalyzer
     from service.analysis.llm_client import RotatingKey
 
@@ -22,9 +23,11 @@ def make_analyzer(
     metrics: Metrics | None = None,
     api_key: RotatingKey | None = None,
     tracer: Tracer | None = None,
+    cpu_pool: CpuPool | None = None,
 ) -> Analyzer:
     """The configured analyzer: ``llm`` when a model is configured, else ``offline``;
     ``sleep`` is a fixed-latency stand-in for load tests. ``blobs`` holds checkpoints.
+    The offline analyzer runs its analyses in ``cpu_pool`` (in threads without one).
 
     ``api_key`` is the model key already read from a store that rotates it (the
     composition layer reads ``llm_api_key_secret_id``); the llm analyzer sends it, and reads
@@ -43,7 +46,7 @@ def make_analyzer(
         return LlmAnalyzer.from_settings(settings, blobs, observer=metrics, tracer=tracer)
     from service.analysis.offline import OfflineAnalyzer
 
-    return OfflineAnalyzer(prompt_language=settings.prompt_language)
+    return OfflineAnalyzer(prompt_language=settings.prompt_language, pool=cpu_pool)
 
 
 def _llm_with_rotating_key(

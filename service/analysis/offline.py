@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 from service.analysis.chapters import Chapter, split_chapters
 from service.analysis.offline_names import discover_cast
@@ -49,6 +50,10 @@ from service.analysis.offline_text import Language, detect_language
 from service.errors import JobError
 from service.ports import NovelText, ProgressCallback
 from service.storyboard import Character, Storyboard, provenance_meta
+
+if TYPE_CHECKING:
+    # Only the type: a pool's process imports this module, and needs no pool of its own.
+    from service.analysis.cpu_pool import CpuPool
 
 __all__ = [
     "MAX_PANELS_PER_SCENE",
@@ -175,29 +180,63 @@ def _characters(reader: Reader, keys: list[str]) -> list[Character]:
 
 
 class OfflineAnalyzer:
-    """Heuristic analyzer that needs no model, network or randomness."""
+    """Heuristic analyzer that needs no model, network or randomness.
+
+    With a :class:`~service.analysis.cpu_pool.CpuPool` (as the service runs it) each
+    analysis runs in one of the pool's processes, so a cancel, a deadline or the shutdown
+    can stop it by killing that process. Without one it runs in worker threads, which
+    nothing can stop: for tests, benchmarks and library use.
+    """
 
     name = "offline"
     # Bumped whenever the heuristics change what a given text yields.
     version = "2"
 
-    def __init__(self, prompt_language: Language = "en") -> None:
+    def __init__(self, prompt_language: Language = "en", pool: CpuPool | None = None) -> None:
         self.prompt_language: Language = prompt_language
+        self.pool = pool
 
     async def analyze(self, novel: NovelText, on_progress: ProgressCallback) -> Storyboard:
-        """Build the storyboard in worker threads one step at a time, reporting progress
-        after each chapter's paragraphs and scenes.
+        """Build the storyboard one step at a time, reporting progress after each
+        chapter's paragraphs and scenes.
 
-        Stepping between threads keeps the event loop free, and a report between steps is
-        where a cancelled job stops (the callback raises).
+        A report is also where a cancelled job stops when the callback raises; in the pool,
+        that kills the process.
         """
-        steps = storyboard_steps(novel, self.prompt_language)
-        while True:
-            step = await asyncio.to_thread(_advance, steps)
-            if isinstance(step, Storyboard):
-                await on_progress(1.0, "storyboard built")
-                return step
-            await on_progress(*step)
+        if self.pool is None:
+            board = await _in_threads(storyboard_steps(novel, self.prompt_language), on_progress)
+        else:
+
+            async def report(step: Step) -> None:
+                await on_progress(*step)
+
+            board = await self.pool.run(report, checked_steps, novel, self.prompt_language)
+        await on_progress(1.0, "storyboard built")
+        return board
+
+
+async def _in_threads(
+    steps: Generator[Step, None, Storyboard], on_progress: ProgressCallback
+) -> Storyboard:
+    """Step between worker threads, which keeps the event loop free."""
+    while True:
+        step = await asyncio.to_thread(_advance, steps)
+        if isinstance(step, Storyboard):
+            return step
+        await on_progress(*step)
+
+
+def checked_steps(
+    novel: NovelText, prompt_language: Language = "en"
+) -> Generator[Step, None, Storyboard]:
+    """:func:`storyboard_steps` as a pool's process runs it: any failure but a
+    :class:`JobError` becomes a permanent ``offline_failed``."""
+    steps = storyboard_steps(novel, prompt_language)
+    while True:
+        step = _advance(steps)
+        if isinstance(step, Storyboard):
+            return step
+        yield step
 
 
 def _advance(steps: Generator[Step, None, Storyboard]) -> Step | Storyboard:
