@@ -162,7 +162,12 @@ async def open_analyzer(
     if settings.resolved_analyzer == "offline":
         # Closed after the consumer has stopped (the stack unwinds in reverse), which
         # has cancelled any analysis still running, so no child outlives the runtime.
-        pool = await stack.enter_async_context(CpuPool(settings.effective_cpu_workers))
+        # One child starts now and loads the heuristics while the rest of the process
+        # starts, so the first analysis does not wait for it (a one-shot run would).
+        pool = CpuPool(
+            settings.effective_cpu_workers, preload=("service.analysis.offline",), warm=1
+        )
+        await stack.enter_async_context(pool)
     analyzer = make_analyzer(settings, blobs, metrics, api_key, tracer, pool)
     if isinstance(analyzer, Closeable):
         stack.push_async_callback(analyzer.aclose)

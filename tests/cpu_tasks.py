@@ -79,3 +79,11 @@ def big(chars: int) -> Generator[int, None, str]:
     """Return a result far larger than a pipe's buffer."""
     yield 1
     return "x" * chars
+
+
+def loaded(module: str) -> Generator[int, None, bool]:
+    """Whether ``module`` was imported in this process before the task ran."""
+    import sys
+
+    yield os.getpid()
+    return module in sys.modules

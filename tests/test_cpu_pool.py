@@ -86,6 +86,25 @@ async def test_a_child_serves_task_after_task_and_starts_only_when_needed() -> N
     assert pool.started == 1
 
 
+async def test_a_warm_pool_starts_a_child_at_once_with_its_modules_loaded() -> None:
+    async with CpuPool(2, preload=["json.tool"], warm=1) as pool:
+        (warm,) = pool.pids  # before any task
+        steps = Steps()
+        assert await pool.run(steps, cpu_tasks.loaded, "json.tool")
+        assert not await pool.run(Steps(), cpu_tasks.loaded, "tomllib")
+    assert steps.seen == [warm]
+
+
+async def test_an_idle_child_that_died_is_replaced_before_a_task_reaches_it() -> None:
+    async with CpuPool(1, warm=1) as pool:
+        (idle,) = pool.pids
+        os.kill(idle, signal.SIGKILL)
+        await all_gone([idle])
+        steps = Steps()
+        assert await pool.run(steps, cpu_tasks.count, 1) == "counted to 1"
+        assert pool.started == 2
+
+
 async def test_no_more_than_size_tasks_run_at_once(tmp_path: Path) -> None:
     release = tmp_path / "release"
     steps = Steps()

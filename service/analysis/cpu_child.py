@@ -9,6 +9,8 @@ modules load when its function is unpickled.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import pickle
 import signal
@@ -31,14 +33,18 @@ ORPHAN_CHECK_S = 1.0
 Task = tuple[Callable[..., Generator[Any, None, Any]], Sequence[Any], Mapping[str, Any]]
 
 
-def serve() -> None:
-    """A child's main loop: read a task, run it, write its steps and its result; exit at
-    the end of input (the parent closed the pipe or went away)."""
+def serve(preload: Sequence[str] = ()) -> None:
+    """A child's main loop: import ``preload``, then read a task, run it, write its steps
+    and its result; exit at the end of input (the parent closed the pipe or went away)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     # Replies go to the original stdout; anything printed goes to stderr instead.
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     _exit_when_orphaned(os.getppid())
+    for module in preload:
+        # Only ahead of time: a module that fails here fails the task that needs it.
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
     requests = sys.stdin.buffer
     while True:
         header = requests.read(HEADER.size)

@@ -15,8 +15,9 @@ from outside) fails its task with a transient ``analysis_process_died`` and is r
 
 The children are fresh interpreters (``python -c``, see :mod:`~service.analysis.cpu_child`),
 never forks of the parent: the parent runs an event loop and threads, which a fork would
-copy in whatever state they were in. They start on demand, so a process that never runs
-CPU work starts none, and one that does pays an interpreter start on its first task.
+copy in whatever state they were in. They start on demand (a process that never runs CPU
+work starts none), or ``warm`` ones as the pool opens, so that the first task does not
+wait for an interpreter to start and import the task's modules.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import contextlib
 import pickle
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ParamSpec, Self, TypeVar, cast
@@ -46,7 +47,7 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 # parent's working directory or install, so both sides run the same code.
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from service.analysis.cpu_child import serve; serve()"
+    "from service.analysis.cpu_child import serve; serve(sys.argv[2:])"
 )
 
 DIED = "analysis_process_died"
@@ -65,14 +66,20 @@ class PoolClosed(RuntimeError):
 class CpuPool:
     """At most ``size`` child processes, each running one task at a time.
 
+    Every child imports the ``preload`` modules as it starts, before its first task.
+    Entering the pool starts ``warm`` children at once, which then load while the process
+    gets on with its own start; the others start when a task finds none idle.
+
     Use it as an async context manager (or call :meth:`aclose`): leaving it kills every
     child and reaps it, so none outlives the pool. Closing twice is safe.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, *, preload: Sequence[str] = (), warm: int = 0) -> None:
         if size < 1:
             raise ValueError("a pool needs at least one process")
         self.size = size
+        self._preload = list(preload)
+        self._warm = min(warm, size)
         self._slots = asyncio.Semaphore(size)
         self._idle: list[_Child] = []
         self._children: set[_Child] = set()
@@ -86,6 +93,8 @@ class CpuPool:
         """Children that died on their own under a task."""
 
     async def __aenter__(self) -> Self:
+        for _ in range(self._warm):
+            self._idle.append(await self._start())
         return self
 
     async def __aexit__(
@@ -123,7 +132,7 @@ class CpuPool:
         async with self._slots:
             if self._closed:
                 raise PoolClosed("the CPU pool is closed")
-            child = self._idle.pop() if self._idle else await self._start()
+            child = await self._take()
             try:
                 kind, value = await child.run(request, on_step)
             except _ChildDied as died:
@@ -145,12 +154,23 @@ class CpuPool:
         while self._reaping:
             await asyncio.gather(*self._reaping, return_exceptions=True)
 
+    async def _take(self) -> _Child:
+        """An idle child, or a new one; a child that died while idle is not given out."""
+        while self._idle:
+            child = self._idle.pop()
+            if child.alive:
+                return child
+            log.warning("analysis process died while idle", pid=child.pid)
+            self._forget(child)
+        return await self._start()
+
     async def _start(self) -> _Child:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
             _BOOT,
             _ROOT,
+            *self._preload,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -233,6 +253,11 @@ class _Child:
                 await on_step(value)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             raise _ChildDied(await self._how_it_ended()) from exc
+
+    @property
+    def alive(self) -> bool:
+        """False once the process is known to have exited."""
+        return self._process.returncode is None
 
     def kill(self) -> None:
         """SIGKILL, unless it has already exited."""
