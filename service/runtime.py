@@ -27,6 +27,7 @@ from service.consumers.job_types import HandlerDeps, JobEnded, JobHandler, JobTy
 from service.consumers.notifications import SNS_JOB, webhook_job_type
 from service.consumers.retry_policy import Backoff, FailurePolicy
 from service.consumers.runner import JobRunner
+from service.consumers.stopping import StopRules
 from service.events import SNS, WEBHOOK
 from service.jobs import Job
 from service.logs import get_logger
@@ -106,7 +107,13 @@ def build_consumer(
                 backend.jobs, rule.delays, rule.max_attempts, on_ended
             )
     runner = JobRunner(
-        handlers, backend.jobs, policy, metrics, policies=policies, on_ended=on_ended
+        handlers,
+        backend.jobs,
+        policy,
+        metrics,
+        policies=policies,
+        on_ended=on_ended,
+        stopping=StopRules(settings.effective_job_timeout_s, settings.cancel_check_s),
     )
     config = ConsumerConfig(
         concurrency=settings.worker_concurrency,

@@ -30,6 +30,11 @@ MIB = 1024 * 1024
 MAX_USER_ACTIVE_JOBS = 1000
 """The most slots one user's quota record may hold: a DynamoDB item stays far under 400 KB."""
 DASHSCOPE_BEIJING = "https://dashscope.aliyuncs.com/compatible-mode/v1"
+JOB_TIMEOUT_DEFAULTS_S: dict[str, float] = {"offline": 600.0, "llm": 7200.0, "sleep": 600.0}
+"""Each analyzer's default deadline for one attempt: ten minutes for the offline analysis,
+which takes seconds on the longest real novels; two hours for a model run, which waits on
+the provider's limits; ten minutes for the sleep stand-in, which load tests run for
+seconds."""
 
 
 class Settings(BaseSettings):
@@ -127,6 +132,12 @@ class Settings(BaseSettings):
     cpu_workers: int | None = Field(default=None, ge=1, le=256)
     """Processes the offline analysis runs in, each one analysis at a time; by default
     one per core this process may use. Started when the first analysis needs one."""
+    job_timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+    """The longest one attempt of a job may run before it is stopped and the job fails
+    with ``job_timeout``; by default :data:`JOB_TIMEOUT_DEFAULTS_S` for the analyzer."""
+    cancel_check_s: float = Field(default=3.0, gt=0, le=60)
+    """How often a running attempt reads its job to see whether it was cancelled or
+    deleted, the first time this long after it starts: a shorter job reads nothing."""
 
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = Field(
@@ -269,6 +280,13 @@ class Settings(BaseSettings):
             or self.llm_base_url
         )
         return "llm" if configured else "offline"
+
+    @property
+    def effective_job_timeout_s(self) -> float:
+        """An attempt's deadline: the configured one, else the analyzer's default."""
+        if self.job_timeout_s is not None:
+            return self.job_timeout_s
+        return JOB_TIMEOUT_DEFAULTS_S[self.resolved_analyzer]
 
     @property
     def effective_cpu_workers(self) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 from service.analysis.cpu_pool import DIED, CpuPool, PoolClosed, TaskFailed
 from service.errors import JobError
 from tests import cpu_tasks
-from tests.waiting import eventually
+from tests.waiting import all_gone, eventually, exited, gone
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,38 +31,6 @@ class Steps:
     async def __call__(self, step: Any) -> None:
         self.seen.append(step)
         self.first.set()
-
-
-def gone(pid: int) -> bool:
-    """Whether no process has this id any more; a zombie still has one (its parent has not
-    reaped it), so a child the pool forgot to wait for is not gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
-def exited(pid: int) -> bool:
-    """Whether the process has ended: gone, or a zombie of some other parent's (an orphan
-    is reaped by whichever process adopted it, on that process's own time)."""
-    if gone(pid):
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return gone(pid)
-    # The state follows the command name in parentheses: Z is a zombie.
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
-
-
-async def all_gone(pids: list[int], *, ended: Any = gone) -> bool:
-    """Wait (generously) until every process of ``pids`` is gone."""
-
-    async def check() -> bool:
-        return all(ended(pid) for pid in pids)
-
-    return await eventually(check, within_s=10)
 
 
 async def test_a_task_streams_its_steps_and_returns_its_result() -> None:
@@ -265,17 +232,17 @@ async def test_a_child_exits_by_itself_when_its_parent_is_killed(tmp_path: Path)
         asyncio.run(main())
         """
     )
-    parent = subprocess.Popen(
-        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, cwd=ROOT, stdout=asyncio.subprocess.PIPE
     )
     try:
         assert parent.stdout is not None
-        line = ""
-        while not line.startswith("child "):  # past any log lines
-            line = await asyncio.wait_for(asyncio.to_thread(parent.stdout.readline), 60)
+        line = b""
+        while not line.startswith(b"child "):  # past any log lines
+            line = await asyncio.wait_for(parent.stdout.readline(), 60)
         child = int(line.split()[1])
         assert not gone(child)
     finally:
         parent.kill()
-        parent.wait()
+        await parent.wait()
     await all_gone([child], ended=exited)

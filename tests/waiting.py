@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 from service.jobs import Job, JobStatus
 from service.ports import JobStore, Queue
@@ -46,3 +48,35 @@ async def one_message_dead_lettered(queue: Queue, dlq: Queue) -> None:
         return parked.visible + parked.in_flight == 1 and main.visible + main.in_flight == 0
 
     await eventually(moved)
+
+
+def gone(pid: int) -> bool:
+    """Whether no process has this id any more; a zombie still has one (its parent has not
+    reaped it), so a child the pool forgot to wait for is not gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def exited(pid: int) -> bool:
+    """Whether the process has ended: gone, or a zombie of some other parent's (an orphan
+    is reaped by whichever process adopted it, on that process's own time)."""
+    if gone(pid):
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return gone(pid)
+    # The state follows the command name in parentheses: Z is a zombie.
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+async def all_gone(pids: list[int], *, ended: Any = gone) -> bool:
+    """Wait (generously) until every process of ``pids`` is gone."""
+
+    async def check() -> bool:
+        return all(ended(pid) for pid in pids)
+
+    return await eventually(check, within_s=10)

@@ -7,9 +7,12 @@ every write is guarded by it (see ``service.jobs``), so a stale or duplicate del
 never move a job backwards or overwrite a newer one. Only a delivery that starts the job
 counts as an attempt.
 
-A job cancelled or deleted (its novel erased) under a running attempt ends that attempt at
-its next guarded write, and a handler that implements :class:`Discarding` removes what the
-attempt wrote: a blob stored just before the cancel landed would otherwise stay behind.
+Each attempt runs under :mod:`~service.consumers.stopping`: past its deadline it is stopped
+and fails for good with ``job_timeout``. A job cancelled or deleted (its novel erased) under
+a running attempt ends that attempt at its next guarded write or the watcher's next read of
+the job, whichever comes first, and a handler that implements :class:`Discarding` removes
+what the attempt wrote: a blob stored just before the cancel landed would otherwise stay
+behind.
 A later delivery of such a job does the same, so a removal that failed is tried again.
 
 Once a job has ended, the runner announces it (``on_ended``) before its message is deleted,
@@ -32,6 +35,7 @@ from service.consumers.job_types import JobContext, JobEnded, JobHandler, JobRes
 from service.consumers.outcome import DEAD_LETTER, DELETE, Outcome
 from service.consumers.progress import JobStopped, ProgressWriter
 from service.consumers.retry_policy import FailurePolicy, announce
+from service.consumers.stopping import StopRules, run_stoppable
 from service.errors import JobError
 from service.jobs import Job, JobStatus, Transition
 from service.logs import get_logger
@@ -78,6 +82,7 @@ class JobRunner:
         *,
         policies: Mapping[str, FailurePolicy] | None = None,
         on_ended: JobEnded | None = None,
+        stopping: StopRules | None = None,
     ) -> None:
         self._handlers = dict(handlers)
         self._store = store
@@ -85,6 +90,7 @@ class JobRunner:
         self._policies = dict(policies or {})
         self._metrics = metrics
         self._on_ended = on_ended
+        self._stopping = stopping or StopRules()
 
     @property
     def types(self) -> list[str]:
@@ -133,7 +139,8 @@ class JobRunner:
         progress = ProgressWriter(self._store, job.job_id, delivery, version=job.version)
         policy = self._policies.get(job.type, self._policy)
         try:
-            result = await handler(JobContext(job, job.attempts, progress))
+            work = handler(JobContext(job, job.attempts, progress))
+            result = await run_stoppable(work, self._store, job.job_id, delivery, self._stopping)
             await progress.close()
             return await self._complete(handler, job, delivery, result, progress.version)
         except asyncio.CancelledError:
@@ -141,6 +148,7 @@ class JobRunner:
             await self._release(job.job_id, delivery)
             raise
         except JobStopped as stopped:
+            progress.cancel()
             log.info("job attempt stopped", reason=stopped.reason)
             if stopped.final:
                 return await self._discard_and_announce(handler, job), "stopped"
