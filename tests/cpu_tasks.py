@@ -14,8 +14,7 @@ from service.errors import JobError
 
 def count(upto: int) -> Generator[int, None, str]:
     """Yield 1..``upto``, then return a sentence about it."""
-    for n in range(1, upto + 1):
-        yield n
+    yield from range(1, upto + 1)
     return f"counted to {upto}"
 
 
@@ -46,7 +45,9 @@ def wait_for(path: str) -> Generator[int, None, str]:
 def refuse(transient: bool) -> Generator[int, None, None]:
     """Fail as an analyzer does, with a :class:`JobError`."""
     yield 1
-    raise JobError("content_rejected", "the text was rejected", transient=transient, retry_after_s=7)
+    raise JobError(
+        "content_rejected", "the text was rejected", transient=transient, retry_after_s=7
+    )
 
 
 def crash() -> Generator[int, None, None]:
