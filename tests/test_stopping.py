@@ -135,7 +135,7 @@ async def test_the_watch_stops_work_whose_job_is_no_longer_its_own(
     if change == "cancel":
         await backend.jobs.apply(job.job_id, jobs.cancel())
     elif change == "delete":
-        await backend.jobs.delete(job.job_id)
+        await backend.job_catalog.delete(job.job_id)
     elif change == "take over":
         await backend.jobs.apply(job.job_id, jobs.start(2))
     else:
