@@ -381,8 +381,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         {
             "operationId": "cancelJob",
             "summary": "Cancel a job",
-            "description": "A waiting job ends at once, a running one at its next stage or "
-            "chunk; 409 `job_finished` once it has ended otherwise.",
+            "description": "The job ends at once; a running job's work stops within seconds. "
+            "409 `job_finished` once it has ended otherwise.",
             "parameters": [_id_param("jobId", "job")],
             "responses": {"200": _json("JobView", "the cancelled job"), **_errors(404, 409)},
         }

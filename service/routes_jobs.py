@@ -147,7 +147,8 @@ def _last_event_id(request: web.Request) -> int:
 
 @routes.post("/jobs/{jobId}/cancel")
 async def cancel_job(request: web.Request) -> web.Response:
-    """Cancel a job: a waiting one ends at once, a running one at its next stage or chunk."""
+    """Cancel a job: it ends at once, and a running one's work stops within seconds (the
+    worker's watch sees the cancel, or its next progress write is refused)."""
     job = await owned_job(request)
     runtime = runtime_of(request)
     cancelled = await runtime.backend.jobs.apply(job.job_id, jobs.cancel())

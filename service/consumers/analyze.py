@@ -51,7 +51,7 @@ class AnalyzeHandler:
         progress.report(50, "analyzer ready")
 
         async def on_progress(fraction: float, stage: str) -> None:
-            await progress.check()  # a chunk boundary: stop here if the job was cancelled
+            await progress.check()  # a chunk boundary: stop here if a write was refused
             await progress.on_fraction(50, 90, fraction, stage)
 
         novel = NovelText(job.novel_id, title, text, job.job_id)
