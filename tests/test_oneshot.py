@@ -211,6 +211,24 @@ def _assert_gave_up(stderr: str, cause: str) -> None:
     assert stderr.rstrip().endswith(f"analysis failed: gave up after 3 attempts: {cause}"), stderr
 
 
+def test_a_hostile_text_is_stopped_at_the_deadline_and_the_run_ends(tmp_path: Path) -> None:
+    """The analysis runs in a process the deadline can kill, so the command ends then,
+    rather than after the whole analysis (minutes on this text before issue #19)."""
+    source = tmp_path / "hostile.txt"
+    source.write_text(("曰：“" * 500 + "\n") * 1930, encoding="utf-8")
+    result = _analyze(
+        str(source),
+        "--out",
+        str(tmp_path / "out.json"),
+        cwd=tmp_path,
+        STORYBOARD_JOB_TIMEOUT_S="2",
+    )
+    stderr = result.stderr.decode()
+    assert result.returncode == 1, stderr
+    assert "the job ran longer than its deadline of 2 s" in stderr
+    assert not (tmp_path / "out.json").exists()
+
+
 def test_an_unreachable_model_is_retried_aloud_then_given_up(tmp_path: Path) -> None:
     source = tmp_path / "novel.txt"
     source.write_text(SHORT, encoding="utf-8")
