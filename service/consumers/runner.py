@@ -12,8 +12,8 @@ and fails for good with ``job_timeout``. A job cancelled or deleted (its novel e
 a running attempt ends that attempt at its next guarded write or the watcher's next read of
 the job, whichever comes first, and a handler that implements :class:`Discarding` removes
 what the attempt wrote: a blob stored just before the cancel landed would otherwise stay
-behind.
-A later delivery of such a job does the same, so a removal that failed is tried again.
+behind. A later delivery of such a job does the same, so a removal that failed is tried
+again.
 
 Once a job has ended, the runner announces it (``on_ended``) before its message is deleted,
 and again on any redelivery of an ended job, so a crash in between loses no end event.
@@ -148,7 +148,7 @@ class JobRunner:
             await self._release(job.job_id, delivery)
             raise
         except JobStopped as stopped:
-            progress.cancel()
+            await progress.close()
             log.info("job attempt stopped", reason=stopped.reason)
             if stopped.final:
                 return await self._discard_and_announce(handler, job), "stopped"
