@@ -28,6 +28,24 @@ def test_defaults_follow_the_design() -> None:
     assert settings.port == 8080
 
 
+def test_each_analyzer_has_its_own_default_deadline() -> None:
+    assert load_settings(analyzer="offline").effective_job_timeout_s == 600
+    assert load_settings(analyzer="sleep").effective_job_timeout_s == 600
+    assert load_settings(analyzer="llm").effective_job_timeout_s == 7200
+    chosen = load_settings(analyzer="llm", job_timeout_s=90)
+    assert chosen.effective_job_timeout_s == 90
+
+
+def test_the_cpu_workers_default_to_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().effective_cpu_workers >= 1
+    monkeypatch.setenv("STORYBOARD_CPU_WORKERS", "3")
+    monkeypatch.setenv("STORYBOARD_JOB_TIMEOUT_S", "45")
+    monkeypatch.setenv("STORYBOARD_CANCEL_CHECK_S", "0.5")
+    settings = load_settings()
+    assert (settings.effective_cpu_workers, settings.effective_job_timeout_s) == (3, 45)
+    assert settings.cancel_check_s == 0.5
+
+
 def test_default_host_is_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STORYBOARD_HOST", raising=False)
     assert load_settings().host == "127.0.0.1"
@@ -184,21 +202,3 @@ def test_the_delete_window_stays_far_inside_the_visibility_timeout() -> None:
     assert Settings().delete_window_s == 1.0
     assert Settings(visibility_timeout_s=5, receive_wait_s=1).delete_window_s == 0.5
     assert Settings(delete_flush_s=0.1).delete_window_s == 0.1
-
-
-def test_each_analyzer_has_its_own_default_deadline() -> None:
-    assert load_settings(analyzer="offline").effective_job_timeout_s == 600
-    assert load_settings(analyzer="sleep").effective_job_timeout_s == 600
-    assert load_settings(analyzer="llm").effective_job_timeout_s == 7200
-    chosen = load_settings(analyzer="llm", job_timeout_s=90)
-    assert chosen.effective_job_timeout_s == 90
-
-
-def test_the_cpu_workers_default_to_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert load_settings().effective_cpu_workers >= 1
-    monkeypatch.setenv("STORYBOARD_CPU_WORKERS", "3")
-    monkeypatch.setenv("STORYBOARD_JOB_TIMEOUT_S", "45")
-    monkeypatch.setenv("STORYBOARD_CANCEL_CHECK_S", "0.5")
-    settings = load_settings()
-    assert (settings.effective_cpu_workers, settings.effective_job_timeout_s) == (3, 45)
-    assert settings.cancel_check_s == 0.5
