@@ -9,7 +9,7 @@ smaller: about 1 for linear work, about 4 for quadratic. 三国演义 is analyze
 the dictionary and pattern caches are warm for every text alike. The goal: the worst
 crafted text costs at most 3× 三国演义 per character. The worst text is then analyzed at the
 upload limit (3,000,000 characters by default, not in ``--quick``), against the offline
-job deadline.
+job deadline (``STORYBOARD_JOB_TIMEOUT_S``, 600 s by default).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from bench.offline_speed import CORPUS, GOAL_NOVEL, NOVELS
 from harness.hostile_texts import HOSTILE_TEXTS
 from service.analysis.offline import build_storyboard
 from service.ports import NovelText
-from service.settings import Settings
+from service.settings import JOB_TIMEOUT_DEFAULTS_S, Settings
 from service.text import load_novel_bytes
 
 GOAL_RATIO = 3.0
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "worst": worst["name"],
         "limit_chars": limit,
         "worst_at_limit_s": at_limit,
+        "deadline_s": JOB_TIMEOUT_DEFAULTS_S["offline"],
         "goal_ratio": GOAL_RATIO,
         "elapsed_s": time.perf_counter() - started,
     }

@@ -746,8 +746,9 @@ def hostile(results: dict[str, Any]) -> list[str]:
         lines += [
             "",
             f"The worst, {h['worst']}, at the upload limit of {h['limit_chars']:,} characters "
-            f"took {h['worst_at_limit_s']:.1f} s of CPU, well inside the offline job "
-            "deadline.",
+            f"took {h['worst_at_limit_s']:.1f} s of CPU, against the offline job deadline of "
+            f"{h.get('deadline_s', 600):g} s (`STORYBOARD_JOB_TIMEOUT_S`): a job past it is "
+            "stopped and fails with `job_timeout`.",
         ]
     return [*lines, ""]
 
