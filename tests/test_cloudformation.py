@@ -64,6 +64,8 @@ IAM_ACTIONS = {
     "batch_get_item": "dynamodb:BatchGetItem",
     "put_item": "dynamodb:PutItem",
     "update_item": "dynamodb:UpdateItem",
+    # A transaction is authorised by the actions of its items; ours are only Updates.
+    "transact_write_items": "dynamodb:UpdateItem",
     "delete_item": "dynamodb:DeleteItem",
     "describe_table": "dynamodb:DescribeTable",
     "query": "dynamodb:Query",
