@@ -85,8 +85,12 @@ _STAMPED_HEADING = re.compile(
 )
 _MIN_STAMPED_HEADINGS = 3
 # Searched over a whole stretch of text at once, one line start at a time (``^`` per line).
+# Cased by hand rather than with IGNORECASE, which makes the engine case-fold every
+# character of a Chinese text it scans.
 _HEADING_HINT = re.compile(
-    r"第|序|楔|引|尾|番|chap|prolog|epilog|^[^\S\n]*[IVXLC]+\.", re.IGNORECASE | re.MULTILINE
+    r"[第序楔引尾番]|[Cc][Hh][Aa][Pp]|[Pp][Rr][Oo][Ll][Oo][Gg]|[Ee][Pp][Ii][Ll][Oo][Gg]"
+    r"|^[^\S\n]*[IVXLCivxlc]+\.",
+    re.MULTILINE,
 )
 # A bare "CHAPTER I" may have its title on the next line (after at most one blank line).
 _SUBTITLE_MAX_CHARS = 50
@@ -318,11 +322,17 @@ def _find_headings(text: str, lo: int, hi: int) -> Iterator[_Heading]:
 
 
 def _hinted_lines(stretch: str, lines: list[tuple[int, str]], lo: int) -> list[int]:
-    """Indices of the lines holding a heading hint, found by one search of the stretch
-    rather than one search per line."""
+    """Indices of the lines holding a heading hint, found by searching the stretch from
+    one hinted line to the next rather than searching every line."""
     starts = [offset - lo for offset, _ in lines]
-    found = (bisect_right(starts, m.start()) - 1 for m in _HEADING_HINT.finditer(stretch))
-    return sorted(set(found))
+    found: list[int] = []
+    position = 0
+    while (match := _HEADING_HINT.search(stretch, position)) is not None:
+        found.append(bisect_right(starts, match.start()) - 1)
+        position = stretch.find("\n", match.start()) + 1
+        if position == 0:
+            break
+    return found
 
 
 def _lines(text: str, lo: int, hi: int) -> list[tuple[int, str]]:
@@ -430,13 +440,28 @@ def _is_banner(line: str) -> bool:
 
 def _clean_body(body: str) -> str:
     """Body text without site banners and trailing separator lines."""
-    lines = body.split("\n")
-    # Most bodies hold no banner at all; one search of the whole body tells.
-    if _BANNER.search(body) is not None:
-        lines = [line for line in lines if not _is_banner(line.strip())]
+    banners = _banner_lines(body)
+    lines = [line for i, line in enumerate(body.split("\n")) if i not in banners]
     while lines and (not lines[-1].strip() or _DECORATION.fullmatch(lines[-1])):
         lines.pop()
     return "\n".join(lines).strip("\n")
+
+
+def _banner_lines(body: str) -> set[int]:
+    """Indices of the lines that are site banners, looked at only where a banner's
+    pattern matches rather than line by line."""
+    found: set[int] = set()
+    line, counted, position = 0, 0, 0
+    while (match := _BANNER.search(body, position)) is not None:
+        start = body.rfind("\n", 0, match.start()) + 1
+        end = body.find("\n", match.end())
+        end = len(body) if end < 0 else end
+        line += body.count("\n", counted, start)
+        counted = start
+        if _is_banner(body[start:end].strip()):
+            found.add(line)
+        position = end + 1
+    return found
 
 
 def _visible_len(text: str) -> int:
