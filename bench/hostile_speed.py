@@ -15,6 +15,8 @@ job deadline (``STORYBOARD_JOB_TIMEOUT_S``, 600 s by default).
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,8 @@ from typing import Any
 from bench.common import save
 from bench.offline_speed import CORPUS, GOAL_NOVEL, NOVELS
 from harness.hostile_texts import HOSTILE_TEXTS
-from service.analysis.offline import build_storyboard
+from service.analysis.cpu_pool import CpuPool
+from service.analysis.offline import OfflineAnalyzer, build_storyboard
 from service.ports import NovelText
 from service.settings import JOB_TIMEOUT_DEFAULTS_S, Settings
 from service.text import load_novel_bytes
@@ -49,6 +52,28 @@ def measure_text(name: str, sizes: tuple[int, int]) -> dict[str, Any]:
     return {"name": name, "small_s_per_mchar": small, "s_per_mchar": large, "growth": large / small}
 
 
+async def _ignore(fraction: float, stage: str) -> None:
+    return None
+
+
+async def stop_latency(text: str, after_s: float) -> dict[str, float]:
+    """Cancel an analysis of ``text`` running in the service's process pool ``after_s``
+    into it: how long until the call returned, and until its process was reaped."""
+    async with CpuPool(1, preload=("service.analysis.offline",), warm=1) as pool:
+        analysis = asyncio.create_task(
+            OfflineAnalyzer(pool=pool).analyze(NovelText("bench", "hostile", text), _ignore)
+        )
+        await asyncio.sleep(after_s)
+        cancelled = time.perf_counter()
+        analysis.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await analysis
+        returned = time.perf_counter() - cancelled
+        # The cancel killed the pool's one process; closing waits until it is reaped.
+        await pool.aclose()
+        return {"returned_s": returned, "gone_s": time.perf_counter() - cancelled}
+
+
 def baseline(path: Path) -> dict[str, Any]:
     """三国演义, timed as the crafted texts are (after a warm-up run)."""
     text = load_novel_bytes(path.read_bytes())
@@ -72,7 +97,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = [measure_text(name, sizes) for name in HOSTILE_TEXTS]
     worst = max(rows, key=lambda row: row["s_per_mchar"])
     limit: int = Settings.model_fields["max_novel_chars"].default
-    at_limit = None if args.quick else cpu_s(HOSTILE_TEXTS[worst["name"]](limit))
+    worst_text = HOSTILE_TEXTS[worst["name"]](sizes[1] if args.quick else limit)
+    at_limit = None if args.quick else cpu_s(worst_text)
+    # Cancelled while its analysis runs: a quarter of the way into the full-size one.
+    stop = asyncio.run(stop_latency(worst_text, 0.05 if args.quick else (at_limit or 4) / 4))
     result = {
         "sizes": list(sizes),
         "reference": reference,
@@ -81,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "limit_chars": limit,
         "worst_at_limit_s": at_limit,
         "deadline_s": JOB_TIMEOUT_DEFAULTS_S["offline"],
+        "stop": stop,
         "goal_ratio": GOAL_RATIO,
         "elapsed_s": time.perf_counter() - started,
     }
@@ -91,6 +120,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"hostile text {row['name']}: {row['s_per_mchar']:.2f} s per million chars, "
             f"growth {row['growth']:.2f}"
         )
+    print(
+        f"hostile texts: a cancel returned in {stop['returned_s'] * 1000:.1f} ms, "
+        f"its process gone in {stop['gone_s'] * 1000:.1f} ms"
+    )
     if reference:
         print(f"hostile texts: 三国演义 {reference['s_per_mchar']:.2f} s per million chars")
     return result

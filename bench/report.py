@@ -750,6 +750,16 @@ def hostile(results: dict[str, Any]) -> list[str]:
             f"{h.get('deadline_s', 600):g} s (`STORYBOARD_JOB_TIMEOUT_S`): a job past it is "
             "stopped and fails with `job_timeout`.",
         ]
+    stop = h.get("stop")
+    if stop:
+        lines += [
+            "",
+            f"Cancelled a quarter of the way into that analysis, in the service's process pool "
+            f"(as a cancel, a deadline or the shutdown does), the call returned in "
+            f"{stop['returned_s'] * 1000:.0f} ms and its process was reaped in "
+            f"{stop['gone_s'] * 1000:.0f} ms. A cancel through the API is noticed by the "
+            "attempt's watch within `STORYBOARD_CANCEL_CHECK_S` (3 s) first.",
+        ]
     return [*lines, ""]
 
 
