@@ -390,7 +390,9 @@ def _has_nameless_subject(clause: str) -> bool:
 
 def _is_verse(text: str) -> bool:
     """Whether a quotation is regulated verse: four or more lines of five or seven."""
-    lines = [len(line) for line in _CN_VERSE_LINE.findall(text)]
+    if len(text) < _VERSE_LINES * 5:
+        return False  # too short to hold four lines of five
+    lines = [*map(len, _CN_VERSE_LINE.findall(text))]
     return len(lines) >= _VERSE_LINES and len(set(lines)) == 1 and lines[0] in (5, 7)
 
 
@@ -413,8 +415,8 @@ class _Marks:
     def of(cls, paragraph: str) -> _Marks:
         """The marks of one paragraph."""
         return cls(
-            [m.start() for m in _CN_SENTENCE_END.finditer(paragraph)],
-            [m.start() for m in _CN_CLAUSE_BREAK.finditer(paragraph)],
+            [*map(re.Match.start, _CN_SENTENCE_END.finditer(paragraph))],
+            [*map(re.Match.start, _CN_CLAUSE_BREAK.finditer(paragraph))],
         )
 
     def sentence_start(self, end: int) -> int:

@@ -180,8 +180,11 @@ def _quotes_read(paragraph: str) -> int:
 def _present(hits: list[Mention], dialogue: list[Attributed]) -> tuple[str, ...]:
     """Characters named outside the quotations or speaking them, in text order (an
     unknown speaker is no one to draw)."""
-    quoted = SpanCover((a, b) for (a, b, _), _ in dialogue)
-    outside = [(p, k) for p, k in hits if not quoted.covers(p)]
+    if dialogue:
+        quoted = SpanCover((a, b) for (a, b, _), _ in dialogue)
+        outside = [(p, k) for p, k in hits if not quoted.covers(p)]
+    else:
+        outside = hits
     speakers = [(quote[0], k) for quote, k in dialogue if k is not None and k != UNKNOWN]
     return tuple(k for _, k in sorted([*outside, *speakers]))
 
@@ -211,6 +214,7 @@ def _narrative_sentences(paragraph: str, quotes: list[Quote], language: Language
 
 def _is_narrative(sentence: str, language: Language) -> bool:
     if language == "zh":
-        return len(sentence) >= 6 and not _CN_TAG_ONLY.fullmatch(sentence)
+        # A bare tag is at most 14 characters long (``_CN_TAG_ONLY``).
+        return len(sentence) >= 6 and (len(sentence) > 14 or not _CN_TAG_ONLY.fullmatch(sentence))
     words = _EN_WORD.findall(sentence)
     return len(words) >= 5 and sentence[0].isupper()
