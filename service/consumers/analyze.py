@@ -7,7 +7,9 @@ runner's (``service.consumers.runner``); this module only does the work.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Sequence
 
 from service.consumers.job_types import HandlerDeps, JobContext, JobResult, JobType
 from service.errors import BlobNotFound, JobError
@@ -87,6 +89,17 @@ class AnalyzeHandler:
         await self._blobs.delete_prefix(job_storyboards_prefix(novel_id, job_id))
         await self._blobs.delete(legacy_storyboard_key(novel_id, job_id))
         await self._blobs.delete_prefix(checkpoint_prefix(job_id))
+
+    async def on_superseded(self, job: Job, deliveries: Sequence[int]) -> None:
+        """Delete the storyboards those deliveries of the job wrote, by their known keys (no
+        listing), all at once; a delivery that stored nothing costs one harmless delete."""
+        keys = [storyboard_key(job.novel_id, job.job_id, delivery) for delivery in deliveries]
+        results = await asyncio.gather(
+            *(self._blobs.delete(key) for key in keys), return_exceptions=True
+        )
+        failed = [result for result in results if isinstance(result, BaseException)]
+        if failed:
+            raise failed[0]
 
     def _stage(self, stage: str, since: float) -> float:
         now = time.perf_counter()

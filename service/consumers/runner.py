@@ -14,6 +14,9 @@ the job, whichever comes first, and a handler that implements :class:`Discarding
 what the attempt wrote: a blob stored just before the cancel landed would otherwise stay
 behind. A later delivery of such a job does the same, so a removal that failed is tried
 again.
+A handler that implements :class:`Superseding` also removes what superseded deliveries of
+a job that did complete wrote: the delivery that completes removes its predecessors'
+outputs, and a delivery whose completion a newer one refused removes its own.
 
 Once a job has ended, the runner announces it (``on_ended``) before its message is deleted,
 and again on any redelivery of an ended job, so a crash in between loses no end event.
@@ -24,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import structlog
@@ -67,6 +70,16 @@ class Discarding(Protocol):
 
     async def on_discarded(self, job_id: str, novel_id: str) -> None:
         """Delete the job's outputs; idempotent, as it may run more than once."""
+        ...
+
+
+@runtime_checkable
+class Superseding(Protocol):
+    """A handler that can remove what given deliveries of a job wrote, once they can never
+    complete (a newer delivery owns the job, or completed it)."""
+
+    async def on_superseded(self, job: Job, deliveries: Sequence[int]) -> None:
+        """Delete those deliveries' outputs by their known keys; missing ones are fine."""
         ...
 
 
@@ -183,13 +196,28 @@ class JobRunner:
                 log.info("completion refused: the job was cancelled or deleted")
                 return await self._discard_and_announce(handler, job), "stopped"
             log.warning("completion refused: the job was taken over")
+            if current.result_key != result.key:
+                # This delivery's output can never be published: only the owner's is.
+                await self._tidy(handler, job, [delivery])
             return DELETE, "stopped"
         log.info("job completed", result_key=result.key)
         # Only a completed job's result is published: a cancel that won the race leaves
         # nothing visible.
         if not published:
             await handler.on_completed(done)
+        # Earlier deliveries can no longer complete; a first delivery has none (no request).
+        await self._tidy(handler, done, range(1, delivery))
         return await self._announce(done), "completed"
+
+    async def _tidy(self, handler: JobHandler, job: Job, deliveries: Sequence[int]) -> None:
+        """Remove superseded deliveries' outputs; best effort, as the job's own result is
+        safe either way and a leftover only costs storage."""
+        if not deliveries or not isinstance(handler, Superseding):
+            return
+        try:
+            await handler.on_superseded(job, deliveries)
+        except Exception as exc:
+            log.warning("could not remove superseded deliveries' outputs", error=str(exc))
 
     async def _write_completion(
         self, handler: JobHandler, job: Job, transition: Transition, version: int | None
