@@ -299,14 +299,10 @@ def patch_moto_transaction_backup() -> None:
 def serve(host: str, port: int) -> None:
     """Run a counting moto server until killed (a ThreadedMotoServer with our wrapper)."""
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
-    from harness.aws import SerialDynamoDB
+    from harness.aws import SerialDynamoDB, keep_alive_handler
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     patch_moto_retention_check()
@@ -319,7 +315,7 @@ def serve(host: str, port: int) -> None:
         def _server_entry(self) -> None:
             app = CountingApp(SerialDynamoDB(DomainDispatcherApplication(create_backend_app)))
             self._server = make_server(
-                self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+                self._ip_address, self._port, app, True, request_handler=keep_alive_handler()
             )
             self._server_ready_event.set()
             self._server.serve_forever()

@@ -80,16 +80,12 @@ class MotoThread:
     def start(cls, port: int = 0) -> MotoThread:
         """Start one on ``port``; by default on a port the OS picks as it binds, so no other
         process (a parallel test worker) can take it in between."""
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
         app = SerialDynamoDB(DomainDispatcherApplication(create_backend_app))
         server = make_server(
-            "127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler
+            "127.0.0.1", port, app, threaded=True, request_handler=keep_alive_handler()
         )
         threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()
         return cls(server, int(server.server_address[1]))
@@ -121,3 +117,56 @@ class SerialDynamoDB:
         with self._lock:
             # The body is built inside the lock: moto does its work as the response is made.
             return list(self._app(environ, start_response))
+
+
+def keep_alive_handler() -> type[Any]:
+    """moto's request handler, keeping HTTP/1.1 connections open between requests as AWS
+    does.
+
+    werkzeug's development server sends ``Connection: close`` on every response and then
+    reads the socket dry, because the next request line could follow an unread body. This
+    handler reads each body whole before the application runs and hides the socket from
+    that drain (a chunked body closes the connection as before), so a client's pooled
+    connection can carry the next request: a client pays for a connection once, not once
+    per request.
+    """
+    import io
+    import socket
+
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    class KeepAliveMotoHandler(MotoRequestHandler):  # type: ignore[misc]
+        protocol_version = "HTTP/1.1"
+        _reusable = False
+
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body go out as separate writes; on a connection that stays open,
+            # Nagle's algorithm would hold the body back for the client's delayed ACK.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def run_wsgi(self) -> None:
+            connection = self.rfile
+            try:
+                super().run_wsgi()
+            finally:
+                self.rfile = connection
+
+        def make_environ(self) -> dict[str, Any]:
+            environ: dict[str, Any] = super().make_environ()
+            chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
+            self._reusable = not chunked
+            if not chunked:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                environ["wsgi.input"] = io.BytesIO(self.rfile.read(length) if length else b"")
+                # werkzeug drains the socket after each response, which would swallow the
+                # next request; with the body read, there is nothing of this one left.
+                self.rfile = io.BytesIO()
+            return environ
+
+        def send_header(self, keyword: str, value: str) -> None:
+            if self._reusable and keyword.lower() == "connection" and value.lower() == "close":
+                return  # the body was read whole: the connection can carry the next request
+            super().send_header(keyword, value)
+
+    return KeepAliveMotoHandler
