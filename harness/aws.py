@@ -135,7 +135,7 @@ def keep_alive_handler() -> type[Any]:
 
     from moto.moto_server.werkzeug_app import MotoRequestHandler
 
-    class KeepAliveMotoHandler(MotoRequestHandler):  # type: ignore[misc]
+    class KeepAliveMotoHandler(MotoRequestHandler):
         protocol_version = "HTTP/1.1"
         _reusable = False
 

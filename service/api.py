@@ -12,8 +12,6 @@ from service.http_errors import Handler, error_response
 from service.logs import get_logger
 from service.settings import Settings
 
-PREFIX = "/v1"
-
 log = get_logger(__name__)
 
 
@@ -52,7 +50,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def create_v1_app(settings: Settings) -> web.Application:
-    """The sub-application mounted at :data:`PREFIX`; the root app's error and metrics
+    """The sub-application mounted at ``/v1``; the root app's error and metrics
     middlewares run around its own auth middleware."""
     v1 = web.Application(middlewares=[auth_middleware])
     v1[AUTHENTICATOR] = authenticator_for(settings)

@@ -11,10 +11,8 @@ from opentelemetry.trace import TracerProvider
 
 from service import routes_health
 from service import web as page
-from service.api import PREFIX, create_v1_app
 from service.appkeys import RUNTIME, SETTINGS
 from service.http_errors import CLIENT_CLOSED, Handler, error_middleware, error_response
-from service.openapi import openapi_handler
 from service.ports import Analyzer
 from service.runtime import open_runtime
 from service.settings import Settings
@@ -46,6 +44,8 @@ def _count_request(request: web.Request, status: int, started: float) -> None:
         runtime.metrics.http_seconds.labels(route).observe(time.perf_counter() - started)
 
 
+API_PREFIX = "/v1"
+"""Where the versioned API is mounted."""
 _NEW_WORK = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -61,7 +61,7 @@ async def draining_middleware(request: web.Request, handler: Handler) -> web.Str
         runtime is not None
         and runtime.draining
         and request.method in _NEW_WORK
-        and (request.path == PREFIX or request.path.startswith(PREFIX + "/"))
+        and (request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"))
         # A cancel takes work away, so it is still welcome.
         and not request.path.endswith("/cancel")
     ):
@@ -81,6 +81,14 @@ async def tracing_middleware(request: web.Request, handler: Handler) -> web.Stre
     if middleware is None:
         return await handler(request)
     return await middleware(request, handler)
+
+
+async def _openapi(request: web.Request) -> web.StreamResponse:
+    """``/openapi.json``, its schema modules loaded on the first request rather than at
+    start-up (a worker rarely serves it)."""
+    from service.openapi import openapi_handler
+
+    return await openapi_handler(request)
 
 
 def create_app(
@@ -105,10 +113,14 @@ def create_app(
     )
     app[SETTINGS] = settings
     app.add_routes(routes_health.routes)
-    app.router.add_get("/openapi.json", openapi_handler)
+    app.router.add_get("/openapi.json", _openapi)
     page.add_routes(app)
     if serve_api:
-        app.add_subapp(PREFIX, create_v1_app(settings))
+        # Imported here: the routes pull in the cost estimate and with it the model SDK,
+        # tens of MiB that a worker-only process never uses.
+        from service.api import create_v1_app
+
+        app.add_subapp(API_PREFIX, create_v1_app(settings))
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_runtime(
