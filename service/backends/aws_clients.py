@@ -52,6 +52,10 @@ def client_config(settings: Settings, *, read_timeout_s: float | None = None) ->
         # botocore's "max_attempts" key counts retries after the first call; the setting
         # counts every call, as AWS_MAX_ATTEMPTS does, which is "total_max_attempts".
         retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
+        # botocore checks every request against the service model before sending it: a
+        # walk of the whole parameter tree on each call, which AWS repeats on arrival. Our
+        # requests are fixed shapes that the contract suite sends to moto on every run.
+        parameter_validation=False,
     )
 
 
