@@ -11,7 +11,6 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from service import jobs
-from service.analysis.llm_estimate import estimate_cost
 from service.api_schema import (
     ActiveJobsError,
     AnalyzeRequest,
@@ -273,6 +272,10 @@ async def estimate_novel(request: web.Request) -> web.Response:
         data = await runtime.backend.blobs.get(novel.text_key)
     except BlobNotFound:
         raise not_found("novel") from None
+    # Imported here: the estimate shares the model analyzer's chunk plan, and with it the
+    # model SDK (~14 MiB resident), which a process that never estimates need not hold.
+    from service.analysis.llm_estimate import estimate_cost
+
     # Splitting a long novel takes a noticeable fraction of a second: keep the loop free.
     estimate = await asyncio.to_thread(
         estimate_cost, data.decode("utf-8"), novel.title, runtime.settings
