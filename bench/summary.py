@@ -254,9 +254,10 @@ def _cost_against_celery(results: dict[str, Any]) -> str:
         f"{mine:.1f} ms of CPU per job to its {theirs:.1f} ms ({mine / theirs:.2f}×, goal "
         "≤ 0.5×) and peaks at "
         f"{ours['peak_rss_mb']:.0f} MiB to its {seed['peak_rss_mb']:.0f} MiB (goal ≤ 75 MiB): "
-        "most of the worker's CPU is botocore building, signing and parsing its requests and "
-        "opening connections to moto, and most of its memory is the libraries and the three "
-        "clients' service models (part 5)."
+        "most of the worker's CPU is botocore building, signing and parsing its requests, "
+        "and about an eighth the bench's own reads of its /metrics; most of its memory is "
+        "the libraries and the three clients' service models, ~84 MiB before the first job "
+        "(part 5)."
     )
 
 
