@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import uuid
@@ -70,6 +71,7 @@ class MotoThread:
 
     server: Any
     port: int
+    connections: OpenConnections
 
     @property
     def endpoint(self) -> str:
@@ -84,16 +86,49 @@ class MotoThread:
         from werkzeug.serving import make_server
 
         app = SerialDynamoDB(DomainDispatcherApplication(create_backend_app))
-        server = make_server(
-            "127.0.0.1", port, app, threaded=True, request_handler=keep_alive_handler()
-        )
+        connections = OpenConnections()
+        handler = keep_alive_handler(connections)
+        server = make_server("127.0.0.1", port, app, threaded=True, request_handler=handler)
         threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()
-        return cls(server, int(server.server_address[1]))
+        return cls(server, int(server.server_address[1]), connections)
 
     def stop(self) -> None:
-        """Shut it down; its port is free again afterwards."""
+        """Shut it down and drop its open connections, as an outage would; its port is free
+        again afterwards."""
         self.server.shutdown()
         self.server.server_close()
+        self.connections.close_all()
+
+
+class OpenConnections:
+    """The sockets a server's handlers hold open, so that stopping the server can close
+    them: a kept-alive connection would otherwise go on being served by its thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: set[Any] = set()
+
+    def add(self, sock: Any) -> None:
+        """A handler took this connection."""
+        with self._lock:
+            self._sockets.add(sock)
+
+    def discard(self, sock: Any) -> None:
+        """A handler is done with this connection."""
+        with self._lock:
+            self._sockets.discard(sock)
+
+    def close_all(self) -> None:
+        """Close every connection still open."""
+        import socket
+
+        with self._lock:
+            sockets, self._sockets = list(self._sockets), set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
 
 
 class SerialDynamoDB:
@@ -119,7 +154,7 @@ class SerialDynamoDB:
             return list(self._app(environ, start_response))
 
 
-def keep_alive_handler() -> type[Any]:
+def keep_alive_handler(connections: OpenConnections | None = None) -> type[Any]:
     """moto's request handler, keeping HTTP/1.1 connections open between requests as AWS
     does.
 
@@ -128,7 +163,8 @@ def keep_alive_handler() -> type[Any]:
     handler reads each body whole before the application runs and hides the socket from
     that drain (a chunked body closes the connection as before), so a client's pooled
     connection can carry the next request: a client pays for a connection once, not once
-    per request.
+    per request. ``connections`` learns of every connection, so that stopping the server can
+    close them.
     """
     import io
     import socket
@@ -141,9 +177,16 @@ def keep_alive_handler() -> type[Any]:
 
         def setup(self) -> None:
             super().setup()
+            if connections is not None:
+                connections.add(self.connection)
             # Headers and body go out as separate writes; on a connection that stays open,
             # Nagle's algorithm would hold the body back for the client's delayed ACK.
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def finish(self) -> None:
+            if connections is not None:
+                connections.discard(self.connection)
+            super().finish()
 
         def run_wsgi(self) -> None:
             connection = self.rfile
