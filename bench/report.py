@@ -582,6 +582,11 @@ def _sse_reads_and_delays(rows: list[dict[str, Any]]) -> list[str]:
             f"{r['delay_p90_ms']:.0f} ms | **{r['delay_p99_ms']:.0f} ms** | "
             f"{r['delay_max_ms']:.0f} ms |"
         )
+    lines += [
+        "",
+        "The BatchGetItems are the watch hub's; the GetItems are the running jobs' own cancel "
+        "checks, one per running job every `STORYBOARD_CANCEL_CHECK_S` (3 s), whoever watches.",
+    ]
     return [*lines, ""]
 
 

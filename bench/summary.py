@@ -167,8 +167,11 @@ def event_streams(results: dict[str, Any]) -> str | None:
     return (
         f"**Live progress is cheap to serve:** {row['streams']} open event streams on "
         f"{row['jobs']} running jobs cost one replica {row['open_rss_mb'] - row['idle_rss_mb']:.0f}"
-        f" MB and {row['cores']['replica']:.2f} of a core, at {row['reads_per_s']:.1f} DynamoDB "
-        f"batch reads a second (one per 100 watched jobs per poll); a write reached the "
+        f" MB and {row['cores']['replica']:.2f} of a core, at "
+        f"{row['batch_get_per_s']:.1f} DynamoDB batch reads a second (one per 100 watched jobs "
+        f"per poll; the running jobs' own "
+        f"cancel checks add {row['get_item_per_s']:.0f} reads a second, one per job every 3 s); "
+        f"a write reached the "
         f"client in {row['delay_p50_ms'] / 1000:.1f} s at p50 and "
         f"{row['delay_p99_ms'] / 1000:.1f} s at p99, mostly the hub's 1 s poll on moto (part 7)."
     )
