@@ -99,17 +99,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def cpu_tree_seconds(pid: int) -> float:
-    """User plus system CPU seconds of a process and its live descendants (psutil), so a
-    prefork pool's children count; 0 if it is gone."""
+def _process_tree(pid: int) -> tuple[Any, list[Any]]:
+    """psutil and the process with all its live descendants; no processes if it is gone."""
     psutil = optional_module("psutil")
     if psutil is None:
         raise RuntimeError("psutil is not installed")
     try:
         root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
+        return psutil, [root, *root.children(recursive=True)]
     except psutil.Error:
-        return 0.0
+        return psutil, []
+
+
+def cpu_tree_seconds(pid: int) -> float:
+    """User plus system CPU seconds of a process and its live descendants (psutil), so a
+    prefork pool's children count; 0 if it is gone."""
+    psutil, processes = _process_tree(pid)
     total = 0.0
     for process in processes:
         try:
@@ -122,14 +127,7 @@ def cpu_tree_seconds(pid: int) -> float:
 
 def rss_tree_bytes(pid: int) -> int:
     """Resident set size of a process plus all its descendants (psutil), 0 if it is gone."""
-    psutil = optional_module("psutil")
-    if psutil is None:
-        raise RuntimeError("psutil is not installed")
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0
+    psutil, processes = _process_tree(pid)
     total = 0
     for process in processes:
         try:
